@@ -1,0 +1,335 @@
+//! The alert: klaxon's domain record, as stored and as served.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use time::OffsetDateTime;
+
+use crate::urgency::{Urgency, UrgencySource};
+
+/// A creation-ordered alert id. The upper 48 bits are the creation time in
+/// Unix milliseconds and the lower 16 a counter, so ids sort by creation and a
+/// `created_at` range is an id range. Written as 13 Crockford base-32 digits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct AlertId(u64);
+
+const CROCKFORD: &[u8; 32] = b"0123456789abcdefghjkmnpqrstvwxyz";
+const ID_DIGITS: usize = 13;
+
+impl AlertId {
+    pub const MIN: AlertId = AlertId(0);
+    pub const MAX: AlertId = AlertId(u64::MAX);
+
+    pub fn from_u64(raw: u64) -> Self {
+        Self(raw)
+    }
+
+    pub fn as_u64(self) -> u64 {
+        self.0
+    }
+
+    /// The smallest id that can be created at `unix_ms`.
+    pub fn first_at(unix_ms: u64) -> Self {
+        Self(unix_ms.saturating_mul(1 << 16))
+    }
+
+    /// When the alert was created, in Unix milliseconds.
+    pub fn created_at_ms(self) -> u64 {
+        self.0 >> 16
+    }
+}
+
+impl fmt::Display for AlertId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut digits = [0u8; ID_DIGITS];
+        for (i, digit) in digits.iter_mut().rev().enumerate() {
+            *digit = CROCKFORD[((self.0 >> (5 * i)) & 31) as usize];
+        }
+        // The alphabet is ASCII, so this cannot fail.
+        f.write_str(std::str::from_utf8(&digits).map_err(|_| fmt::Error)?)
+    }
+}
+
+/// The error for a string that is not an alert id.
+#[derive(Debug, thiserror::Error)]
+#[error("not an alert id")]
+pub struct InvalidAlertId;
+
+impl FromStr for AlertId {
+    type Err = InvalidAlertId;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.len() != ID_DIGITS {
+            return Err(InvalidAlertId);
+        }
+        let mut value: u64 = 0;
+        for (i, byte) in s.bytes().enumerate() {
+            let digit = CROCKFORD
+                .iter()
+                .position(|&c| c == byte.to_ascii_lowercase())
+                .ok_or(InvalidAlertId)? as u64;
+            // 13 digits hold 65 bits: the first may only use the low four.
+            if i == 0 && digit > 15 {
+                return Err(InvalidAlertId);
+            }
+            value = (value << 5) | digit;
+        }
+        Ok(Self(value))
+    }
+}
+
+impl Serialize for AlertId {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for AlertId {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Where an alert stands in its lifecycle.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Open,
+    Acknowledged,
+    Resolved,
+}
+
+impl Status {
+    pub const ALL: [Status; 3] = [Self::Open, Self::Acknowledged, Self::Resolved];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Open => "open",
+            Self::Acknowledged => "acknowledged",
+            Self::Resolved => "resolved",
+        }
+    }
+
+    /// Stable one-byte code used in storage keys.
+    pub fn code(self) -> u8 {
+        self as u8
+    }
+
+    pub fn from_code(code: u8) -> Option<Self> {
+        Self::ALL.get(usize::from(code)).copied()
+    }
+}
+
+impl FromStr for Status {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|st| st.as_str().eq_ignore_ascii_case(s.trim()))
+            .ok_or_else(|| format!("unknown status {s:?}: expected open, acknowledged or resolved"))
+    }
+}
+
+/// Which Slack surface brought the alert.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    OutgoingWebhook,
+    EventsApi,
+}
+
+/// Where the alert came from in Slack.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SlackRef {
+    pub team_id: Option<String>,
+    pub team_domain: Option<String>,
+    pub channel_id: String,
+    pub channel_name: Option<String>,
+    pub user_id: Option<String>,
+    pub user_name: Option<String>,
+    pub ts: String,
+    pub thread_ts: Option<String>,
+    pub trigger_word: Option<String>,
+    pub event_id: Option<String>,
+}
+
+/// A comment on an alert, from a Slack thread reply or the API.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Note {
+    pub user: Option<String>,
+    pub text: String,
+    /// The Slack message ts when the note came from a thread reply.
+    pub ts: Option<String>,
+    pub at: String,
+}
+
+/// What a Slack surface hands to the store: an alert before it has an id.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewAlert {
+    pub urgency: Urgency,
+    pub urgency_source: UrgencySource,
+    pub title: String,
+    pub text: String,
+    pub source: Source,
+    pub slack: SlackRef,
+}
+
+/// The stored and served alert.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Alert {
+    pub id: AlertId,
+    /// Sequence number of the alert's latest change (see the change feed).
+    pub seq: u64,
+    pub created_at: String,
+    pub status: Status,
+    pub urgency: Urgency,
+    pub urgency_source: UrgencySource,
+    pub title: String,
+    pub text: String,
+    pub source: Source,
+    pub slack: SlackRef,
+    pub acknowledged_at: Option<String>,
+    pub acknowledged_by: Option<String>,
+    pub resolved_at: Option<String>,
+    pub resolved_by: Option<String>,
+    pub notes: Vec<Note>,
+}
+
+impl Alert {
+    /// A new open alert, created at the time its id encodes.
+    pub fn open(id: AlertId, seq: u64, new: NewAlert) -> Self {
+        Self {
+            id,
+            seq,
+            created_at: rfc3339_ms(id.created_at_ms()),
+            status: Status::Open,
+            urgency: new.urgency,
+            urgency_source: new.urgency_source,
+            title: new.title,
+            text: new.text,
+            source: new.source,
+            slack: new.slack,
+            acknowledged_at: None,
+            acknowledged_by: None,
+            resolved_at: None,
+            resolved_by: None,
+            notes: Vec::new(),
+        }
+    }
+}
+
+/// Longest title, in characters.
+pub const TITLE_MAX_CHARS: usize = 120;
+
+/// The first non-empty line of `text`, without a leading trigger word,
+/// cut to [`TITLE_MAX_CHARS`] on a character boundary.
+pub fn title_of(text: &str, trigger_word: Option<&str>) -> String {
+    let mut rest = text.trim_start();
+    if let Some(trigger) = trigger_word.map(str::trim).filter(|t| !t.is_empty()) {
+        if let Some(head) = rest.get(..trigger.len()) {
+            if head.eq_ignore_ascii_case(trigger) {
+                rest = rest[trigger.len()..]
+                    .trim_start_matches(|c: char| c == ':' || c.is_whitespace());
+            }
+        }
+    }
+    let line = rest
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("");
+    line.chars().take(TITLE_MAX_CHARS).collect()
+}
+
+/// Now, in Unix milliseconds.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// `unix_ms` as RFC 3339 UTC with milliseconds, e.g. `2026-11-23T15:04:05.123Z`.
+pub fn rfc3339_ms(unix_ms: u64) -> String {
+    let at = OffsetDateTime::from_unix_timestamp_nanos(i128::from(unix_ms) * 1_000_000)
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        at.year(),
+        u8::from(at.month()),
+        at.day(),
+        at.hour(),
+        at.minute(),
+        at.second(),
+        at.millisecond()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_round_trip_and_sort_like_their_numbers() {
+        let ids = [
+            0,
+            1,
+            31,
+            32,
+            1 << 40,
+            (1_764_000_000_000 << 16) | 7,
+            u64::MAX,
+        ];
+        let mut last = String::new();
+        for raw in ids {
+            let text = AlertId::from_u64(raw).to_string();
+            assert_eq!(text.len(), 13);
+            assert_eq!(text.parse::<AlertId>().unwrap().as_u64(), raw);
+            assert!(text > last, "{text} sorts after {last}");
+            last = text;
+        }
+    }
+
+    #[test]
+    fn malformed_ids_are_rejected() {
+        for bad in [
+            "",
+            "abc",
+            "0000000000000u",
+            "gzzzzzzzzzzzz",
+            "000000000000!",
+            "00000000000000",
+        ] {
+            assert!(bad.parse::<AlertId>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn id_encodes_its_creation_time() {
+        let id = AlertId::from_u64((1_764_000_000_123 << 16) | 5);
+        assert_eq!(id.created_at_ms(), 1_764_000_000_123);
+        assert_eq!(rfc3339_ms(id.created_at_ms()), "2025-11-24T16:00:00.123Z");
+    }
+
+    #[test]
+    fn title_drops_the_trigger_word_and_keeps_the_first_line() {
+        assert_eq!(
+            title_of("outage check servers high", Some("outage")),
+            "check servers high"
+        );
+        assert_eq!(title_of("\n\n  db down\nmore", None), "db down");
+        assert_eq!(title_of("Outage: api", Some("outage")), "api");
+    }
+
+    #[test]
+    fn title_is_cut_on_a_character_boundary() {
+        let text = "é".repeat(200);
+        let title = title_of(&text, None);
+        assert_eq!(title.chars().count(), TITLE_MAX_CHARS);
+        assert!(text.starts_with(&title));
+    }
+}

@@ -1,0 +1,200 @@
+//! Query parameters of the listing and the change feed, parsed into store queries.
+
+use serde::Deserialize;
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+use crate::alert::AlertId;
+use crate::error::ApiError;
+use crate::store::ListQuery;
+
+pub const DEFAULT_LIMIT: usize = 50;
+pub const MAX_LIMIT: usize = 1000;
+
+/// `GET /api/v1/alerts` parameters as sent. Unknown parameters are ignored.
+#[derive(Debug, Default, Deserialize)]
+pub struct ListParams {
+    pub status: Option<String>,
+    pub urgency: Option<String>,
+    pub since: Option<String>,
+    pub until: Option<String>,
+    pub channel: Option<String>,
+    pub limit: Option<String>,
+    pub cursor: Option<String>,
+}
+
+impl ListParams {
+    pub fn into_query(self) -> Result<ListQuery, ApiError> {
+        Ok(ListQuery {
+            statuses: comma_list(self.status.as_deref(), "status")?,
+            urgencies: comma_list(self.urgency.as_deref(), "urgency")?,
+            channel: self.channel.filter(|c| !c.is_empty()),
+            since_ms: self
+                .since
+                .as_deref()
+                .map(|t| unix_ms(t, "since"))
+                .transpose()?,
+            until_ms: self
+                .until
+                .as_deref()
+                .map(|t| unix_ms(t, "until"))
+                .transpose()?,
+            before: self.cursor.as_deref().map(decode_cursor).transpose()?,
+            limit: limit(self.limit.as_deref(), DEFAULT_LIMIT)?,
+        })
+    }
+}
+
+/// `GET /api/v1/changes` parameters.
+#[derive(Debug, Default, Deserialize)]
+pub struct ChangeParams {
+    pub after: Option<String>,
+    pub limit: Option<String>,
+}
+
+impl ChangeParams {
+    pub fn parse(self) -> Result<(u64, usize), ApiError> {
+        let after = match self.after.as_deref() {
+            None | Some("") => 0,
+            Some(raw) => raw
+                .parse()
+                .map_err(|_| invalid("after must be a change sequence number"))?,
+        };
+        Ok((after, limit(self.limit.as_deref(), 100)?))
+    }
+}
+
+/// The cursor is the id of the last alert of the previous page: opaque to
+/// clients, stable across restarts, and unaffected by alerts created since.
+pub fn encode_cursor(id: AlertId) -> String {
+    id.to_string()
+}
+
+fn decode_cursor(raw: &str) -> Result<AlertId, ApiError> {
+    raw.parse()
+        .map_err(|_| invalid("cursor is not one this server gave out"))
+}
+
+fn limit(raw: Option<&str>, default: usize) -> Result<usize, ApiError> {
+    let Some(raw) = raw else { return Ok(default) };
+    match raw.parse::<usize>() {
+        Ok(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
+        _ => Err(invalid(format!(
+            "limit must be a whole number from 1 to {MAX_LIMIT}"
+        ))),
+    }
+}
+
+fn comma_list<T: std::str::FromStr>(raw: Option<&str>, name: &str) -> Result<Vec<T>, ApiError> {
+    let Some(raw) = raw else {
+        return Ok(Vec::new());
+    };
+    let mut items = Vec::new();
+    for word in raw.split(',').map(str::trim).filter(|w| !w.is_empty()) {
+        items.push(
+            word.parse()
+                .map_err(|_| invalid(format!("{name}: unknown value {word:?}")))?,
+        );
+    }
+    Ok(items)
+}
+
+fn unix_ms(raw: &str, name: &str) -> Result<u64, ApiError> {
+    let at = OffsetDateTime::parse(raw, &Rfc3339).map_err(|_| {
+        invalid(format!(
+            "{name} must be an RFC 3339 time such as 2026-11-23T09:30:00Z"
+        ))
+    })?;
+    Ok(u64::try_from(at.unix_timestamp_nanos().div_euclid(1_000_000)).unwrap_or(0))
+}
+
+fn invalid(message: impl Into<String>) -> ApiError {
+    ApiError::InvalidParameter(message.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alert::Status;
+    use crate::urgency::Urgency;
+
+    #[test]
+    fn defaults_list_everything_fifty_at_a_time() {
+        let q = ListParams::default().into_query().unwrap();
+        assert_eq!(
+            q,
+            ListQuery {
+                limit: 50,
+                ..ListQuery::default()
+            }
+        );
+    }
+
+    #[test]
+    fn filters_parse() {
+        let q = ListParams {
+            status: Some("open,acknowledged".into()),
+            urgency: Some("HIGH, critical".into()),
+            since: Some("2026-11-23T10:00:00+01:00".into()),
+            until: Some("2026-11-23T09:00:00.5Z".into()),
+            limit: Some("1000".into()),
+            ..ListParams::default()
+        }
+        .into_query()
+        .unwrap();
+        assert_eq!(q.statuses, [Status::Open, Status::Acknowledged]);
+        assert_eq!(q.urgencies, [Urgency::High, Urgency::Critical]);
+        assert_eq!(q.since_ms, Some(1_795_424_400_000));
+        assert_eq!(q.until_ms, Some(1_795_424_400_500));
+        assert_eq!(q.limit, 1000);
+    }
+
+    #[test]
+    fn bad_values_are_refused() {
+        let bad = [
+            ListParams {
+                status: Some("closed".into()),
+                ..ListParams::default()
+            },
+            ListParams {
+                urgency: Some("urgent".into()),
+                ..ListParams::default()
+            },
+            ListParams {
+                since: Some("yesterday".into()),
+                ..ListParams::default()
+            },
+            ListParams {
+                limit: Some("0".into()),
+                ..ListParams::default()
+            },
+            ListParams {
+                limit: Some("1001".into()),
+                ..ListParams::default()
+            },
+            ListParams {
+                limit: Some("-1".into()),
+                ..ListParams::default()
+            },
+            ListParams {
+                cursor: Some("not-a-cursor".into()),
+                ..ListParams::default()
+            },
+        ];
+        for params in bad {
+            assert!(params.into_query().is_err());
+        }
+    }
+
+    #[test]
+    fn cursors_round_trip() {
+        let id = AlertId::from_u64(123_456_789);
+        let q = ListParams {
+            cursor: Some(encode_cursor(id)),
+            ..ListParams::default()
+        }
+        .into_query()
+        .unwrap();
+        assert_eq!(q.before, Some(id));
+    }
+}

@@ -1,0 +1,135 @@
+//! The one error type clients see, always as `{"error": "...", "code": "..."}`.
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+
+use crate::slack::signature::SignatureError;
+use crate::store::StoreError;
+
+/// Every failure a client can be told about. Each variant's doc says its status.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 400: the body could not be decoded.
+    #[error("malformed body: {0}")]
+    MalformedBody(String),
+    /// 400: a required field is absent or empty.
+    #[error("missing required field `{0}`")]
+    MissingField(&'static str),
+    /// 400: a query string or path parameter is invalid.
+    #[error("invalid parameter: {0}")]
+    InvalidParameter(String),
+    /// 401: a Slack signature check failed.
+    #[error("{0}")]
+    Signature(#[from] SignatureError),
+    /// 401: the outgoing-webhook token is missing or wrong, or none is configured.
+    #[error("verification token is missing or wrong")]
+    InvalidToken,
+    /// 401: no or an unknown bearer token on the alert API (answers `WWW-Authenticate`).
+    #[error("a valid bearer token is required")]
+    Unauthenticated,
+    /// 403: a read token tried to change something.
+    #[error("this token may only read")]
+    Forbidden,
+    /// 404: no such alert, or no such route.
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// 405: the route exists but not with this method.
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    /// 409: the alert's status does not allow this change.
+    #[error("{0}")]
+    Conflict(String),
+    /// 413: the body is over the route's limit.
+    #[error("body is larger than {0} bytes")]
+    PayloadTooLarge(usize),
+    /// 415: the body has the wrong content type.
+    #[error("content type must be {0}")]
+    UnsupportedMediaType(&'static str),
+    /// 503: the store could not write or read; safe to retry.
+    #[error("alert store is unavailable, retry later")]
+    Unavailable(#[source] StoreError),
+}
+
+impl ApiError {
+    /// Stable kebab-case code, for clients and logs.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::MalformedBody(_) => "malformed-body",
+            Self::MissingField(_) => "missing-field",
+            Self::InvalidParameter(_) => "invalid-parameter",
+            Self::Signature(e) => e.code(),
+            Self::InvalidToken => "invalid-token",
+            Self::Unauthenticated => "unauthenticated",
+            Self::Forbidden => "forbidden",
+            Self::NotFound(_) => "not-found",
+            Self::MethodNotAllowed => "method-not-allowed",
+            Self::Conflict(_) => "conflict",
+            Self::PayloadTooLarge(_) => "payload-too-large",
+            Self::UnsupportedMediaType(_) => "unsupported-media-type",
+            Self::Unavailable(_) => "store-unavailable",
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: String,
+    code: &'a str,
+}
+
+/// Seconds a client should wait before retrying after a 503.
+const RETRY_AFTER_SECS: &str = "1";
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            Self::MalformedBody(_) | Self::MissingField(_) | Self::InvalidParameter(_) => {
+                StatusCode::BAD_REQUEST
+            }
+            Self::Signature(_) | Self::InvalidToken | Self::Unauthenticated => {
+                StatusCode::UNAUTHORIZED
+            }
+            Self::Forbidden => StatusCode::FORBIDDEN,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut response = HttpResponse::build(self.status_code());
+        match self {
+            Self::Unauthenticated => {
+                response.insert_header((header::WWW_AUTHENTICATE, "Bearer realm=\"klaxon\""));
+            }
+            Self::Unavailable(_) => {
+                response.insert_header((header::RETRY_AFTER, RETRY_AFTER_SECS));
+            }
+            _ => {}
+        }
+        response.json(ErrorBody {
+            error: self.to_string(),
+            code: self.code(),
+        })
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        Self::Unavailable(e)
+    }
+}
+
+/// Maps a failure to read the body into [`ApiError`]: too large is 413,
+/// anything else (a broken or truncated upload) is 400.
+pub fn from_payload_error(err: &actix_web::Error, limit: usize) -> ApiError {
+    use actix_web::error::PayloadError;
+    match err.as_error::<PayloadError>() {
+        Some(PayloadError::Overflow) => ApiError::PayloadTooLarge(limit),
+        _ => ApiError::MalformedBody(format!("body could not be read: {err}")),
+    }
+}

@@ -1,0 +1,17 @@
+//! klaxon: turns Slack messages into durable on-call alerts.
+//!
+//! The binary in `main.rs` is a thin shell over this library; see README's
+//! "Architecture" section for a map of the modules.
+
+pub mod alert;
+pub mod api;
+pub mod body;
+pub mod config;
+pub mod error;
+pub mod health;
+pub mod secret;
+pub mod slack;
+pub mod startup;
+pub mod store;
+pub mod telemetry;
+pub mod urgency;

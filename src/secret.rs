@@ -1,0 +1,154 @@
+//! Secrets: a type that never prints itself, and constant-time token sets.
+
+use std::fmt;
+
+use sha2::{Digest, Sha256};
+use subtle::{Choice, ConstantTimeEq};
+
+/// A secret value (signing secret, token). `Debug` and `Display` print
+/// `[redacted]`, so it cannot leak through logs or error messages.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The secret itself; call only where it is used (HMAC key, comparison).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl From<String> for Secret {
+    fn from(value: String) -> Self {
+        Self(value)
+    }
+}
+
+/// One or more secrets of one kind (several allow rotation).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SecretList(Vec<Secret>);
+
+/// Why a comma-separated list of secrets was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("contains an empty secret")]
+pub struct EmptySecret;
+
+impl SecretList {
+    /// Splits on commas and trims each; an empty item is an error, never skipped.
+    pub fn parse(raw: &str) -> Result<Self, EmptySecret> {
+        let items: Vec<Secret> = raw
+            .trim()
+            .split(',')
+            .map(|s| Secret::new(s.trim()))
+            .collect();
+        if items.iter().any(|s| s.expose().is_empty()) {
+            return Err(EmptySecret);
+        }
+        Ok(Self(items))
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Secret> {
+        self.0.iter()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// A set of tokens checked in constant time. Tokens are kept as SHA-256
+/// digests, so every comparison is over 32 bytes (no length leak) and every
+/// token is compared (no early exit, nothing tells which one matched).
+#[derive(Clone, Default)]
+pub struct TokenSet {
+    digests: Vec<[u8; 32]>,
+}
+
+impl TokenSet {
+    pub fn new<'a>(tokens: impl IntoIterator<Item = &'a Secret>) -> Self {
+        Self {
+            digests: tokens
+                .into_iter()
+                .map(|t| digest(t.expose().as_bytes()))
+                .collect(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.digests.is_empty()
+    }
+
+    /// Whether `candidate` is one of the tokens, in time independent of which.
+    pub fn contains(&self, candidate: &[u8]) -> bool {
+        let candidate = digest(candidate);
+        let found = self.digests.iter().fold(Choice::from(0), |found, known| {
+            found | known.ct_eq(&candidate)
+        });
+        found.into()
+    }
+}
+
+impl fmt::Debug for TokenSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "TokenSet([{} redacted])", self.digests.len())
+    }
+}
+
+fn digest(bytes: &[u8]) -> [u8; 32] {
+    Sha256::digest(bytes).into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_never_print_themselves() {
+        let list = SecretList::parse("hunter2,correct-horse").unwrap();
+        let shown = format!("{list:?} {} {:?}", Secret::new("hunter2"), Secret::new("x"));
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("correct-horse"),
+            "{shown}"
+        );
+        assert!(shown.contains("[redacted]"));
+    }
+
+    #[test]
+    fn lists_split_on_commas_and_refuse_empty_items() {
+        assert_eq!(SecretList::parse(" a , b ").unwrap().len(), 2);
+        assert_eq!(SecretList::parse(""), Err(EmptySecret));
+        assert_eq!(SecretList::parse("a,,b"), Err(EmptySecret));
+        assert_eq!(SecretList::parse("a,"), Err(EmptySecret));
+    }
+
+    #[test]
+    fn token_set_matches_any_member_and_nothing_else() {
+        let list = SecretList::parse("first-token,second").unwrap();
+        let set = TokenSet::new(list.iter());
+        assert!(set.contains(b"first-token"));
+        assert!(set.contains(b"second"));
+        for wrong in [&b""[..], b"first", b"first-token ", b"second2", b"SECOND"] {
+            assert!(!set.contains(wrong));
+        }
+        assert!(!TokenSet::default().contains(b""));
+    }
+}

@@ -1,0 +1,241 @@
+//! `POST /slack/events`: Events API callbacks. The signature is checked
+//! before anything is parsed; then the envelope becomes a [`Decision`].
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::signature::SignedBody;
+use super::SlackSettings;
+use crate::alert::{title_of, NewAlert, SlackRef, Source};
+use crate::body::require_content_type;
+use crate::error::ApiError;
+use crate::store::{Action, Inserted, ReplyOutcome, Store, ThreadReply};
+use crate::telemetry::with_outcome;
+use crate::urgency::{self, Urgency};
+
+/// The outer JSON Slack posts.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Envelope {
+    UrlVerification {
+        challenge: String,
+    },
+    EventCallback(Callback),
+    AppRateLimited {
+        team_id: Option<String>,
+        minute_rate_limited: Option<u64>,
+    },
+    #[serde(other)]
+    Other,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Callback {
+    pub team_id: Option<String>,
+    pub event_id: Option<String>,
+    pub event: Event,
+}
+
+/// The inner event; only the fields klaxon uses.
+#[derive(Debug, Deserialize)]
+pub struct Event {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub subtype: Option<String>,
+    pub bot_id: Option<String>,
+    pub text: Option<String>,
+    pub user: Option<String>,
+    pub team: Option<String>,
+    pub channel: Option<String>,
+    pub ts: Option<String>,
+    pub thread_ts: Option<String>,
+}
+
+/// What to do with a verified envelope.
+#[derive(Debug)]
+pub enum Decision {
+    Challenge(String),
+    RateLimited {
+        team: Option<String>,
+        minute: Option<u64>,
+    },
+    Alert(NewAlert),
+    Reply(ThreadReply),
+    Ignore(&'static str),
+}
+
+impl Envelope {
+    pub fn parse(body: &[u8]) -> Result<Self, ApiError> {
+        serde_json::from_slice(body).map_err(|e| ApiError::MalformedBody(e.to_string()))
+    }
+
+    pub fn decide(self, default: Urgency) -> Decision {
+        match self {
+            Self::UrlVerification { challenge } => Decision::Challenge(challenge),
+            Self::AppRateLimited {
+                team_id,
+                minute_rate_limited,
+            } => Decision::RateLimited {
+                team: team_id,
+                minute: minute_rate_limited,
+            },
+            Self::EventCallback(callback) => callback.decide(default),
+            Self::Other => Decision::Ignore("envelope type not handled"),
+        }
+    }
+}
+
+impl Callback {
+    fn decide(self, default: Urgency) -> Decision {
+        let e = self.event;
+        if e.kind != "message" && e.kind != "app_mention" {
+            return Decision::Ignore("event type not handled");
+        }
+        if e.subtype.is_some() {
+            return Decision::Ignore("message subtype");
+        }
+        if e.bot_id.is_some() {
+            return Decision::Ignore("bot message");
+        }
+        let (Some(channel), Some(ts)) = (e.channel, e.ts) else {
+            return Decision::Ignore("event without channel or ts");
+        };
+        let team = self.team_id.or(e.team);
+        let text = e.text.unwrap_or_default();
+        if let Some(thread_ts) = e.thread_ts.clone().filter(|t| *t != ts) {
+            return Decision::Reply(ThreadReply {
+                team: team.unwrap_or_default(),
+                channel,
+                thread_ts,
+                ts,
+                event_id: self.event_id,
+                user: e.user,
+                command: reply_command(&text),
+                text,
+            });
+        }
+        let (urgency, urgency_source) = urgency::read(&text, default);
+        Decision::Alert(NewAlert {
+            urgency,
+            urgency_source,
+            title: title_of(without_leading_mention(&text), None),
+            text,
+            source: Source::EventsApi,
+            slack: SlackRef {
+                team_id: team,
+                channel_id: channel,
+                user_id: e.user,
+                ts,
+                thread_ts: e.thread_ts,
+                event_id: self.event_id,
+                ..SlackRef::default()
+            },
+        })
+    }
+}
+
+/// `<@U123> ack` → `ack`: app mentions start with the app's user.
+fn without_leading_mention(text: &str) -> &str {
+    let trimmed = text.trim_start();
+    match (trimmed.starts_with("<@"), trimmed.find('>')) {
+        (true, Some(end)) => trimmed[end + 1..].trim_start(),
+        _ => trimmed,
+    }
+}
+
+/// A thread reply that is just `ack`, `acknowledge`, `resolve` or `resolved`
+/// (any case, optionally after a mention and before a full stop) is a command.
+pub fn reply_command(text: &str) -> Option<Action> {
+    let word = without_leading_mention(text)
+        .trim()
+        .trim_end_matches(['.', '!'])
+        .trim_end();
+    match word.to_ascii_lowercase().as_str() {
+        "ack" | "acknowledge" => Some(Action::Acknowledge),
+        "resolve" | "resolved" => Some(Action::Resolve),
+        _ => None,
+    }
+}
+
+pub async fn receive(
+    signed: SignedBody,
+    req: HttpRequest,
+    slack: web::Data<SlackSettings>,
+    store: web::Data<Store>,
+) -> Result<HttpResponse, ApiError> {
+    require_content_type(&req, "application/json")?;
+    let decision = Envelope::parse(signed.bytes())?.decide(slack.default_urgency);
+    let (body, outcome) = match decision {
+        Decision::Challenge(challenge) => (
+            json!({ "challenge": challenge }),
+            "url verification".to_owned(),
+        ),
+        Decision::RateLimited { team, minute } => {
+            tracing::warn!(
+                team = team.as_deref().unwrap_or("-"),
+                minute,
+                "Slack is rate-limiting event delivery to klaxon"
+            );
+            (json!({ "ok": true }), "app rate limited".to_owned())
+        }
+        Decision::Ignore(why) => (
+            json!({ "ok": true, "ignored": why }),
+            format!("ignored: {why}"),
+        ),
+        Decision::Alert(new) => match store.insert_if_new(new).await? {
+            Inserted::Created(a) => (
+                json!({ "ok": true, "alert_id": a.id }),
+                format!("created alert {}", a.id),
+            ),
+            Inserted::Duplicate(a) => (
+                json!({ "ok": true, "alert_id": a.id, "duplicate": true }),
+                format!("duplicate of alert {}", a.id),
+            ),
+        },
+        Decision::Reply(reply) => match store.thread_reply(reply).await? {
+            ReplyOutcome::NotAnAlert => (
+                json!({ "ok": true, "ignored": "thread reply" }),
+                "ignored: thread reply".to_owned(),
+            ),
+            ReplyOutcome::Duplicate(id) => (
+                json!({ "ok": true, "alert_id": id, "duplicate": true }),
+                format!("duplicate reply to alert {id}"),
+            ),
+            ReplyOutcome::Applied(a) => (
+                json!({ "ok": true, "alert_id": a.id, "status": a.status }),
+                format!("thread reply applied to alert {}", a.id),
+            ),
+            ReplyOutcome::Refused(id, why) => (
+                json!({ "ok": true, "alert_id": id, "ignored": why }),
+                format!("thread reply to alert {id} refused: {why}"),
+            ),
+        },
+    };
+    Ok(with_outcome(HttpResponse::Ok().json(body), outcome))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reply_commands_are_whole_replies() {
+        assert_eq!(reply_command("ack"), Some(Action::Acknowledge));
+        assert_eq!(
+            reply_command(" <@U0KLAXON> Acknowledge. "),
+            Some(Action::Acknowledge)
+        );
+        assert_eq!(reply_command("RESOLVED!"), Some(Action::Resolve));
+        assert_eq!(reply_command("resolve"), Some(Action::Resolve));
+        assert_eq!(reply_command("ack, looking"), None);
+        assert_eq!(reply_command("we should resolve this"), None);
+        assert_eq!(reply_command(""), None);
+    }
+
+    #[test]
+    fn app_mentions_lose_the_mention_in_the_title() {
+        assert_eq!(without_leading_mention("<@U1> db down"), "db down");
+        assert_eq!(without_leading_mention("db <@U1> down"), "db <@U1> down");
+    }
+}

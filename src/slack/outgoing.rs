@@ -1,0 +1,183 @@
+//! `POST /slack/outgoing`: legacy outgoing webhooks (urlencoded forms that
+//! Slack sends when a message starts with a trigger word).
+
+use actix_web::{dev, web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{form, SlackSettings, BODY_LIMIT};
+use crate::alert::{title_of, NewAlert, SlackRef, Source};
+use crate::body::{read_body, require_content_type};
+use crate::error::ApiError;
+use crate::store::{Inserted, Store};
+use crate::telemetry::with_outcome;
+use crate::urgency;
+
+/// The fields Slack sends; unknown fields are ignored, duplicates refused.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct OutgoingForm {
+    pub token: Option<String>,
+    pub team_id: Option<String>,
+    pub team_domain: Option<String>,
+    pub service_id: Option<String>,
+    pub channel_id: Option<String>,
+    pub channel_name: Option<String>,
+    pub thread_ts: Option<String>,
+    pub timestamp: Option<String>,
+    pub user_id: Option<String>,
+    pub user_name: Option<String>,
+    pub text: Option<String>,
+    pub trigger_word: Option<String>,
+    pub bot_id: Option<String>,
+}
+
+impl OutgoingForm {
+    /// Strictly decodes a form body (bad escapes and invalid UTF-8 are errors).
+    pub fn parse(body: &[u8]) -> Result<Self, ApiError> {
+        form::check_encoding(body).map_err(|e| ApiError::MalformedBody(e.into()))?;
+        serde_urlencoded::from_bytes(body).map_err(|e| ApiError::MalformedBody(e.to_string()))
+    }
+
+    /// Posts by bots, klaxon's own replies among them, must never page anyone.
+    pub fn is_from_bot(&self) -> bool {
+        self.bot_id.is_some()
+            || self.user_name.as_deref() == Some("slackbot")
+            || self.user_id.as_deref() == Some("USLACKBOT")
+    }
+
+    /// The alert this post asks for; 400 when a required field is missing.
+    pub fn into_new_alert(self, default: urgency::Urgency) -> Result<NewAlert, ApiError> {
+        let channel_id = required(self.channel_id, "channel_id")?;
+        let ts = required(self.timestamp, "timestamp")?;
+        let text = required(self.text, "text")?;
+        let (urgency, urgency_source) = urgency::read(&text, default);
+        Ok(NewAlert {
+            urgency,
+            urgency_source,
+            title: title_of(&text, self.trigger_word.as_deref()),
+            text,
+            source: Source::OutgoingWebhook,
+            slack: SlackRef {
+                team_id: self.team_id,
+                team_domain: self.team_domain,
+                channel_id,
+                channel_name: self.channel_name,
+                user_id: self.user_id,
+                user_name: self.user_name,
+                ts,
+                thread_ts: self.thread_ts,
+                trigger_word: self.trigger_word,
+                event_id: None,
+            },
+        })
+    }
+}
+
+fn required(value: Option<String>, name: &'static str) -> Result<String, ApiError> {
+    value
+        .filter(|v| !v.trim().is_empty())
+        .ok_or(ApiError::MissingField(name))
+}
+
+pub async fn receive(
+    req: HttpRequest,
+    payload: web::Payload,
+    slack: web::Data<SlackSettings>,
+    store: web::Data<Store>,
+) -> Result<HttpResponse, ApiError> {
+    require_content_type(&req, "application/x-www-form-urlencoded")?;
+    let mut raw: dev::Payload = payload.into_inner();
+    let body = read_body(&req, &mut raw, BODY_LIMIT).await?;
+    let post = OutgoingForm::parse(&body)?;
+    // Fail closed: with no token configured, the set is empty and nothing matches.
+    let token = post.token.as_deref().unwrap_or_default();
+    if !slack.verification_tokens.contains(token.as_bytes()) {
+        return Err(ApiError::InvalidToken);
+    }
+    if post.is_from_bot() {
+        return Ok(with_outcome(
+            HttpResponse::Ok().finish(),
+            "ignored: bot post",
+        ));
+    }
+    let trigger = post.trigger_word.clone().unwrap_or_default();
+    let inserted = store
+        .insert_if_new(post.into_new_alert(slack.default_urgency)?)
+        .await?;
+    let (text, outcome) = match &inserted {
+        Inserted::Created(a) => (
+            format!("opened alert {} ({} urgency): {}", a.id, a.urgency, a.title),
+            format!("created alert {}", a.id),
+        ),
+        Inserted::Duplicate(a) => (
+            format!(
+                "already tracking this as alert {} ({} urgency, {})",
+                a.id,
+                a.urgency,
+                a.status.as_str()
+            ),
+            format!("duplicate of alert {}", a.id),
+        ),
+    };
+    let reply = json!({ "text": reply_text(&text, &trigger) });
+    Ok(with_outcome(HttpResponse::Ok().json(reply), outcome))
+}
+
+/// Slack posts the reply in the channel: prefix it so that it can never start
+/// with the trigger word and fire the webhook again.
+pub fn reply_text(text: &str, trigger_word: &str) -> String {
+    let trigger = trigger_word.trim();
+    for prefix in ["klaxon: ", ":rotating_light: klaxon "] {
+        let reply = format!("{prefix}{text}");
+        let head = reply.get(..trigger.len()).unwrap_or("");
+        if trigger.is_empty() || !head.eq_ignore_ascii_case(trigger) {
+            return reply;
+        }
+    }
+    format!("> {text}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reply_never_starts_with_the_trigger_word() {
+        for trigger in [
+            "",
+            "outage",
+            "klaxon",
+            "klaxon:",
+            "KLAXON",
+            ":rotating_light:",
+            "o",
+            "k",
+        ] {
+            let reply = reply_text("opened alert x", trigger);
+            assert!(
+                trigger.is_empty() || !reply.to_lowercase().starts_with(&trigger.to_lowercase()),
+                "{trigger:?} -> {reply:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn bots_are_recognised() {
+        let bot = |f: fn(&mut OutgoingForm)| {
+            let mut form = OutgoingForm::default();
+            f(&mut form);
+            form.is_from_bot()
+        };
+        assert!(bot(|f| f.bot_id = Some("B1".into())));
+        assert!(bot(|f| f.user_name = Some("slackbot".into())));
+        assert!(!bot(|f| f.user_name = Some("steve".into())));
+    }
+
+    #[test]
+    fn duplicate_fields_and_bad_encoding_are_malformed() {
+        assert!(OutgoingForm::parse(b"token=a&token=b").is_err());
+        assert!(OutgoingForm::parse(b"text=%ZZ").is_err());
+        assert!(OutgoingForm::parse(b"text=ok&unknown=1").is_ok());
+    }
+}

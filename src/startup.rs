@@ -1,0 +1,163 @@
+//! Builds the App and the server: routes, shared state, extractor error
+//! handlers, CORS, logging. Binds before running, so tests can use port 0.
+
+use std::net::TcpListener;
+
+use actix_cors::Cors;
+use actix_web::dev::Server;
+use actix_web::middleware::{from_fn, Condition};
+use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer, Resource};
+
+use crate::api::{self, ApiTokens};
+use crate::config::Settings;
+use crate::error::ApiError;
+use crate::health;
+use crate::secret::TokenSet;
+use crate::slack::{self, SlackSettings};
+use crate::store::{Store, StoreError};
+use crate::telemetry;
+
+/// A bound, not yet running, klaxon server.
+pub struct Application {
+    port: u16,
+    server: Server,
+    store: Store,
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("cannot open the alert store: {0}")]
+    Store(#[from] StoreError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+impl Application {
+    /// Opens the store and binds the listener.
+    pub fn build(settings: &Settings) -> Result<Self, StartupError> {
+        let store = Store::open(&settings.data_dir, settings.cache_bytes)?;
+        let listener = TcpListener::bind(settings.listen)
+            .map_err(|source| Self::bind_error(settings, source))?;
+        let port = listener
+            .local_addr()
+            .map_err(|source| Self::bind_error(settings, source))?
+            .port();
+        let slack = web::Data::new(SlackSettings {
+            signing_secrets: settings.signing_secrets.clone(),
+            verification_tokens: settings
+                .verification_tokens
+                .as_ref()
+                .map(|t| TokenSet::new(t.iter()))
+                .unwrap_or_default(),
+            default_urgency: settings.default_urgency,
+        });
+        let tokens = web::Data::new(ApiTokens::new(
+            settings.read_tokens.as_ref(),
+            settings.write_tokens.as_ref(),
+        ));
+        log_startup(settings, &tokens, port);
+        let store_data = web::Data::new(store.clone());
+        let origins = settings.cors_origins.clone();
+        let server = HttpServer::new(move || {
+            App::new()
+                .wrap(Condition::new(!origins.is_empty(), cors(&origins)))
+                .wrap(from_fn(telemetry::log_requests))
+                .app_data(slack.clone())
+                .app_data(tokens.clone())
+                .app_data(store_data.clone())
+                .app_data(
+                    web::QueryConfig::default()
+                        .error_handler(|e, _| ApiError::InvalidParameter(e.to_string()).into()),
+                )
+                .app_data(
+                    web::PathConfig::default()
+                        .error_handler(|_, _| ApiError::NotFound("route").into()),
+                )
+                .configure(routes)
+                .default_service(web::to(no_route))
+        })
+        .listen(listener)
+        .map_err(|source| Self::bind_error(settings, source))?
+        .run();
+        Ok(Self {
+            port,
+            server,
+            store,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Serves until stopped (SIGINT/SIGTERM), then commits what is queued.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let result = self.server.await;
+        let store = self.store;
+        let _ = actix_web::rt::task::spawn_blocking(move || store.close()).await;
+        tracing::info!("klaxon stopped");
+        result
+    }
+
+    fn bind_error(settings: &Settings, source: std::io::Error) -> StartupError {
+        StartupError::Bind {
+            addr: settings.listen,
+            source,
+        }
+    }
+}
+
+/// Every route of the service.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(resource("/healthz").get(health::healthz))
+        .service(resource("/readyz").get(health::readyz))
+        .service(resource("/slack/outgoing").post(slack::outgoing::receive))
+        .service(resource("/slack/events").post(slack::events::receive))
+        .configure(api::routes);
+}
+
+/// A resource whose other methods answer 405 in the JSON error shape.
+pub fn resource(path: &str) -> Resource {
+    web::resource(path).default_service(web::to(|| async {
+        Err::<HttpResponse, _>(ApiError::MethodNotAllowed)
+    }))
+}
+
+async fn no_route(_: HttpRequest) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::NotFound("route"))
+}
+
+fn cors(origins: &[String]) -> Cors {
+    origins
+        .iter()
+        .fold(Cors::default(), |cors, origin| {
+            cors.allowed_origin(origin.trim_end_matches('/'))
+        })
+        .allowed_methods(["GET", "POST"])
+        .allowed_headers(["authorization", "content-type", "if-none-match"])
+        .expose_headers(["etag"])
+        .max_age(600)
+}
+
+fn log_startup(settings: &Settings, tokens: &ApiTokens, port: u16) {
+    let mut addr = settings.listen;
+    addr.set_port(port);
+    tracing::info!(%addr, data_dir = %settings.data_dir.display(), "klaxon listening");
+    if settings.signing_secrets.is_none() {
+        tracing::warn!("SLACK_SIGNING_SECRET is not set: /slack/events rejects every request");
+    }
+    if settings.verification_tokens.is_none() {
+        tracing::warn!(
+            "SLACK_VERIFICATION_TOKEN is not set: /slack/outgoing rejects every request"
+        );
+    }
+    if tokens.is_closed() {
+        tracing::warn!(
+            "the alert API is closed: set KLAXON_READ_TOKENS and/or KLAXON_WRITE_TOKENS to open it"
+        );
+    }
+}

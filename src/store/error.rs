@@ -1,0 +1,41 @@
+//! What can go wrong in the store.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// A storage failure. Clients see 503 (or a refusal to start); the cause goes to the log.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("sled: {0}")]
+    Sled(Arc<sled::Error>),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: Arc<std::io::Error>,
+    },
+    #[error("corrupt store: {0}")]
+    Corrupt(String),
+    #[error("{path} was written by klaxon schema version {found}, newer than this klaxon's {supported}: run a newer klaxon, or restore a backup into an empty directory")]
+    SchemaTooNew {
+        path: PathBuf,
+        found: u64,
+        supported: u64,
+    },
+    #[error("the store is shut down")]
+    Closed,
+}
+
+impl From<sled::Error> for StoreError {
+    fn from(e: sled::Error) -> Self {
+        Self::Sled(Arc::new(e))
+    }
+}
+
+impl StoreError {
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Self::Io {
+            path: path.into(),
+            source: Arc::new(source),
+        }
+    }
+}

@@ -1,0 +1,371 @@
+//! The write side: every change to the store, run one at a time on the
+//! writer thread. Each change is one atomic sled batch (the record, its index
+//! entries, dedup keys, change-feed entry and counts together), so a crash
+//! leaves either all of it or none.
+
+use sled::{Batch, Tree};
+
+use super::keys;
+use super::StoreError;
+use crate::alert::{now_ms, rfc3339_ms, Alert, AlertId, NewAlert, Note, Status};
+
+/// The result of offering a new alert.
+#[derive(Clone, Debug)]
+pub enum Inserted {
+    Created(Alert),
+    /// The same event or message was seen before: here is its alert.
+    Duplicate(Alert),
+}
+
+/// A lifecycle change asked for through the API or a Slack thread reply.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    Acknowledge,
+    Resolve,
+    Reopen,
+}
+
+/// Who asks for a change, and an optional note to keep with it.
+#[derive(Clone, Debug, Default)]
+pub struct Actor {
+    pub by: Option<String>,
+    pub note: Option<String>,
+    /// Slack message ts when the change came from a thread reply.
+    pub ts: Option<String>,
+}
+
+/// How a change request ended.
+#[derive(Clone, Debug)]
+pub enum Changed {
+    /// The alert changed; this is its new state.
+    Yes(Alert),
+    /// The alert already was in the asked-for state (idempotent repeat).
+    AlreadyDone(Alert),
+}
+
+/// Why a change request was refused.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum Refused {
+    #[error("alert not found")]
+    NotFound,
+    #[error("{0}")]
+    Conflict(&'static str),
+}
+
+/// A Slack thread reply under some message.
+#[derive(Clone, Debug)]
+pub struct ThreadReply {
+    pub team: String,
+    pub channel: String,
+    pub thread_ts: String,
+    pub ts: String,
+    pub event_id: Option<String>,
+    pub user: Option<String>,
+    pub text: String,
+    /// `Some` when the text is a command (ack, resolve), else it becomes a note.
+    pub command: Option<Action>,
+}
+
+/// How a thread reply was handled.
+#[derive(Clone, Debug)]
+pub enum ReplyOutcome {
+    /// The thread's parent is not an alert: nothing stored.
+    NotAnAlert,
+    /// This reply was handled before (Slack retry or second surface).
+    Duplicate(AlertId),
+    /// The command or note was applied to this alert.
+    Applied(Alert),
+    /// The command does not fit the alert's status (e.g. ack after resolve).
+    Refused(AlertId, &'static str),
+}
+
+/// Writer-side state: the tree plus the id and sequence counters.
+pub struct Ledger {
+    tree: Tree,
+    last_id: AlertId,
+    seq: u64,
+}
+
+impl Ledger {
+    pub fn new(tree: Tree, last_id: AlertId, seq: u64) -> Self {
+        Self { tree, last_id, seq }
+    }
+
+    /// The sequence number of the latest change.
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    pub fn insert_if_new(&mut self, new: NewAlert) -> Result<Inserted, StoreError> {
+        let team = new.slack.team_id.clone().unwrap_or_default();
+        let event_key = new.slack.event_id.as_deref().map(|e| keys::event(&team, e));
+        if let Some(id) = self.lookup(event_key.as_deref())? {
+            return Ok(Inserted::Duplicate(self.load(id)?));
+        }
+        let message_key = keys::message(&team, &new.slack.channel_id, &new.slack.ts);
+        if let Some(id) = self.lookup(Some(&message_key))? {
+            // Same message under a new event id (or via the other surface):
+            // remember the event id too, so its retries are cheap.
+            if let Some(key) = event_key {
+                self.tree.insert(key, &keys::id_value(id))?;
+            }
+            return Ok(Inserted::Duplicate(self.load(id)?));
+        }
+        let id = self.next_id();
+        let alert = Alert::open(id, self.next_seq(), new);
+        let mut batch = Batch::default();
+        batch.insert(message_key, &keys::id_value(id));
+        if let Some(key) = event_key {
+            batch.insert(key, &keys::id_value(id));
+        }
+        self.put(&mut batch, None, &alert)?;
+        self.tree.apply_batch(batch)?;
+        Ok(Inserted::Created(alert))
+    }
+
+    /// Acknowledge, resolve or reopen an alert.
+    pub fn change(
+        &mut self,
+        id: AlertId,
+        action: Action,
+        actor: Actor,
+    ) -> Result<Result<Changed, Refused>, StoreError> {
+        let Some(before) = self.get(id)? else {
+            return Ok(Err(Refused::NotFound));
+        };
+        self.change_with(before, action, actor, Batch::default())
+    }
+
+    /// Adds a note to an alert.
+    pub fn add_note(
+        &mut self,
+        id: AlertId,
+        actor: Actor,
+    ) -> Result<Result<Alert, Refused>, StoreError> {
+        let Some(before) = self.get(id)? else {
+            return Ok(Err(Refused::NotFound));
+        };
+        self.note_with(before, actor, Batch::default()).map(Ok)
+    }
+
+    /// Applies a Slack thread reply to the alert its thread starts with.
+    pub fn thread_reply(&mut self, reply: ThreadReply) -> Result<ReplyOutcome, StoreError> {
+        let event_key = reply
+            .event_id
+            .as_deref()
+            .map(|e| keys::event(&reply.team, e));
+        let message_key = keys::message(&reply.team, &reply.channel, &reply.ts);
+        for seen in [event_key.as_deref(), Some(&message_key[..])] {
+            if let Some(id) = self.lookup(seen)? {
+                return Ok(ReplyOutcome::Duplicate(id));
+            }
+        }
+        let parent_key = keys::message(&reply.team, &reply.channel, &reply.thread_ts);
+        let Some(parent) = self.lookup(Some(&parent_key))? else {
+            return Ok(ReplyOutcome::NotAnAlert);
+        };
+        let before = self.load(parent)?;
+        // The dedup keys go in the same batch as the change: a retry changes nothing twice.
+        let mut batch = Batch::default();
+        batch.insert(message_key, &keys::id_value(parent));
+        if let Some(key) = event_key {
+            batch.insert(key, &keys::id_value(parent));
+        }
+        let actor = Actor {
+            by: reply.user,
+            note: None,
+            ts: Some(reply.ts),
+        };
+        match reply.command {
+            Some(action) => match self.change_with(before, action, actor, batch)? {
+                Ok(Changed::Yes(alert) | Changed::AlreadyDone(alert)) => {
+                    Ok(ReplyOutcome::Applied(alert))
+                }
+                Err(Refused::Conflict(why)) => Ok(ReplyOutcome::Refused(parent, why)),
+                Err(Refused::NotFound) => Ok(ReplyOutcome::NotAnAlert),
+            },
+            None => {
+                let actor = Actor {
+                    note: Some(reply.text),
+                    ..actor
+                };
+                self.note_with(before, actor, batch)
+                    .map(ReplyOutcome::Applied)
+            }
+        }
+    }
+
+    /// Writes and reads back a probe key: the store is usable.
+    pub fn probe(&mut self) -> Result<(), StoreError> {
+        let value = now_ms().to_be_bytes();
+        let key = keys::meta("probe");
+        self.tree.insert(&key, &value)?;
+        match self.tree.get(&key)? {
+            Some(read) if read == value => Ok(()),
+            _ => Err(StoreError::Corrupt("probe key did not read back".into())),
+        }
+    }
+
+    fn change_with(
+        &mut self,
+        before: Alert,
+        action: Action,
+        actor: Actor,
+        mut batch: Batch,
+    ) -> Result<Result<Changed, Refused>, StoreError> {
+        let mut after = before.clone();
+        let now = rfc3339_ms(now_ms());
+        match (action, before.status) {
+            (Action::Acknowledge, Status::Acknowledged)
+            | (Action::Resolve, Status::Resolved)
+            | (Action::Reopen, Status::Open) => {
+                // Still record the dedup keys of a Slack reply, so it is not re-applied.
+                self.tree.apply_batch(batch)?;
+                return Ok(Ok(Changed::AlreadyDone(before)));
+            }
+            (Action::Acknowledge, Status::Resolved) => {
+                return Ok(Err(Refused::Conflict(
+                    "alert is resolved: reopen it before acknowledging",
+                )));
+            }
+            (Action::Acknowledge, _) => {
+                after.status = Status::Acknowledged;
+                after.acknowledged_at = Some(now.clone());
+                after.acknowledged_by = actor.by.clone();
+            }
+            (Action::Resolve, _) => {
+                after.status = Status::Resolved;
+                after.resolved_at = Some(now.clone());
+                after.resolved_by = actor.by.clone();
+            }
+            (Action::Reopen, _) => {
+                after.status = Status::Open;
+                after.acknowledged_at = None;
+                after.acknowledged_by = None;
+                after.resolved_at = None;
+                after.resolved_by = None;
+            }
+        }
+        if let Some(text) = actor.note.filter(|t| !t.trim().is_empty()) {
+            after.notes.push(Note {
+                user: actor.by,
+                text,
+                ts: actor.ts,
+                at: now,
+            });
+        }
+        after.seq = self.next_seq();
+        self.put(&mut batch, Some(&before), &after)?;
+        self.tree.apply_batch(batch)?;
+        Ok(Ok(Changed::Yes(after)))
+    }
+
+    fn note_with(
+        &mut self,
+        before: Alert,
+        actor: Actor,
+        mut batch: Batch,
+    ) -> Result<Alert, StoreError> {
+        let mut after = before.clone();
+        after.notes.push(Note {
+            user: actor.by,
+            text: actor.note.unwrap_or_default(),
+            ts: actor.ts,
+            at: rfc3339_ms(now_ms()),
+        });
+        after.seq = self.next_seq();
+        self.put(&mut batch, Some(&before), &after)?;
+        self.tree.apply_batch(batch)?;
+        Ok(after)
+    }
+
+    /// Adds to `batch` the record `after` with its indexes, change-feed entry
+    /// and counts, replacing those of `before`.
+    fn put(
+        &self,
+        batch: &mut Batch,
+        before: Option<&Alert>,
+        after: &Alert,
+    ) -> Result<(), StoreError> {
+        let id = after.id;
+        let json = serde_json::to_vec(after).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        batch.insert(&keys::alert(id), json);
+        if let Some(old) = before {
+            batch.remove(keys::with_id(
+                keys::state_prefix(old.status, old.urgency),
+                id,
+            ));
+            batch.remove(keys::with_id(
+                keys::channel_prefix(&old.slack.channel_id, old.status, old.urgency),
+                id,
+            ));
+            batch.remove(&keys::change(old.seq));
+        }
+        batch.insert(
+            keys::with_id(keys::state_prefix(after.status, after.urgency), id),
+            &[],
+        );
+        batch.insert(
+            keys::with_id(
+                keys::channel_prefix(&after.slack.channel_id, after.status, after.urgency),
+                id,
+            ),
+            &[],
+        );
+        batch.insert(&keys::change(after.seq), &keys::id_value(id));
+        batch.insert(keys::meta("seq"), &after.seq.to_be_bytes());
+        let counted = |a: &Alert| keys::count(a.status, a.urgency);
+        if before.map(counted) != Some(counted(after)) {
+            if let Some(old) = before {
+                batch.insert(
+                    &counted(old),
+                    &self.count(&counted(old))?.saturating_sub(1).to_be_bytes(),
+                );
+            }
+            batch.insert(
+                &counted(after),
+                &(self.count(&counted(after))? + 1).to_be_bytes(),
+            );
+        }
+        Ok(())
+    }
+
+    fn count(&self, key: &[u8]) -> Result<u64, StoreError> {
+        Ok(self
+            .tree
+            .get(key)?
+            .and_then(|v| keys::u64_value(&v))
+            .unwrap_or(0))
+    }
+
+    fn lookup(&self, key: Option<&[u8]>) -> Result<Option<AlertId>, StoreError> {
+        let Some(key) = key else { return Ok(None) };
+        match self.tree.get(key)? {
+            None => Ok(None),
+            Some(v) => keys::id_from_value(&v)
+                .map(Some)
+                .ok_or_else(|| StoreError::Corrupt("dedup entry is not an alert id".into())),
+        }
+    }
+
+    fn get(&self, id: AlertId) -> Result<Option<Alert>, StoreError> {
+        super::decode_alert(self.tree.get(keys::alert(id))?)
+    }
+
+    fn load(&self, id: AlertId) -> Result<Alert, StoreError> {
+        self.get(id)?
+            .ok_or_else(|| StoreError::Corrupt(format!("index points at missing alert {id}")))
+    }
+
+    /// Ids follow the clock but never repeat or go backwards, even if it does.
+    fn next_id(&mut self) -> AlertId {
+        let id = AlertId::first_at(now_ms()).max(AlertId::from_u64(self.last_id.as_u64() + 1));
+        self.last_id = id;
+        id
+    }
+
+    fn next_seq(&mut self) -> u64 {
+        self.seq += 1;
+        self.seq
+    }
+}

@@ -1,0 +1,266 @@
+//! The alert store: sled behind one domain-named type. Nothing else touches sled.
+//!
+//! All changes go through one writer thread ([`writer`]) that commits them in
+//! groups: a change is answered only after the flush and fsync that cover it.
+//! Reads go straight to sled on the blocking pool.
+
+mod error;
+pub mod keys;
+mod ledger;
+mod query;
+mod writer;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::thread::JoinHandle;
+
+use sled::IVec;
+use tokio::sync::oneshot;
+
+pub use error::StoreError;
+pub use ledger::{Action, Actor, Changed, Inserted, Refused, ReplyOutcome, ThreadReply};
+pub use query::{ChangePage, Counts, ListQuery, Page};
+
+use crate::alert::{now_ms, Alert, AlertId, NewAlert};
+use ledger::Ledger;
+use writer::{Completion, Job, Syncer};
+
+/// The on-disk layout version; it names the sled directory inside the data dir.
+pub const SCHEMA_VERSION: u64 = 1;
+
+/// A handle to the store; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    tree: sled::Tree,
+    jobs: Mutex<Option<mpsc::Sender<Job>>>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+    durable_seq: Arc<AtomicU64>,
+    /// Random per database: tells one store's ETags from another's.
+    instance: u64,
+}
+
+impl Store {
+    /// Opens (or creates) the store under `data_dir`, checking its schema version.
+    pub fn open(data_dir: &Path, cache_bytes: u64) -> Result<Store, StoreError> {
+        fs::create_dir_all(data_dir).map_err(|e| StoreError::io(data_dir, e))?;
+        refuse_newer_schema(data_dir)?;
+        let path = data_dir.join(format!("v{SCHEMA_VERSION}"));
+        let db = sled::Config::new()
+            .path(&path)
+            .cache_capacity(cache_bytes)
+            .flush_every_ms(None)
+            .open()?;
+        let tree = db.open_tree("klaxon")?;
+        let instance = match tree.get(keys::meta("schema"))? {
+            Some(v) if keys::u64_value(&v) == Some(SCHEMA_VERSION) => tree
+                .get(keys::meta("instance"))?
+                .and_then(|v| keys::u64_value(&v))
+                .ok_or_else(|| StoreError::Corrupt("store has no instance id".into()))?,
+            Some(v) => {
+                let found = keys::u64_value(&v).unwrap_or(u64::MAX);
+                return Err(StoreError::SchemaTooNew {
+                    path,
+                    found,
+                    supported: SCHEMA_VERSION,
+                });
+            }
+            None => initialise(&tree, &path)?,
+        };
+        let last_id = tree
+            .scan_prefix([keys::ALERT])
+            .keys()
+            .next_back()
+            .transpose()?
+            .and_then(|k| keys::id_suffix(&k))
+            .unwrap_or(AlertId::MIN);
+        let seq = tree
+            .get(keys::meta("seq"))?
+            .and_then(|v| keys::u64_value(&v))
+            .unwrap_or(0);
+        let syncer = Syncer::new(db, &path)?;
+        syncer.sync()?;
+        sync_dir(&path)?;
+        sync_dir(data_dir)?;
+
+        let durable_seq = Arc::new(AtomicU64::new(seq));
+        let (tx, rx) = mpsc::channel();
+        let ledger = Ledger::new(tree.clone(), last_id, seq);
+        let handle = writer::spawn(ledger, syncer, rx, durable_seq.clone())
+            .map_err(|e| StoreError::io(&path, e))?;
+        Ok(Store {
+            inner: Arc::new(Inner {
+                tree,
+                jobs: Mutex::new(Some(tx)),
+                writer: Mutex::new(Some(handle)),
+                durable_seq,
+                instance,
+            }),
+        })
+    }
+
+    /// Stores `new` unless its event or message was seen before. Answers
+    /// once the alert (or the dedup record) is on disk.
+    pub async fn insert_if_new(&self, new: NewAlert) -> Result<Inserted, StoreError> {
+        self.write(move |ledger| ledger.insert_if_new(new)).await
+    }
+
+    pub async fn change(
+        &self,
+        id: AlertId,
+        action: Action,
+        actor: Actor,
+    ) -> Result<Result<Changed, Refused>, StoreError> {
+        self.write(move |ledger| ledger.change(id, action, actor))
+            .await
+    }
+
+    pub async fn add_note(
+        &self,
+        id: AlertId,
+        actor: Actor,
+    ) -> Result<Result<Alert, Refused>, StoreError> {
+        self.write(move |ledger| ledger.add_note(id, actor)).await
+    }
+
+    pub async fn thread_reply(&self, reply: ThreadReply) -> Result<ReplyOutcome, StoreError> {
+        self.write(move |ledger| ledger.thread_reply(reply)).await
+    }
+
+    /// Writes, flushes and reads back a probe record (readiness).
+    pub async fn probe(&self) -> Result<(), StoreError> {
+        self.write(|ledger| ledger.probe()).await
+    }
+
+    pub async fn get(&self, id: AlertId) -> Result<Option<Alert>, StoreError> {
+        self.read(move |tree| decode_alert(tree.get(keys::alert(id))?))
+            .await
+    }
+
+    pub async fn list(&self, query: ListQuery) -> Result<Page, StoreError> {
+        self.read(move |tree| query::list(tree, &query)).await
+    }
+
+    pub async fn counts(&self) -> Result<Counts, StoreError> {
+        self.read(query::counts).await
+    }
+
+    /// Changes after `after`, up to the latest durable one.
+    pub async fn changes(&self, after: u64, limit: usize) -> Result<ChangePage, StoreError> {
+        let up_to = self.durable_seq();
+        self.read(move |tree| query::changes(tree, after, up_to, limit))
+            .await
+    }
+
+    /// Sequence number of the latest change known to be on disk.
+    pub fn durable_seq(&self) -> u64 {
+        self.inner.durable_seq.load(Ordering::Acquire)
+    }
+
+    /// Identifies this database (changes when a store is recreated or restored).
+    pub fn instance(&self) -> u64 {
+        self.inner.instance
+    }
+
+    /// Stops the writer after it has committed what is queued. Later writes fail.
+    pub fn close(&self) {
+        if let Ok(mut jobs) = self.inner.jobs.lock() {
+            jobs.take();
+        }
+        let handle = self.inner.writer.lock().ok().and_then(|mut w| w.take());
+        if let Some(handle) = handle {
+            let _ = handle.join();
+        }
+    }
+
+    async fn write<T: Send + 'static>(
+        &self,
+        change: impl FnOnce(&mut Ledger) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        let job: Job = Box::new(move |ledger| {
+            let outcome = change(ledger);
+            let done: Completion = Box::new(move |synced| {
+                let _ = tx.send(synced.and(outcome));
+            });
+            done
+        });
+        let sender = self
+            .inner
+            .jobs
+            .lock()
+            .map_err(|_| StoreError::Closed)?
+            .clone();
+        sender
+            .ok_or(StoreError::Closed)?
+            .send(job)
+            .map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    async fn read<T: Send + 'static>(
+        &self,
+        query: impl FnOnce(&sled::Tree) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let tree = self.inner.tree.clone();
+        actix_web::rt::task::spawn_blocking(move || query(&tree))
+            .await
+            .map_err(|_| StoreError::Closed)?
+    }
+}
+
+pub(crate) fn decode_alert(json: Option<IVec>) -> Result<Option<Alert>, StoreError> {
+    json.map(|bytes| {
+        serde_json::from_slice(&bytes)
+            .map_err(|e| StoreError::Corrupt(format!("alert record: {e}")))
+    })
+    .transpose()
+}
+
+fn initialise(tree: &sled::Tree, path: &Path) -> Result<u64, StoreError> {
+    if tree.iter().next().is_some() {
+        return Err(StoreError::Corrupt(format!(
+            "{} has records but no schema version",
+            path.display()
+        )));
+    }
+    let instance = now_ms() ^ (u64::from(std::process::id()) << 40);
+    let mut batch = sled::Batch::default();
+    batch.insert(keys::meta("schema"), &SCHEMA_VERSION.to_be_bytes());
+    batch.insert(keys::meta("instance"), &instance.to_be_bytes());
+    tree.apply_batch(batch)?;
+    Ok(instance)
+}
+
+/// A `v{N}` directory with N above ours means a newer klaxon wrote here.
+fn refuse_newer_schema(data_dir: &Path) -> Result<(), StoreError> {
+    let entries = fs::read_dir(data_dir).map_err(|e| StoreError::io(data_dir, e))?;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let version = name
+            .to_str()
+            .and_then(|n| n.strip_prefix('v'))
+            .and_then(|v| v.parse::<u64>().ok());
+        if let Some(found) = version.filter(|&v| v > SCHEMA_VERSION) {
+            let path: PathBuf = entry.path();
+            return Err(StoreError::SchemaTooNew {
+                path,
+                found,
+                supported: SCHEMA_VERSION,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// fsync a directory so that files created in it survive a power cut.
+fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| StoreError::io(dir, e))
+}

@@ -1,0 +1,88 @@
+//! Logging: tracing-subscriber setup and one line per request.
+
+use std::time::Instant;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::middleware::Next;
+use actix_web::HttpResponse;
+use tracing::Instrument;
+use tracing_subscriber::EnvFilter;
+
+use crate::error::ApiError;
+
+/// Log level from `RUST_LOG` (default `info`); JSON lines when
+/// `KLAXON_LOG_FORMAT=json`, human-readable otherwise. Logs go to stderr.
+pub fn init() {
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sled=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let json = std::env::var("KLAXON_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
+    // A second init (tests) keeps the first subscriber.
+    let _ = if json {
+        builder.json().flatten_event(true).try_init()
+    } else {
+        builder.try_init()
+    };
+}
+
+/// What a request did (alert created, duplicate, ignored and why), for its log line.
+#[derive(Clone, Debug)]
+pub struct Outcome(pub String);
+
+/// Tags `response` with the outcome its request's log line reports.
+pub fn with_outcome(mut response: HttpResponse, outcome: impl Into<String>) -> HttpResponse {
+    response.extensions_mut().insert(Outcome(outcome.into()));
+    response
+}
+
+/// Middleware: a span per request and one line when it ends, with method,
+/// path (never the query or body), client, status, latency and outcome.
+pub async fn log_requests(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let start = Instant::now();
+    let method = req.method().clone();
+    let path = req.path().to_owned();
+    let client = req.connection_info().peer_addr().unwrap_or("-").to_owned();
+    let retry = req
+        .headers()
+        .get("x-slack-retry-num")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let span = tracing::info_span!("request", %method, %path, %client);
+    let result = next.call(req).instrument(span.clone()).await;
+    let _entered = span.enter();
+    let latency_ms = (start.elapsed().as_secs_f64() * 1000.0 * 100.0).round() / 100.0;
+    let Ok(res) = &result else {
+        tracing::error!(latency_ms, "request failed before a response");
+        return result;
+    };
+    let status = res.status().as_u16();
+    let retry = retry.as_deref().unwrap_or("-");
+    let api_error = res
+        .response()
+        .error()
+        .and_then(|e| e.as_error::<ApiError>());
+    match (api_error, res.response().extensions().get::<Outcome>()) {
+        (Some(ApiError::Unavailable(cause)), _) => {
+            tracing::error!(status, latency_ms, outcome = "store-unavailable", cause = %cause, "request")
+        }
+        (Some(e), _) => tracing::warn!(
+            status,
+            latency_ms,
+            slack_retry = retry,
+            outcome = "rejected",
+            reason = e.code(),
+            "request"
+        ),
+        (None, Some(Outcome(outcome))) => {
+            tracing::info!(status, latency_ms, slack_retry = retry, outcome = %outcome, "request")
+        }
+        (None, None) => tracing::info!(status, latency_ms, "request"),
+    }
+    result
+}

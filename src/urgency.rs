@@ -1,0 +1,167 @@
+//! Urgency and how it is read from a message.
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::LazyLock;
+
+use regex::Regex;
+use serde::{Deserialize, Serialize};
+
+/// How urgently an alert should page someone; ordered from least to most urgent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Urgency {
+    Low,
+    Medium,
+    High,
+    Critical,
+}
+
+/// Where an alert's urgency came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UrgencySource {
+    /// The message named it.
+    Message,
+    /// The message named none; `KLAXON_DEFAULT_URGENCY` applied.
+    Default,
+}
+
+impl Urgency {
+    pub const ALL: [Urgency; 4] = [Self::Low, Self::Medium, Self::High, Self::Critical];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Low => "low",
+            Self::Medium => "medium",
+            Self::High => "high",
+            Self::Critical => "critical",
+        }
+    }
+
+    /// Stable one-byte code used in storage keys.
+    pub fn code(self) -> u8 {
+        self as u8
+    }
+
+    pub fn from_code(code: u8) -> Option<Self> {
+        Self::ALL.get(usize::from(code)).copied()
+    }
+}
+
+impl fmt::Display for Urgency {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The error for a word that is not an urgency.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown urgency {0:?}: expected low, medium, high or critical")]
+pub struct UnknownUrgency(pub String);
+
+impl FromStr for Urgency {
+    type Err = UnknownUrgency;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let word = s.trim();
+        Self::ALL
+            .into_iter()
+            .find(|u| u.as_str().eq_ignore_ascii_case(word))
+            .ok_or_else(|| UnknownUrgency(s.to_owned()))
+    }
+}
+
+/// Whole words only: `\b` is Unicode-aware, so "highlight", "slowly" and
+/// "critically" do not match while "high-priority", "CRITICAL:" and "(low)" do.
+static URGENCY_WORD: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)\b(?:low|medium|high|critical)\b").expect("urgency regex is valid")
+});
+
+/// The highest urgency named in `text`, if any: never under-page.
+pub fn named_in(text: &str) -> Option<Urgency> {
+    let mut highest = None;
+    for word in URGENCY_WORD.find_iter(text) {
+        // The regex only matches the four words (case-folded), so this parses.
+        if let Ok(u) = word.as_str().to_lowercase().parse::<Urgency>() {
+            highest = highest.max(Some(u));
+            if u == Urgency::Critical {
+                break;
+            }
+        }
+    }
+    highest
+}
+
+/// The urgency of a message: the highest one it names, else `default`.
+pub fn read(text: &str, default: Urgency) -> (Urgency, UrgencySource) {
+    match named_in(text) {
+        Some(u) => (u, UrgencySource::Message),
+        None => (default, UrgencySource::Default),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn whole_words_match_in_any_case_and_punctuation() {
+        for (text, want) in [
+            ("outage check servers high", Urgency::High),
+            ("CRITICAL: db down", Urgency::Critical),
+            ("disk filling (low)", Urgency::Low),
+            ("high-priority: checkout broken", Urgency::High),
+            ("Medium", Urgency::Medium),
+            ("ÉCHEC du paiement, urgence high ✅", Urgency::High),
+            ("障害 critical 発生", Urgency::Critical),
+        ] {
+            assert_eq!(named_in(text), Some(want), "{text}");
+        }
+    }
+
+    #[test]
+    fn words_inside_other_words_do_not_match() {
+        for text in [
+            "highlight the flow",
+            "slowly allow it",
+            "critically acclaimed",
+            "mediums",
+            "lowercase",
+            "highé",
+            "",
+        ] {
+            assert_eq!(named_in(text), None, "{text}");
+        }
+    }
+
+    #[test]
+    fn the_highest_named_urgency_wins() {
+        assert_eq!(
+            named_in("low? no, critical. maybe high"),
+            Some(Urgency::Critical)
+        );
+        assert_eq!(named_in("low then medium"), Some(Urgency::Medium));
+    }
+
+    #[test]
+    fn default_applies_when_none_is_named() {
+        assert_eq!(
+            read("db is down", Urgency::High),
+            (Urgency::High, UrgencySource::Default)
+        );
+        assert_eq!(
+            read("db is down, low", Urgency::High),
+            (Urgency::Low, UrgencySource::Message)
+        );
+    }
+
+    #[test]
+    fn parsing_is_case_insensitive_and_rejects_others() {
+        assert_eq!(" CRITICAL ".parse::<Urgency>().unwrap(), Urgency::Critical);
+        assert!("urgent".parse::<Urgency>().is_err());
+        for u in Urgency::ALL {
+            assert_eq!(Urgency::from_code(u.code()), Some(u));
+        }
+    }
+}
