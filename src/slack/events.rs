@@ -21,7 +21,7 @@ pub enum Envelope {
     UrlVerification {
         challenge: String,
     },
-    EventCallback(Callback),
+    EventCallback(Box<Callback>),
     AppRateLimited {
         team_id: Option<String>,
         minute_rate_limited: Option<u64>,

@@ -74,7 +74,7 @@ pub enum ReplyOutcome {
     /// This reply was handled before (Slack retry or second surface).
     Duplicate(AlertId),
     /// The command or note was applied to this alert.
-    Applied(Alert),
+    Applied(Box<Alert>),
     /// The command does not fit the alert's status (e.g. ack after resolve).
     Refused(AlertId, &'static str),
 }
@@ -179,7 +179,7 @@ impl Ledger {
         match reply.command {
             Some(action) => match self.change_with(before, action, actor, batch)? {
                 Ok(Changed::Yes(alert) | Changed::AlreadyDone(alert)) => {
-                    Ok(ReplyOutcome::Applied(alert))
+                    Ok(ReplyOutcome::Applied(Box::new(alert)))
                 }
                 Err(Refused::Conflict(why)) => Ok(ReplyOutcome::Refused(parent, why)),
                 Err(Refused::NotFound) => Ok(ReplyOutcome::NotAnAlert),
@@ -190,7 +190,7 @@ impl Ledger {
                     ..actor
                 };
                 self.note_with(before, actor, batch)
-                    .map(ReplyOutcome::Applied)
+                    .map(|a| ReplyOutcome::Applied(Box::new(a)))
             }
         }
     }

@@ -1,0 +1,87 @@
+use serde_json::Value;
+
+use crate::helpers::{spawn_app, spawn_app_with, READ_TOKEN};
+
+#[tokio::test]
+async fn summary_counts_by_status_and_urgency() {
+    let app = spawn_app().await;
+    let a = app.create_alert("critical: db", "1732400000.000001").await;
+    app.create_alert("critical: api", "1732400000.000002").await;
+    app.create_alert("low: cert", "1732400000.000003").await;
+    app.act(&a, "acknowledge", None).await;
+
+    let summary: Value = app
+        .get_with("/api/v1/alerts/summary", Some(READ_TOKEN))
+        .await
+        .json()
+        .await
+        .unwrap();
+
+    assert_eq!(summary["total"], 3);
+    assert_eq!(summary["by_status"]["open"], 2);
+    assert_eq!(summary["by_status"]["acknowledged"], 1);
+    assert_eq!(summary["by_status"]["resolved"], 0);
+    assert_eq!(summary["by_urgency"]["critical"], 2);
+    assert_eq!(summary["by_urgency"]["low"], 1);
+    assert_eq!(summary["by_status_and_urgency"]["open"]["critical"], 1);
+    assert_eq!(
+        summary["by_status_and_urgency"]["acknowledged"]["critical"],
+        1
+    );
+}
+
+#[tokio::test]
+async fn cors_allows_only_configured_origins() {
+    let app = spawn_app_with(|s| s.cors_origins = vec!["https://dash.example.com".into()]).await;
+    let preflight = |origin: &'static str| {
+        app.client
+            .request(reqwest::Method::OPTIONS, app.url("/api/v1/alerts"))
+            .header("origin", origin)
+            .header("access-control-request-method", "GET")
+            .header("access-control-request-headers", "authorization")
+            .send()
+    };
+    let ok = preflight("https://dash.example.com").await.unwrap();
+    assert_eq!(
+        ok.headers().get("access-control-allow-origin").unwrap(),
+        "https://dash.example.com"
+    );
+    let other = preflight("https://evil.example").await.unwrap();
+    assert!(other.headers().get("access-control-allow-origin").is_none());
+
+    let res = app
+        .client
+        .get(app.url("/api/v1/alerts"))
+        .bearer_auth(READ_TOKEN)
+        .header("origin", "https://dash.example.com")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(
+        res.headers().get("access-control-allow-origin").unwrap(),
+        "https://dash.example.com"
+    );
+    assert!(res
+        .headers()
+        .get("access-control-expose-headers")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_lowercase()
+        .contains("etag"));
+}
+
+#[tokio::test]
+async fn no_cors_headers_by_default() {
+    let app = spawn_app().await;
+    let res = app
+        .client
+        .get(app.url("/api/v1/alerts"))
+        .bearer_auth(READ_TOKEN)
+        .header("origin", "https://dash.example.com")
+        .send()
+        .await
+        .unwrap();
+    assert!(res.headers().get("access-control-allow-origin").is_none());
+}

@@ -1,0 +1,130 @@
+use reqwest::Client;
+use serde_json::Value;
+
+use crate::helpers::{event_fixture, fixture, now, READ_TOKEN, SIGNING_SECRET};
+use crate::process::{command, server_env, start_server};
+
+/// Posts one alert through each surface per round, concurrently; returns the
+/// ids of every alert that was answered 200.
+async fn post_alerts(client: &Client, address: &str, rounds: usize) -> Vec<String> {
+    let mut tasks = Vec::new();
+    for i in 0..rounds {
+        let client = client.clone();
+        let address = address.to_owned();
+        tasks.push(tokio::spawn(async move {
+            let mut event = event_fixture("message");
+            event["event"]["ts"] = format!("1732400000.{i:06}").into();
+            event["event_id"] = format!("EvDURABLE{i}").into();
+            let body = serde_json::to_vec(&event).unwrap();
+            let ts = now().to_string();
+            let sig = klaxon::slack::signature::sign(SIGNING_SECRET.as_bytes(), &ts, &body);
+            let res = client
+                .post(format!("{address}/slack/events"))
+                .header("content-type", "application/json")
+                .header("x-slack-request-timestamp", ts)
+                .header("x-slack-signature", sig)
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(res.status(), 200);
+            let json: Value = res.json().await.unwrap();
+            let event_id = json["alert_id"].as_str().unwrap().to_owned();
+
+            let form = fixture("outgoing/pagertree_outage_high.form").replace(
+                "timestamp=1732358400.000200",
+                &format!("timestamp=1732500000.{i:06}"),
+            );
+            let res = client
+                .post(format!("{address}/slack/outgoing"))
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(form)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(res.status(), 200);
+            let text: Value = res.json().await.unwrap();
+            let reply = text["text"].as_str().unwrap();
+            let outgoing_id = reply.split_whitespace().nth(3).unwrap().to_owned();
+            vec![event_id, outgoing_id]
+        }));
+    }
+    let mut ids = Vec::new();
+    for task in tasks {
+        ids.extend(task.await.unwrap());
+    }
+    ids
+}
+
+#[tokio::test]
+async fn alerts_answered_200_survive_sigkill() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let env = server_env(data_dir.path());
+    let client = Client::new();
+
+    let mut server = start_server(&env);
+    let ids = post_alerts(&client, &server.address, 25).await;
+    server.kill_hard();
+
+    let server = start_server(&env);
+    assert_eq!(ids.len(), 50);
+    for id in &ids {
+        let res = client
+            .get(format!("{}/api/v1/alerts/{id}", server.address))
+            .bearer_auth(READ_TOKEN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200, "alert {id} lost after SIGKILL");
+    }
+    let listing: Value = client
+        .get(format!("{}/api/v1/alerts?limit=1000", server.address))
+        .bearer_auth(READ_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listing["alerts"].as_array().unwrap().len(), 50);
+}
+
+#[test]
+fn serve_refuses_to_start_without_any_slack_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = [
+        ("KLAXON_DATA_DIR", dir.path().display().to_string()),
+        ("KLAXON_LISTEN", "127.0.0.1:0".into()),
+    ];
+    let out = command(&["serve"], &env).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("SLACK_SIGNING_SECRET") && stderr.contains("SLACK_VERIFICATION_TOKEN"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_store_from_a_future_schema_stops_startup_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("v2")).unwrap();
+    let out = command(&["serve"], &server_env(dir.path()))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("schema version 2"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn an_empty_secret_is_a_configuration_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = server_env(dir.path());
+    env.retain(|(name, _)| *name != "SLACK_SIGNING_SECRET");
+    env.push(("SLACK_SIGNING_SECRET", String::new()));
+    let out = command(&["serve"], &env).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("empty secret"));
+}

@@ -1,0 +1,193 @@
+use serde_json::Value;
+
+use crate::helpers::{assert_error, event_fixture, fixture, spawn_app};
+
+#[tokio::test]
+async fn url_verification_echoes_the_challenge() {
+    let app = spawn_app().await;
+    let res = app.post_event(&event_fixture("url_verification")).await;
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(
+        body,
+        serde_json::json!({"challenge": "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P"})
+    );
+    assert!(app.all_alerts().await.is_empty());
+}
+
+#[tokio::test]
+async fn message_event_creates_an_alert_with_its_slack_details() {
+    let app = spawn_app().await;
+
+    let res = app.post_event(&event_fixture("message")).await;
+
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.unwrap();
+    let alerts = app.all_alerts().await;
+    assert_eq!(alerts.len(), 1);
+    let alert = &alerts[0];
+    assert_eq!(body["alert_id"], alert["id"]);
+    assert_eq!(alert["source"], "events_api");
+    assert_eq!(alert["urgency"], "critical");
+    assert_eq!(alert["urgency_source"], "message");
+    assert_eq!(alert["status"], "open");
+    assert_eq!(
+        alert["title"],
+        "CRITICAL: checkout API returning 502s for all EU customers"
+    );
+    assert!(alert["text"].as_str().unwrap().ends_with("see grafana"));
+    let slack = &alert["slack"];
+    assert_eq!(slack["event_id"], "Ev08MFMKH6");
+    assert_eq!(slack["team_id"], "T061EG9R6");
+    assert_eq!(slack["channel_id"], "C024BE91L");
+    assert_eq!(slack["user_id"], "U061F7AUR");
+    assert_eq!(slack["ts"], "1732358500.000100");
+    // created_at is RFC 3339 UTC and ids sort by creation.
+    let created = alert["created_at"].as_str().unwrap();
+    assert!(created.ends_with('Z') && created.len() == 24, "{created}");
+}
+
+#[tokio::test]
+async fn app_mention_creates_an_alert_titled_without_the_mention() {
+    let app = spawn_app().await;
+    let res = app.post_event(&event_fixture("app_mention")).await;
+    assert_eq!(res.status(), 200);
+    let alerts = app.all_alerts().await;
+    assert_eq!(alerts.len(), 1);
+    assert_eq!(alerts[0]["title"], "db replica lag 40 min, high");
+    assert_eq!(alerts[0]["urgency"], "high");
+    assert_eq!(alerts[0]["slack"]["event_id"], "Ev08MG2P4T");
+}
+
+#[tokio::test]
+async fn bot_messages_subtypes_other_events_and_stray_thread_replies_store_nothing() {
+    let app = spawn_app().await;
+    for name in [
+        "bot_message_bot_id",
+        "bot_message_subtype",
+        "message_changed",
+        "message_deleted",
+        "channel_join",
+        "thread_reply",
+        "reaction_added",
+    ] {
+        let res = app.post_event(&event_fixture(name)).await;
+        assert_eq!(res.status(), 200, "{name}");
+        let body: Value = res.json().await.unwrap();
+        assert!(body["ignored"].is_string(), "{name}: {body}");
+    }
+    assert!(app.all_alerts().await.is_empty());
+}
+
+#[tokio::test]
+async fn app_rate_limited_is_acknowledged() {
+    let app = spawn_app().await;
+    let res = app.post_event(&event_fixture("app_rate_limited")).await;
+    assert_eq!(res.status(), 200);
+    assert!(app.all_alerts().await.is_empty());
+}
+
+#[tokio::test]
+async fn slack_retries_with_the_same_event_id_create_nothing_new() {
+    let app = spawn_app().await;
+    let event = event_fixture("message");
+    let body = serde_json::to_vec(&event).unwrap();
+    let first: Value = app.post_event(&event).await.json().await.unwrap();
+    for retry in ["1", "2", "3"] {
+        let res = app
+            .post_event_raw(
+                body.clone(),
+                &[
+                    ("x-slack-retry-num", retry),
+                    ("x-slack-retry-reason", "http_timeout"),
+                ],
+            )
+            .await;
+        assert_eq!(res.status(), 200);
+        let again: Value = res.json().await.unwrap();
+        assert_eq!(again["alert_id"], first["alert_id"]);
+        assert_eq!(again["duplicate"], true);
+    }
+    assert_eq!(app.all_alerts().await.len(), 1);
+}
+
+#[tokio::test]
+async fn the_same_message_under_another_event_id_is_one_alert() {
+    let app = spawn_app().await;
+    let message = event_fixture("message");
+    let mut mention = message.clone();
+    mention["event_id"] = "Ev0DIFFERENT".into();
+    mention["event"]["type"] = "app_mention".into();
+    app.post_event(&message).await;
+    let res: Value = app.post_event(&mention).await.json().await.unwrap();
+    assert_eq!(res["duplicate"], true);
+    assert_eq!(app.all_alerts().await.len(), 1);
+}
+
+#[tokio::test]
+async fn the_same_message_through_both_surfaces_is_one_alert() {
+    let app = spawn_app().await;
+    // The outgoing-webhook post of the very message the Events API delivers.
+    let form = fixture("outgoing/pagertree_outage_high.form");
+    let mut event = event_fixture("message");
+    event["event"]["ts"] = "1732358400.000200".into();
+    event["event"]["text"] = "outage check servers high".into();
+
+    app.post_outgoing(&form).await;
+    let res: Value = app.post_event(&event).await.json().await.unwrap();
+
+    assert_eq!(res["duplicate"], true);
+    let alerts = app.all_alerts().await;
+    assert_eq!(alerts.len(), 1);
+    assert_eq!(alerts[0]["source"], "outgoing_webhook");
+}
+
+#[tokio::test]
+async fn malformed_envelopes_are_400_and_store_nothing() {
+    let app = spawn_app().await;
+    let mut no_event = event_fixture("message");
+    no_event.as_object_mut().unwrap().remove("event");
+    let mut no_type = event_fixture("message");
+    no_type.as_object_mut().unwrap().remove("type");
+    for body in [
+        b"{not json".to_vec(),
+        b"[]".to_vec(),
+        serde_json::to_vec(&no_event).unwrap(),
+        serde_json::to_vec(&no_type).unwrap(),
+        br#"{"type":"url_verification"}"#.to_vec(),
+        b"{\"type\":\"event_callback\",\"event\":{\"type\":\"message\",\"text\":\"\xff\"}}"
+            .to_vec(),
+    ] {
+        assert_error(app.post_event_raw(body, &[]).await, 400, "malformed-body").await;
+    }
+    assert!(app.all_alerts().await.is_empty());
+}
+
+#[tokio::test]
+async fn wrong_content_type_is_415_even_when_signed() {
+    let app = spawn_app().await;
+    let body = serde_json::to_vec(&event_fixture("message")).unwrap();
+    let ts = crate::helpers::now().to_string();
+    let sig = klaxon::slack::signature::sign(crate::helpers::SIGNING_SECRET.as_bytes(), &ts, &body);
+    let res = app
+        .client
+        .post(app.url("/slack/events"))
+        .header("content-type", "text/plain")
+        .header("x-slack-request-timestamp", ts)
+        .header("x-slack-signature", sig)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_error(res, 415, "unsupported-media-type").await;
+    assert!(app.all_alerts().await.is_empty());
+}
+
+#[tokio::test]
+async fn oversized_event_is_413() {
+    let app = spawn_app().await;
+    let mut event = event_fixture("message");
+    event["event"]["text"] = "x".repeat(300 * 1024).into();
+    assert_error(app.post_event(&event).await, 413, "payload-too-large").await;
+    assert!(app.all_alerts().await.is_empty());
+}

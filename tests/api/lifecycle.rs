@@ -1,0 +1,173 @@
+use serde_json::{json, Value};
+
+use crate::helpers::{assert_error, spawn_app, READ_TOKEN};
+
+#[tokio::test]
+async fn acknowledge_then_resolve_records_who_and_when() {
+    let app = spawn_app().await;
+    let id = app
+        .create_alert("high: api latency", "1732400000.000001")
+        .await;
+
+    let res = app
+        .act(
+            &id,
+            "acknowledge",
+            Some(json!({"by": "ana", "note": "on it"})),
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    let acked: Value = res.json().await.unwrap();
+    assert_eq!(acked["status"], "acknowledged");
+    assert_eq!(acked["acknowledged_by"], "ana");
+    assert!(acked["acknowledged_at"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(acked["notes"][0]["text"], "on it");
+    assert_eq!(acked["notes"][0]["user"], "ana");
+
+    let resolved: Value = app
+        .act(&id, "resolve", Some(json!({"by": "bo"})))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(resolved["status"], "resolved");
+    assert_eq!(resolved["resolved_by"], "bo");
+    assert_eq!(resolved["acknowledged_by"], "ana");
+
+    // What was answered is what is stored.
+    let stored: Value = app.get_alert(&id).await.json().await.unwrap();
+    assert_eq!(stored, resolved);
+}
+
+#[tokio::test]
+async fn open_alerts_can_be_resolved_directly_with_no_body() {
+    let app = spawn_app().await;
+    let id = app
+        .create_alert("low: flaky test", "1732400000.000001")
+        .await;
+    let res = app.act(&id, "resolve", None).await;
+    assert_eq!(res.status(), 200);
+    let alert: Value = res.json().await.unwrap();
+    assert_eq!(alert["status"], "resolved");
+    assert!(alert["acknowledged_at"].is_null());
+}
+
+#[tokio::test]
+async fn repeating_an_action_changes_nothing() {
+    let app = spawn_app().await;
+    let id = app.create_alert("x", "1732400000.000001").await;
+    let first: Value = app
+        .act(&id, "acknowledge", Some(json!({"by": "ana", "note": "n"})))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let res = app
+        .act(&id, "acknowledge", Some(json!({"by": "bo", "note": "n"})))
+        .await;
+    assert_eq!(res.status(), 200);
+    let second: Value = res.json().await.unwrap();
+    assert_eq!(second, first);
+    assert_eq!(
+        app.get_alert(&id).await.json::<Value>().await.unwrap(),
+        first
+    );
+}
+
+#[tokio::test]
+async fn acknowledging_a_resolved_alert_conflicts_until_reopened() {
+    let app = spawn_app().await;
+    let id = app.create_alert("x", "1732400000.000001").await;
+    app.act(&id, "resolve", None).await;
+
+    assert_error(app.act(&id, "acknowledge", None).await, 409, "conflict").await;
+    assert_eq!(
+        app.get_alert(&id).await.json::<Value>().await.unwrap()["status"],
+        "resolved"
+    );
+
+    let reopened: Value = app.act(&id, "reopen", None).await.json().await.unwrap();
+    assert_eq!(reopened["status"], "open");
+    assert!(reopened["resolved_at"].is_null());
+    assert_eq!(app.act(&id, "acknowledge", None).await.status(), 200);
+}
+
+#[tokio::test]
+async fn read_tokens_may_not_change_alerts() {
+    let app = spawn_app().await;
+    let id = app.create_alert("x", "1732400000.000001").await;
+    for action in ["acknowledge", "resolve", "reopen", "notes"] {
+        assert_error(
+            app.act_as(&id, action, None, READ_TOKEN).await,
+            403,
+            "forbidden",
+        )
+        .await;
+        assert_error(
+            app.act_as(&id, action, None, "nobody").await,
+            401,
+            "unauthenticated",
+        )
+        .await;
+    }
+    assert_eq!(
+        app.get_alert(&id).await.json::<Value>().await.unwrap()["status"],
+        "open"
+    );
+}
+
+#[tokio::test]
+async fn bad_action_requests_are_clear_errors() {
+    let app = spawn_app().await;
+    let id = app.create_alert("x", "1732400000.000001").await;
+    assert_error(
+        app.act("0000000000000", "acknowledge", None).await,
+        404,
+        "not-found",
+    )
+    .await;
+    let res = app
+        .client
+        .post(app.url(&format!("/api/v1/alerts/{id}/acknowledge")))
+        .bearer_auth(crate::helpers::WRITE_TOKEN)
+        .header("content-type", "application/json")
+        .body("{\"by\": ")
+        .send()
+        .await
+        .unwrap();
+    assert_error(res, 400, "malformed-body").await;
+    assert_error(
+        app.act(&id, "acknowledge", Some(json!({"who": "ana"})))
+            .await,
+        400,
+        "malformed-body",
+    )
+    .await;
+    assert_error(
+        app.act(&id, "notes", Some(json!({"by": "ana"}))).await,
+        400,
+        "missing-field",
+    )
+    .await;
+    assert_eq!(
+        app.get_alert(&id).await.json::<Value>().await.unwrap()["status"],
+        "open"
+    );
+}
+
+#[tokio::test]
+async fn notes_are_added_through_the_api() {
+    let app = spawn_app().await;
+    let id = app.create_alert("x", "1732400000.000001").await;
+    let res = app
+        .act(
+            &id,
+            "notes",
+            Some(json!({"by": "ana", "note": "customer ticket #42"})),
+        )
+        .await;
+    assert_eq!(res.status(), 201);
+    let alert: Value = app.get_alert(&id).await.json().await.unwrap();
+    assert_eq!(alert["notes"][0]["text"], "customer ticket #42");
+    assert_eq!(alert["status"], "open");
+}

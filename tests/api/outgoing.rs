@@ -1,0 +1,193 @@
+use serde_json::Value;
+
+use crate::helpers::{assert_error, fixture, spawn_app, spawn_app_with, VERIFICATION_TOKEN};
+
+#[tokio::test]
+async fn pagertree_style_post_creates_a_high_alert_and_replies_in_channel() {
+    let app = spawn_app().await;
+
+    let res = app
+        .post_outgoing(&fixture("outgoing/pagertree_outage_high.form"))
+        .await;
+
+    assert_eq!(res.status(), 200);
+    let reply: Value = res.json().await.unwrap();
+    let text = reply["text"].as_str().unwrap();
+    let alerts = app.all_alerts().await;
+    assert_eq!(alerts.len(), 1);
+    let alert = &alerts[0];
+    let id = alert["id"].as_str().unwrap();
+    assert!(text.contains(id) && text.contains("high"), "{text}");
+    assert!(!text.to_lowercase().starts_with("outage"), "{text}");
+    assert_eq!(alert["urgency"], "high");
+    assert_eq!(alert["urgency_source"], "message");
+    assert_eq!(alert["title"], "check servers high");
+    assert_eq!(alert["text"], "outage check servers high");
+    assert_eq!(alert["status"], "open");
+    assert_eq!(alert["source"], "outgoing_webhook");
+    let slack = &alert["slack"];
+    assert_eq!(slack["team_id"], "T061EG9R6");
+    assert_eq!(slack["team_domain"], "acme-ops");
+    assert_eq!(slack["channel_id"], "C024BE91L");
+    assert_eq!(slack["channel_name"], "ops-alerts");
+    assert_eq!(slack["user_name"], "jdoe");
+    assert_eq!(slack["ts"], "1732358400.000200");
+    assert_eq!(slack["trigger_word"], "outage");
+}
+
+#[tokio::test]
+async fn slack_documented_sample_is_stored_with_the_default_urgency() {
+    let app = spawn_app_with(|s| s.default_urgency = klaxon::urgency::Urgency::Low).await;
+
+    let res = app
+        .post_outgoing(&fixture("outgoing/slack_docs_sample.form"))
+        .await;
+
+    assert_eq!(res.status(), 200);
+    let alerts = app.all_alerts().await;
+    assert_eq!(alerts.len(), 1);
+    assert_eq!(alerts[0]["urgency"], "low");
+    assert_eq!(alerts[0]["urgency_source"], "default");
+    assert_eq!(
+        alerts[0]["title"],
+        "What is the air-speed velocity of an unladen swallow?"
+    );
+    assert_eq!(alerts[0]["slack"]["thread_ts"], "1504640714.003543");
+    assert_eq!(alerts[0]["slack"]["channel_id"], "C2147483705");
+}
+
+#[tokio::test]
+async fn unicode_text_is_kept_and_its_urgency_read() {
+    let app = spawn_app().await;
+    let res = app
+        .post_outgoing(&fixture("outgoing/unicode_critical.form"))
+        .await;
+    assert_eq!(res.status(), 200);
+    let alerts = app.all_alerts().await;
+    assert_eq!(alerts[0]["urgency"], "critical");
+    assert_eq!(alerts[0]["title"], "支払い障害 CRITICAL: payments ✅ down");
+}
+
+#[tokio::test]
+async fn wrong_or_missing_token_is_rejected_and_nothing_stored() {
+    let app = spawn_app().await;
+    let good = fixture("outgoing/pagertree_outage_high.form");
+    for form in [
+        good.replace(VERIFICATION_TOKEN, "XXXXXXXXXXXXXXXXXY"),
+        good.replace(VERIFICATION_TOKEN, "X"),
+        good.replace(VERIFICATION_TOKEN, ""),
+        good.replace(&format!("token={VERIFICATION_TOKEN}&"), ""),
+    ] {
+        assert_error(app.post_outgoing(&form).await, 401, "invalid-token").await;
+    }
+    assert!(app.all_alerts().await.is_empty());
+}
+
+#[tokio::test]
+async fn outgoing_surface_fails_closed_without_a_configured_token() {
+    let app = spawn_app_with(|s| s.verification_tokens = None).await;
+    let res = app
+        .post_outgoing(&fixture("outgoing/pagertree_outage_high.form"))
+        .await;
+    assert_error(res, 401, "invalid-token").await;
+    assert!(app.all_alerts().await.is_empty());
+}
+
+#[tokio::test]
+async fn bot_posts_get_an_empty_answer_and_page_nobody() {
+    let app = spawn_app().await;
+    for name in ["outgoing/slackbot_post.form", "outgoing/bot_post.form"] {
+        let res = app.post_outgoing(&fixture(name)).await;
+        assert_eq!(res.status(), 200, "{name}");
+        assert!(res.bytes().await.unwrap().is_empty(), "{name}");
+    }
+    assert!(app.all_alerts().await.is_empty());
+}
+
+#[tokio::test]
+async fn the_same_post_twice_is_one_alert() {
+    let app = spawn_app().await;
+    let form = fixture("outgoing/pagertree_outage_high.form");
+    let first: Value = app.post_outgoing(&form).await.json().await.unwrap();
+    let second: Value = app.post_outgoing(&form).await.json().await.unwrap();
+    assert_eq!(app.all_alerts().await.len(), 1);
+    let id = app.all_alerts().await[0]["id"].as_str().unwrap().to_owned();
+    assert!(first["text"].as_str().unwrap().contains(&id));
+    assert!(second["text"].as_str().unwrap().contains(&id));
+    assert!(second["text"].as_str().unwrap().contains("already"));
+}
+
+#[tokio::test]
+async fn malformed_forms_are_400_and_store_nothing() {
+    let app = spawn_app().await;
+    let good = fixture("outgoing/pagertree_outage_high.form");
+    let cases = [
+        (
+            good.replace("text=outage", "text=%ZZoutage"),
+            "malformed-body",
+        ),
+        (
+            good.replace("text=outage", "text=%C3%28outage"),
+            "malformed-body",
+        ),
+        (format!("{good}&token=again"), "malformed-body"),
+        (good.replace("channel_id=C024BE91L&", ""), "missing-field"),
+        (
+            good.replace("timestamp=1732358400.000200&", ""),
+            "missing-field",
+        ),
+        (
+            good.replace("text=outage+check+servers+high&", ""),
+            "missing-field",
+        ),
+    ];
+    for (form, code) in cases {
+        assert_error(app.post_outgoing(&form).await, 400, code).await;
+    }
+    assert!(app.all_alerts().await.is_empty());
+}
+
+#[tokio::test]
+async fn raw_invalid_utf8_is_400() {
+    let app = spawn_app().await;
+    let mut body = fixture("outgoing/pagertree_outage_high.form").into_bytes();
+    body.extend_from_slice(b"&extra=\xff\xfe");
+    let res = app
+        .client
+        .post(app.url("/slack/outgoing"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_error(res, 400, "malformed-body").await;
+    assert!(app.all_alerts().await.is_empty());
+}
+
+#[tokio::test]
+async fn wrong_content_type_is_415() {
+    let app = spawn_app().await;
+    for content_type in [Some("application/json"), Some("text/plain"), None] {
+        let mut req = app
+            .client
+            .post(app.url("/slack/outgoing"))
+            .body(fixture("outgoing/pagertree_outage_high.form"));
+        if let Some(ct) = content_type {
+            req = req.header("content-type", ct);
+        }
+        assert_error(req.send().await.unwrap(), 415, "unsupported-media-type").await;
+    }
+    assert!(app.all_alerts().await.is_empty());
+}
+
+#[tokio::test]
+async fn oversized_body_is_413() {
+    let app = spawn_app().await;
+    let form = format!(
+        "{}&padding={}",
+        fixture("outgoing/pagertree_outage_high.form"),
+        "a".repeat(300 * 1024)
+    );
+    assert_error(app.post_outgoing(&form).await, 413, "payload-too-large").await;
+    assert!(app.all_alerts().await.is_empty());
+}

@@ -1,0 +1,97 @@
+//! Runs the built `klaxon` binary as a child process, as an operator would.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::Duration;
+
+use crate::helpers::{READ_TOKEN, SIGNING_SECRET, VERIFICATION_TOKEN, WRITE_TOKEN};
+
+pub struct Process {
+    pub child: Child,
+    pub address: String,
+    /// Everything the process wrote to stdout and stderr so far.
+    pub output: Arc<Mutex<String>>,
+}
+
+/// The environment of a fully configured server on a free loopback port.
+pub fn server_env(data_dir: &Path) -> Vec<(&'static str, String)> {
+    vec![
+        ("KLAXON_LISTEN", "127.0.0.1:0".into()),
+        ("KLAXON_DATA_DIR", data_dir.display().to_string()),
+        ("SLACK_SIGNING_SECRET", SIGNING_SECRET.into()),
+        ("SLACK_VERIFICATION_TOKEN", VERIFICATION_TOKEN.into()),
+        ("KLAXON_READ_TOKENS", READ_TOKEN.into()),
+        ("KLAXON_WRITE_TOKENS", WRITE_TOKEN.into()),
+        ("KLAXON_LOG_FORMAT", "json".into()),
+        ("RUST_LOG", "info".into()),
+    ]
+}
+
+pub fn command(args: &[&str], env: &[(&str, String)]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_klaxon"));
+    cmd.args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default());
+    for (name, value) in env {
+        cmd.env(name, value);
+    }
+    cmd
+}
+
+/// Starts `klaxon serve` and waits until it logs its listening address.
+pub fn start_server(env: &[(&str, String)]) -> Process {
+    let mut child = command(&["serve"], env)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let output = Arc::new(Mutex::new(String::new()));
+    let (addr_tx, addr_rx) = mpsc::channel();
+    for stream in [
+        Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+        Box::new(child.stderr.take().unwrap()),
+    ] {
+        let output = output.clone();
+        let addr_tx = addr_tx.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                if let Ok(json) = serde_json::from_str::<serde_json::Value>(&line) {
+                    if json["message"] == "klaxon listening" {
+                        let _ = addr_tx.send(json["addr"].as_str().unwrap_or_default().to_owned());
+                    }
+                }
+                let mut out = output.lock().unwrap();
+                out.push_str(&line);
+                out.push('\n');
+            }
+        });
+    }
+    let addr = addr_rx
+        .recv_timeout(Duration::from_secs(20))
+        .unwrap_or_else(|_| {
+            let _ = child.kill();
+            panic!("klaxon did not start: {}", output.lock().unwrap())
+        });
+    Process {
+        child,
+        address: format!("http://{addr}"),
+        output,
+    }
+}
+
+impl Process {
+    /// SIGKILL: no shutdown, no final flush.
+    pub fn kill_hard(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,81 @@
+use reqwest::Client;
+use serde_json::Value;
+
+use crate::helpers::{
+    event_fixture, fixture, now, TestApp, READ_TOKEN, SIGNING_SECRET, VERIFICATION_TOKEN,
+    WRITE_TOKEN,
+};
+use crate::process::{server_env, start_server};
+
+/// Every kind of request, good and bad, then every configured secret is
+/// searched for in everything the server printed.
+#[tokio::test]
+async fn no_secret_or_token_ever_appears_in_the_output() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let mut env = server_env(data_dir.path());
+    env.retain(|(name, _)| *name != "RUST_LOG");
+    env.push(("RUST_LOG", "trace".into()));
+    let mut server = start_server(&env);
+    let app = TestApp {
+        address: server.address.clone(),
+        client: Client::new(),
+        _data_dir: tempfile::tempdir().unwrap(),
+    };
+
+    let id = app
+        .create_alert("critical: leak test", "1732400000.000001")
+        .await;
+    app.post_event(&event_fixture("url_verification")).await;
+    app.post_event(&event_fixture("thread_reply")).await;
+    let body = serde_json::to_vec(&event_fixture("message")).unwrap();
+    let ts = now().to_string();
+    let good_sig = klaxon::slack::signature::sign(SIGNING_SECRET.as_bytes(), &ts, &body);
+    app.post_event_signed(
+        body.clone(),
+        Some(&ts),
+        Some(&klaxon::slack::signature::sign(b"x", &ts, &body)),
+    )
+    .await;
+    app.post_event_signed(b"{}".to_vec(), Some(&ts), Some(&good_sig))
+        .await;
+    app.post_outgoing(&fixture("outgoing/pagertree_outage_high.form"))
+        .await;
+    app.post_outgoing(
+        &fixture("outgoing/pagertree_outage_high.form").replace(VERIFICATION_TOKEN, "wrong-token"),
+    )
+    .await;
+    app.post_outgoing("token=XXXXXXXXXXXXXXXXXX&text=%ZZ").await;
+    app.get_alert(&id).await;
+    app.get_with("/api/v1/alerts", Some("not-a-token")).await;
+    app.get_with("/api/v1/alerts/summary", Some(READ_TOKEN))
+        .await;
+    app.act_as(&id, "acknowledge", None, READ_TOKEN).await;
+    app.act(&id, "resolve", Some(serde_json::json!({"by": "ana"})))
+        .await;
+    let res: Value = app
+        .get_with("/api/v1/changes", Some(WRITE_TOKEN))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(!res["alerts"].as_array().unwrap().is_empty());
+    server.kill_hard();
+
+    let output = server.output.lock().unwrap().clone();
+    assert!(
+        output.contains("\"status\":401"),
+        "the session logged its requests: {output}"
+    );
+    for secret in [
+        SIGNING_SECRET,
+        VERIFICATION_TOKEN,
+        READ_TOKEN,
+        WRITE_TOKEN,
+        &good_sig[3..],
+    ] {
+        assert!(
+            !output.contains(secret),
+            "{secret} appears in the server's output"
+        );
+    }
+}

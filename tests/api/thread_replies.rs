@@ -1,0 +1,109 @@
+use serde_json::Value;
+
+use crate::helpers::{event_fixture, spawn_app, TestApp};
+
+/// A thread reply under the `message` fixture's alert.
+fn reply(text: &str, ts: &str, event_id: &str) -> Value {
+    let mut event = event_fixture("thread_reply");
+    event["event"]["text"] = text.into();
+    event["event"]["ts"] = ts.into();
+    event["event_id"] = event_id.into();
+    event
+}
+
+async fn alert_from_fixture(app: &TestApp) -> String {
+    let created: Value = app
+        .post_event(&event_fixture("message"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    created["alert_id"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn a_thread_reply_ack_acknowledges_the_alert_as_the_slack_user() {
+    let app = spawn_app().await;
+    let id = alert_from_fixture(&app).await;
+
+    let res = app
+        .post_event(&reply("<@U0KLAXON1> ACK", "1732358800.000900", "EvREPLY1"))
+        .await;
+
+    assert_eq!(res.status(), 200);
+    let alert: Value = app.get_alert(&id).await.json().await.unwrap();
+    assert_eq!(alert["status"], "acknowledged");
+    assert_eq!(alert["acknowledged_by"], "U0ONCALL1");
+    assert_eq!(
+        app.all_alerts().await.len(),
+        1,
+        "a reply is not a new alert"
+    );
+
+    app.post_event(&reply("resolved", "1732358801.000900", "EvREPLY2"))
+        .await;
+    let alert: Value = app.get_alert(&id).await.json().await.unwrap();
+    assert_eq!(alert["status"], "resolved");
+    assert_eq!(alert["resolved_by"], "U0ONCALL1");
+}
+
+#[tokio::test]
+async fn any_other_thread_reply_becomes_a_note_once() {
+    let app = spawn_app().await;
+    let id = alert_from_fixture(&app).await;
+    let note = event_fixture("thread_reply");
+
+    app.post_event(&note).await;
+    // Slack retries, and the same reply under another event id, change nothing twice.
+    let body = serde_json::to_vec(&note).unwrap();
+    app.post_event_raw(body, &[("x-slack-retry-num", "1")])
+        .await;
+    let mut again = note.clone();
+    again["event_id"] = "EvSAMEMSG".into();
+    let res: Value = app.post_event(&again).await.json().await.unwrap();
+    assert_eq!(res["duplicate"], true);
+
+    let alert: Value = app.get_alert(&id).await.json().await.unwrap();
+    let notes = alert["notes"].as_array().unwrap();
+    assert_eq!(notes.len(), 1);
+    assert_eq!(
+        notes[0]["text"],
+        "looking into it, rolled back the deploy (high)"
+    );
+    assert_eq!(notes[0]["user"], "U0ONCALL1");
+    assert_eq!(notes[0]["ts"], "1732358800.000700");
+    assert_eq!(alert["status"], "open");
+}
+
+#[tokio::test]
+async fn a_repeated_ack_reply_does_not_change_the_alert_twice() {
+    let app = spawn_app().await;
+    let id = alert_from_fixture(&app).await;
+    app.post_event(&reply("ack", "1732358800.000901", "EvACK1"))
+        .await;
+    let first: Value = app.get_alert(&id).await.json().await.unwrap();
+    app.post_event(&reply("ack", "1732358800.000901", "EvACK1"))
+        .await;
+    app.post_event(&reply("ack", "1732358802.000901", "EvACK2"))
+        .await;
+    let after: Value = app.get_alert(&id).await.json().await.unwrap();
+    assert_eq!(after, first);
+}
+
+#[tokio::test]
+async fn replies_in_another_channel_or_team_do_not_touch_the_alert() {
+    let app = spawn_app().await;
+    let id = alert_from_fixture(&app).await;
+    let mut elsewhere = reply("ack", "1732358800.000902", "EvELSE1");
+    elsewhere["event"]["channel"] = "C0OTHER".into();
+    let mut other_team = reply("ack", "1732358800.000903", "EvELSE2");
+    other_team["team_id"] = "T0OTHER".into();
+    for event in [elsewhere, other_team] {
+        let res: Value = app.post_event(&event).await.json().await.unwrap();
+        assert_eq!(res["ignored"], "thread reply");
+    }
+    assert_eq!(
+        app.get_alert(&id).await.json::<Value>().await.unwrap()["status"],
+        "open"
+    );
+}
