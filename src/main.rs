@@ -1,10 +1,14 @@
 //! The `klaxon` command line: parses arguments, sets up logging, calls the library.
 
+use std::fs::{self, File};
+use std::io::{BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
-use klaxon::config::{ServeArgs, Settings};
+use clap::{Args, Parser, Subcommand};
+use klaxon::config::{ServeArgs, Settings, DEFAULT_CACHE_MB, DEFAULT_DATA_DIR};
 use klaxon::startup::Application;
+use klaxon::store::Store;
 use klaxon::telemetry;
 
 /// klaxon turns Slack messages into durable on-call alerts.
@@ -18,7 +22,32 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the HTTP server: Slack webhooks and Events API in, alert API out.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
+    /// Write a consistent JSON Lines backup of a data dir no server is using.
+    /// (While serving, use the API: GET /api/v1/backup with a write token.)
+    Backup(BackupArgs),
+    /// Load a backup into an empty data dir.
+    Restore(RestoreArgs),
+}
+
+#[derive(Args)]
+struct BackupArgs {
+    /// File to write (written to FILE.tmp, synced, then renamed)
+    #[arg(long, value_name = "FILE")]
+    to: PathBuf,
+    /// Data directory to back up
+    #[arg(long, env = "KLAXON_DATA_DIR", default_value = DEFAULT_DATA_DIR, value_name = "DIR")]
+    data_dir: PathBuf,
+}
+
+#[derive(Args)]
+struct RestoreArgs {
+    /// Backup file written by `klaxon backup` or GET /api/v1/backup
+    #[arg(long, value_name = "FILE")]
+    from: PathBuf,
+    /// Empty (or not yet existing) data directory to restore into
+    #[arg(long, env = "KLAXON_DATA_DIR", default_value = DEFAULT_DATA_DIR, value_name = "DIR")]
+    data_dir: PathBuf,
 }
 
 /// Exit codes: 0 clean stop, 1 server error, 2 bad configuration, 3 store cannot open.
@@ -26,7 +55,94 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     telemetry::init();
     match cli.command {
-        Command::Serve(args) => serve(args),
+        Command::Serve(args) => serve(*args),
+        Command::Backup(args) => backup(&args),
+        Command::Restore(args) => restore(&args),
+    }
+}
+
+fn open_store(data_dir: &Path) -> Result<Store, ExitCode> {
+    Store::open(data_dir, DEFAULT_CACHE_MB * 1024 * 1024).map_err(|e| {
+        eprintln!("klaxon: cannot open the store in {}: {e}", data_dir.display());
+        eprintln!("(if a klaxon server is using it, back up through its API: GET /api/v1/backup with a write token)");
+        ExitCode::from(3)
+    })
+}
+
+fn backup(args: &BackupArgs) -> ExitCode {
+    let store = match open_store(&args.data_dir) {
+        Ok(store) => store,
+        Err(code) => return code,
+    };
+    let partial = args.to.with_extension("tmp");
+    let written = File::create(&partial)
+        .map_err(|e| e.to_string())
+        .and_then(|file| {
+            let mut out = BufWriter::new(file);
+            let summary = store.backup(&mut out).map_err(|e| e.to_string())?;
+            let file = out.into_inner().map_err(|e| e.to_string())?;
+            file.sync_all().map_err(|e| e.to_string())?;
+            fs::rename(&partial, &args.to).map_err(|e| e.to_string())?;
+            Ok(summary)
+        });
+    store.close();
+    match written {
+        Ok(summary) => {
+            println!(
+                "backed up {} alerts (seq {}) to {}",
+                summary.alerts,
+                summary.seq,
+                args.to.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            let _ = fs::remove_file(&partial);
+            eprintln!("klaxon: backup failed: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn restore(args: &RestoreArgs) -> ExitCode {
+    let in_use = fs::read_dir(&args.data_dir)
+        .map(|mut d| d.next().is_some())
+        .unwrap_or(false);
+    if in_use {
+        eprintln!(
+            "klaxon: {} is not empty: restore only into an empty data dir",
+            args.data_dir.display()
+        );
+        return ExitCode::from(2);
+    }
+    let input = match File::open(&args.from) {
+        Ok(file) => BufReader::with_capacity(1 << 20, file),
+        Err(e) => {
+            eprintln!("klaxon: cannot read {}: {e}", args.from.display());
+            return ExitCode::from(2);
+        }
+    };
+    let store = match open_store(&args.data_dir) {
+        Ok(store) => store,
+        Err(code) => return code,
+    };
+    let restored = store.restore(input);
+    store.close();
+    match restored {
+        Ok(summary) => {
+            let _ = writeln!(
+                std::io::stdout(),
+                "restored {} alerts (seq {}) into {}",
+                summary.alerts,
+                summary.seq,
+                args.data_dir.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("klaxon: restore failed: {e}; {} may hold a partial store, remove it before retrying", args.data_dir.display());
+            ExitCode::FAILURE
+        }
     }
 }
 

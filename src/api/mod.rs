@@ -2,6 +2,7 @@
 
 pub mod alerts;
 pub mod auth;
+mod backup;
 mod etag;
 pub mod params;
 
@@ -20,5 +21,6 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(crate::startup::resource("/api/v1/alerts/{id}/resolve").post(alerts::resolve))
         .service(crate::startup::resource("/api/v1/alerts/{id}/reopen").post(alerts::reopen))
         .service(crate::startup::resource("/api/v1/alerts/{id}/notes").post(alerts::add_note))
-        .service(crate::startup::resource("/api/v1/changes").get(alerts::changes));
+        .service(crate::startup::resource("/api/v1/changes").get(alerts::changes))
+        .service(crate::startup::resource("/api/v1/backup").get(backup::backup));
 }

@@ -206,6 +206,80 @@ impl Ledger {
         }
     }
 
+    /// The records of alerts whose latest change is after `seq`, and the
+    /// current sequence: run on the writer, so nothing changes meanwhile.
+    pub fn changed_since(&self, seq: u64) -> Result<(u64, Vec<sled::IVec>), StoreError> {
+        let mut records = Vec::new();
+        for entry in self
+            .tree
+            .range(keys::change(seq.saturating_add(1))..=keys::change(u64::MAX))
+        {
+            let (_, id) = entry?;
+            let id = keys::id_from_value(&id)
+                .ok_or_else(|| StoreError::Corrupt("change entry is not an id".into()))?;
+            if let Some(json) = self.tree.get(keys::alert(id))? {
+                records.push(json);
+            }
+        }
+        Ok((self.seq, records))
+    }
+
+    /// Writes restored alerts with their indexes, dedup keys and counts, as
+    /// one atomic batch. The store must not already hold these ids.
+    pub fn import(&mut self, alerts: Vec<Alert>) -> Result<(), StoreError> {
+        let mut batch = Batch::default();
+        let mut counts = std::collections::HashMap::<[u8; 3], u64>::new();
+        for alert in &alerts {
+            let id = alert.id;
+            let team = alert.slack.team_id.as_deref().unwrap_or("");
+            let channel = &alert.slack.channel_id;
+            batch.insert(
+                keys::message(team, channel, &alert.slack.ts),
+                &keys::id_value(id),
+            );
+            if let Some(event_id) = &alert.slack.event_id {
+                batch.insert(keys::event(team, event_id), &keys::id_value(id));
+            }
+            // Thread replies kept as notes stay deduplicated after a restore.
+            for ts in alert.notes.iter().filter_map(|n| n.ts.as_deref()) {
+                batch.insert(keys::message(team, channel, ts), &keys::id_value(id));
+            }
+            let json = serde_json::to_vec(alert).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            batch.insert(&keys::alert(id), json);
+            batch.insert(
+                keys::with_id(keys::state_prefix(alert.status, alert.urgency), id),
+                &[],
+            );
+            batch.insert(
+                keys::with_id(
+                    keys::channel_prefix(channel, alert.status, alert.urgency),
+                    id,
+                ),
+                &[],
+            );
+            batch.insert(&keys::change(alert.seq), &keys::id_value(id));
+            *counts
+                .entry(keys::count(alert.status, alert.urgency))
+                .or_default() += 1;
+            self.last_id = self.last_id.max(id);
+            self.seq = self.seq.max(alert.seq);
+        }
+        for (key, added) in counts {
+            batch.insert(&key, &(self.count(&key)? + added).to_be_bytes());
+        }
+        batch.insert(keys::meta("seq"), &self.seq.to_be_bytes());
+        self.tree.apply_batch(batch)?;
+        Ok(())
+    }
+
+    /// Makes the next change's sequence number follow `seq` at least.
+    pub fn raise_seq(&mut self, seq: u64) -> Result<(), StoreError> {
+        self.seq = self.seq.max(seq);
+        self.tree
+            .insert(keys::meta("seq"), &self.seq.to_be_bytes())?;
+        Ok(())
+    }
+
     fn change_with(
         &mut self,
         before: Alert,

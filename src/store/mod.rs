@@ -4,6 +4,7 @@
 //! groups: a change is answered only after the flush and fsync that cover it.
 //! Reads go straight to sled on the blocking pool.
 
+pub mod backup;
 mod error;
 pub mod keys;
 mod ledger;
@@ -178,10 +179,28 @@ impl Store {
         }
     }
 
+    /// Runs `change` on the writer; answers once the commit covering it is on disk.
     async fn write<T: Send + 'static>(
         &self,
         change: impl FnOnce(&mut Ledger) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
+        self.submit(change)?.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// [`Store::write`] for blocking callers (backup, restore, command line).
+    fn write_blocking<T: Send + 'static>(
+        &self,
+        change: impl FnOnce(&mut Ledger) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        self.submit(change)?
+            .blocking_recv()
+            .map_err(|_| StoreError::Closed)?
+    }
+
+    fn submit<T: Send + 'static>(
+        &self,
+        change: impl FnOnce(&mut Ledger) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<oneshot::Receiver<Result<T, StoreError>>, StoreError> {
         let (tx, rx) = oneshot::channel();
         let job: Job = Box::new(move |ledger| {
             let outcome = change(ledger);
@@ -196,11 +215,9 @@ impl Store {
             .lock()
             .map_err(|_| StoreError::Closed)?
             .clone();
-        sender
-            .ok_or(StoreError::Closed)?
-            .send(job)
-            .map_err(|_| StoreError::Closed)?;
-        rx.await.map_err(|_| StoreError::Closed)?
+        let sender = sender.ok_or(StoreError::Closed)?;
+        sender.send(job).map_err(|_| StoreError::Closed)?;
+        Ok(rx)
     }
 
     async fn read<T: Send + 'static>(

@@ -2,6 +2,7 @@
 
 mod access;
 mod alert_api;
+mod backup;
 mod changes;
 mod durability;
 mod events;

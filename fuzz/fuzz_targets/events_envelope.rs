@@ -1,0 +1,29 @@
+//! Events API envelopes: parsing and deciding any body never panics; an alert
+//! title is at most 120 chars and taken from the text; a thread reply is never
+//! a reply to itself and its command is `reply_command` of its text.
+#![no_main]
+
+use klaxon::alert::TITLE_MAX_CHARS;
+use klaxon::slack::events::{reply_command, Decision, Envelope};
+use klaxon::urgency::{self, Urgency};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let _ = reply_command(&String::from_utf8_lossy(data));
+    let Ok(envelope) = Envelope::parse(data) else {
+        return;
+    };
+    match envelope.decide(Urgency::Medium) {
+        Decision::Alert(alert) => {
+            assert!(alert.title.chars().count() <= TITLE_MAX_CHARS);
+            assert!(alert.text.contains(&alert.title));
+            let read = urgency::read(&alert.text, Urgency::Medium);
+            assert_eq!((alert.urgency, alert.urgency_source), read);
+        }
+        Decision::Reply(reply) => {
+            assert_ne!(reply.thread_ts, reply.ts);
+            assert_eq!(reply.command, reply_command(&reply.text));
+        }
+        _ => {}
+    }
+});

@@ -1,0 +1,28 @@
+//! Outgoing-webhook forms: strict decoding, the bot check and the alert built
+//! from any body never panic; a built alert's title is at most 120 chars and
+//! its urgency is the one read from its text; the channel reply never starts
+//! with the trigger word (which would fire the webhook again).
+#![no_main]
+
+use klaxon::alert::TITLE_MAX_CHARS;
+use klaxon::slack::outgoing::{reply_text, OutgoingForm};
+use klaxon::urgency::{self, Urgency};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(form) = OutgoingForm::parse(data) else {
+        return;
+    };
+    let _ = form.is_from_bot();
+    let trigger = form.trigger_word.clone().unwrap_or_default();
+    if let Ok(alert) = form.into_new_alert(Urgency::Medium) {
+        assert!(alert.title.chars().count() <= TITLE_MAX_CHARS);
+        assert!(alert.text.contains(&alert.title));
+        let (u, source) = urgency::read(&alert.text, Urgency::Medium);
+        assert_eq!((alert.urgency, alert.urgency_source), (u, source));
+        let reply = reply_text(&alert.title, &trigger);
+        let t = trigger.trim();
+        let head = reply.get(..t.len()).unwrap_or("");
+        assert!(t.is_empty() || !head.eq_ignore_ascii_case(t), "{reply:?}");
+    }
+});

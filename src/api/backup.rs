@@ -1,0 +1,87 @@
+//! `GET /api/v1/backup`: a consistent JSON Lines snapshot, streamed while serving.
+
+use std::io::Write;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use actix_web::web::{self, Bytes};
+use actix_web::HttpResponse;
+use tokio::sync::mpsc;
+
+use super::auth::CanWrite;
+use crate::error::ApiError;
+use crate::store::Store;
+use crate::telemetry::with_outcome;
+
+/// Chunks of the stream in flight between the backup and the client.
+const CHUNKS_IN_FLIGHT: usize = 8;
+const CHUNK_BYTES: usize = 64 * 1024;
+
+/// Backups hold every alert, so they need a write token.
+pub async fn backup(_: CanWrite, store: web::Data<Store>) -> Result<HttpResponse, ApiError> {
+    let (tx, rx) = mpsc::channel(CHUNKS_IN_FLIGHT);
+    let store = store.get_ref().clone();
+    actix_web::rt::task::spawn_blocking(move || {
+        let mut out = ChannelWriter {
+            buffer: Vec::with_capacity(CHUNK_BYTES),
+            tx,
+        };
+        let result = store.backup(&mut out);
+        if let Err(e) = &result {
+            tracing::error!(error = %e, "backup failed");
+            // The missing trailer tells the client the backup is incomplete.
+            let _ = out
+                .tx
+                .blocking_send(Err(std::io::Error::other("backup failed")));
+        }
+    });
+    let response = HttpResponse::Ok()
+        .content_type("application/x-ndjson")
+        .insert_header((
+            "content-disposition",
+            "attachment; filename=\"klaxon-backup.jsonl\"",
+        ))
+        .streaming(ChunkStream(rx));
+    Ok(with_outcome(response, "backup streamed"))
+}
+
+type Chunk = Result<Bytes, std::io::Error>;
+
+/// Buffers the backup's writes into chunks for the response stream.
+struct ChannelWriter {
+    buffer: Vec<u8>,
+    tx: mpsc::Sender<Chunk>,
+}
+
+impl Write for ChannelWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.buffer.extend_from_slice(data);
+        if self.buffer.len() >= CHUNK_BYTES {
+            self.flush()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.buffer.is_empty() {
+            return Ok(());
+        }
+        let chunk = Bytes::from(std::mem::replace(
+            &mut self.buffer,
+            Vec::with_capacity(CHUNK_BYTES),
+        ));
+        self.tx
+            .blocking_send(Ok(chunk))
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "client went away"))
+    }
+}
+
+struct ChunkStream(mpsc::Receiver<Chunk>);
+
+impl futures_core::Stream for ChunkStream {
+    type Item = Chunk;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Chunk>> {
+        self.0.poll_recv(cx)
+    }
+}

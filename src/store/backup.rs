@@ -1,0 +1,162 @@
+//! Backups as JSON Lines: a header line, one alert per line, a trailer line.
+//!
+//! A backup is a consistent snapshot without stopping the service: all
+//! records are scanned while writes go on, then one short job on the writer
+//! thread (where no other change can run) appends every alert changed since
+//! the scan began. Restoring keeps, per id, the line with the highest `seq`,
+//! which is exactly the state at the trailer's `seq`. The trailer also proves
+//! the file is complete: a truncated backup is refused.
+
+use std::io::{BufRead, Write};
+
+use serde::{Deserialize, Serialize};
+
+use super::{keys, Store, StoreError, SCHEMA_VERSION};
+use crate::alert::{Alert, AlertId};
+
+/// First line of a backup.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Header {
+    pub klaxon_backup: u32,
+    pub schema: u64,
+}
+
+/// Last line of a backup.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Trailer {
+    pub klaxon_backup_end: End,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct End {
+    /// Alert lines written (an alert changed during the backup appears twice).
+    pub lines: u64,
+    /// The store's change sequence the snapshot is consistent at.
+    pub seq: u64,
+}
+
+/// The format version written and understood.
+pub const FORMAT: u32 = 1;
+
+/// What a backup or restore covered.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Summary {
+    /// Alerts restored; for a backup, alert lines written.
+    pub alerts: u64,
+    pub seq: u64,
+}
+
+/// Why a restore failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RestoreError {
+    #[error("line {line}: {message}")]
+    Format { line: u64, message: String },
+    #[error("the backup ends without its trailer line: it is truncated")]
+    Truncated,
+    #[error("reading the backup: {0}")]
+    Read(#[from] std::io::Error),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Alerts restored per write batch.
+const RESTORE_BATCH: usize = 5_000;
+
+impl Store {
+    /// Writes a consistent snapshot to `out`. Blocking: run it off the async workers.
+    pub fn backup(&self, out: &mut dyn Write) -> Result<Summary, StoreError> {
+        let io = |e: std::io::Error| StoreError::io("backup output", e);
+        let started_at = self.durable_seq();
+        serde_json::to_writer(
+            &mut *out,
+            &Header {
+                klaxon_backup: FORMAT,
+                schema: SCHEMA_VERSION,
+            },
+        )
+        .map_err(|e| io(e.into()))?;
+        out.write_all(b"\n").map_err(io)?;
+        let mut lines = 0;
+        for entry in self.inner.tree.scan_prefix([keys::ALERT]) {
+            let (_, json) = entry?;
+            out.write_all(&json).map_err(io)?;
+            out.write_all(b"\n").map_err(io)?;
+            lines += 1;
+        }
+        let (seq, tail) = self.write_blocking(move |ledger| ledger.changed_since(started_at))?;
+        for json in tail {
+            out.write_all(&json).map_err(io)?;
+            out.write_all(b"\n").map_err(io)?;
+            lines += 1;
+        }
+        serde_json::to_writer(
+            &mut *out,
+            &Trailer {
+                klaxon_backup_end: End { lines, seq },
+            },
+        )
+        .map_err(|e| io(e.into()))?;
+        out.write_all(b"\n").map_err(io)?;
+        out.flush().map_err(io)?;
+        Ok(Summary { alerts: lines, seq })
+    }
+
+    /// Loads a backup into this (empty) store. Blocking.
+    pub fn restore(&self, input: impl BufRead) -> Result<Summary, RestoreError> {
+        let mut lines = input.lines();
+        let header = lines.next().ok_or(RestoreError::Truncated)??;
+        let header: Header = serde_json::from_str(&header).map_err(|e| RestoreError::Format {
+            line: 1,
+            message: format!("not a klaxon backup header: {e}"),
+        })?;
+        if header.klaxon_backup != FORMAT || header.schema > SCHEMA_VERSION {
+            let message = format!(
+                "backup format {} schema {} is newer than this klaxon",
+                header.klaxon_backup, header.schema
+            );
+            return Err(RestoreError::Format { line: 1, message });
+        }
+        // Keep the newest state of each alert (an alert changed during the backup appears twice).
+        let mut newest: std::collections::BTreeMap<AlertId, Alert> = Default::default();
+        let mut trailer = None;
+        for (n, line) in lines.enumerate() {
+            let line_no = n as u64 + 2;
+            let line = line?;
+            if trailer.is_some() {
+                return Err(RestoreError::Format {
+                    line: line_no,
+                    message: "data after the trailer".into(),
+                });
+            }
+            if line.starts_with("{\"klaxon_backup_end\"") {
+                let t: Trailer = serde_json::from_str(&line).map_err(|e| RestoreError::Format {
+                    line: line_no,
+                    message: e.to_string(),
+                })?;
+                trailer = Some(t.klaxon_backup_end);
+                continue;
+            }
+            let alert: Alert = serde_json::from_str(&line).map_err(|e| RestoreError::Format {
+                line: line_no,
+                message: format!("not an alert: {e}"),
+            })?;
+            match newest.get(&alert.id) {
+                Some(known) if known.seq >= alert.seq => {}
+                _ => {
+                    newest.insert(alert.id, alert);
+                }
+            }
+        }
+        let end = trailer.ok_or(RestoreError::Truncated)?;
+        let mut alerts: Vec<Alert> = newest.into_values().collect();
+        let count = alerts.len() as u64;
+        let mut seq = end.seq;
+        while !alerts.is_empty() {
+            let rest = alerts.split_off(alerts.len().saturating_sub(RESTORE_BATCH));
+            seq = seq.max(rest.iter().map(|a| a.seq).max().unwrap_or(0));
+            self.write_blocking(move |ledger| ledger.import(rest))?;
+        }
+        self.write_blocking(move |ledger| ledger.raise_seq(seq))?;
+        Ok(Summary { alerts: count, seq })
+    }
+}

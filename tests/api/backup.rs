@@ -1,0 +1,191 @@
+use std::path::Path;
+
+use reqwest::Client;
+use serde_json::{json, Value};
+
+use crate::helpers::{assert_error, event_fixture, spawn_app, TestApp, READ_TOKEN, WRITE_TOKEN};
+use crate::process::{command, server_env, start_server};
+
+/// A store with every kind of state: open, acknowledged, resolved, notes, both surfaces.
+async fn populate(app: &TestApp) -> Vec<Value> {
+    let a = app
+        .create_alert("critical: db down", "1732400000.000001")
+        .await;
+    let b = app.create_alert("low: cert", "1732400000.000002").await;
+    app.create_alert("high: api", "1732400000.000003").await;
+    app.post_outgoing(&crate::helpers::fixture(
+        "outgoing/pagertree_outage_high.form",
+    ))
+    .await;
+    app.act(
+        &a,
+        "acknowledge",
+        Some(json!({"by": "ana", "note": "on it"})),
+    )
+    .await;
+    app.act(&b, "resolve", Some(json!({"by": "bo"}))).await;
+    let mut reply = event_fixture("thread_reply");
+    reply["event"]["thread_ts"] = "1732400000.000003".into();
+    app.post_event(&reply).await;
+    app.all_alerts().await
+}
+
+fn restore(file: &Path, data_dir: &Path) -> std::process::Output {
+    let from = file.display().to_string();
+    let dir = data_dir.display().to_string();
+    command(&["restore", "--from", &from, "--data-dir", &dir], &[])
+        .output()
+        .unwrap()
+}
+
+async fn all_alerts_at(address: &str) -> Vec<Value> {
+    let app = TestApp {
+        address: address.to_owned(),
+        client: Client::new(),
+        _data_dir: tempfile::tempdir().unwrap(),
+    };
+    app.all_alerts().await
+}
+
+#[tokio::test]
+async fn a_backup_taken_while_serving_restores_every_alert_note_and_status() {
+    let app = spawn_app().await;
+    let original = populate(&app).await;
+    assert_eq!(original.len(), 4);
+
+    let res = app
+        .client
+        .get(app.url("/api/v1/backup"))
+        .bearer_auth(WRITE_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let backup = res.bytes().await.unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let file = work.path().join("backup.jsonl");
+    std::fs::write(&file, &backup).unwrap();
+
+    let restored_dir = work.path().join("restored");
+    let out = restore(&file, &restored_dir);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let server = start_server(&server_env(&restored_dir));
+    let restored = all_alerts_at(&server.address).await;
+    assert_eq!(restored, original);
+
+    // Dedup keys came back: the same Slack message is still one alert.
+    let again = TestApp {
+        address: server.address.clone(),
+        client: Client::new(),
+        _data_dir: tempfile::tempdir().unwrap(),
+    };
+    let mut event = event_fixture("message");
+    event["event"]["ts"] = "1732400000.000001".into();
+    event["event_id"] = "EvAFTERRESTORE".into();
+    let res: Value = again.post_event(&event).await.json().await.unwrap();
+    assert_eq!(res["duplicate"], true);
+    // The change sequence continues after the restored one.
+    let max_seq = original
+        .iter()
+        .map(|a| a["seq"].as_u64().unwrap())
+        .max()
+        .unwrap();
+    let acked = original
+        .iter()
+        .find(|a| a["status"] == "acknowledged")
+        .unwrap();
+    let id = acked["id"].as_str().unwrap();
+    let changed: Value = again.act(id, "reopen", None).await.json().await.unwrap();
+    assert!(changed["seq"].as_u64().unwrap() > max_seq);
+}
+
+#[tokio::test]
+async fn backups_need_a_write_token() {
+    let app = spawn_app().await;
+    assert_error(
+        app.get_with("/api/v1/backup", Some(READ_TOKEN)).await,
+        403,
+        "forbidden",
+    )
+    .await;
+    assert_error(
+        app.get_with("/api/v1/backup", None).await,
+        401,
+        "unauthenticated",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn an_offline_backup_of_a_data_dir_round_trips() {
+    let work = tempfile::tempdir().unwrap();
+    let data_dir = work.path().join("data");
+    let mut server = start_server(&server_env(&data_dir));
+    let original = populate(&TestApp {
+        address: server.address.clone(),
+        client: Client::new(),
+        _data_dir: tempfile::tempdir().unwrap(),
+    })
+    .await;
+    server.kill_hard();
+
+    let file = work.path().join("offline.jsonl");
+    let (to, dir) = (file.display().to_string(), data_dir.display().to_string());
+    let out = command(&["backup", "--to", &to, "--data-dir", &dir], &[])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(text
+        .lines()
+        .last()
+        .unwrap()
+        .starts_with("{\"klaxon_backup_end\""));
+
+    let restored_dir = work.path().join("restored");
+    assert!(restore(&file, &restored_dir).status.success());
+    let server = start_server(&server_env(&restored_dir));
+    assert_eq!(all_alerts_at(&server.address).await, original);
+}
+
+#[tokio::test]
+async fn restore_refuses_truncated_backups_and_non_empty_dirs() {
+    let app = spawn_app().await;
+    populate(&app).await;
+    let backup = app
+        .client
+        .get(app.url("/api/v1/backup"))
+        .bearer_auth(WRITE_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let truncated = work.path().join("truncated.jsonl");
+    let cut: Vec<&str> = backup.lines().collect();
+    std::fs::write(&truncated, cut[..cut.len() - 1].join("\n")).unwrap();
+
+    let out = restore(&truncated, &work.path().join("t"));
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("truncated"));
+
+    let full = work.path().join("full.jsonl");
+    std::fs::write(&full, &backup).unwrap();
+    let busy = work.path().join("busy");
+    std::fs::create_dir(&busy).unwrap();
+    std::fs::write(busy.join("something"), "x").unwrap();
+    let out = restore(&full, &busy);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not empty"));
+}
