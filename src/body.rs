@@ -6,6 +6,10 @@ use actix_web::{FromRequest, HttpMessage, HttpRequest};
 
 use crate::error::{from_payload_error, ApiError};
 
+/// How long a client may take to send a body (app data; 10 s when absent).
+#[derive(Clone, Copy, Debug)]
+pub struct BodyTimeout(pub std::time::Duration);
+
 /// Reads the whole body, answering 413 as soon as it is known to be too large.
 pub async fn read_body(
     req: &HttpRequest,
@@ -23,7 +27,13 @@ pub async fn read_body(
     let stream = Payload::from_request(req, payload)
         .await
         .map_err(|_| ApiError::MalformedBody("unreadable body".into()))?;
-    match stream.to_bytes_limited(limit).await {
+    let timeout = req
+        .app_data::<actix_web::web::Data<BodyTimeout>>()
+        .map_or(std::time::Duration::from_secs(10), |t| t.0);
+    let read = tokio::time::timeout(timeout, stream.to_bytes_limited(limit))
+        .await
+        .map_err(|_| ApiError::RequestTimeout)?;
+    match read {
         Ok(Ok(bytes)) => Ok(bytes),
         Ok(Err(e)) => Err(from_payload_error(&e, limit)),
         Err(_) => Err(ApiError::PayloadTooLarge(limit)),

@@ -4,6 +4,10 @@
 use std::fs;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use actix_web::http::header::HeaderName;
+use ipnet::IpNet;
 
 use crate::secret::{Secret, SecretList};
 use crate::urgency::Urgency;
@@ -11,6 +15,26 @@ use crate::urgency::Urgency;
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_DATA_DIR: &str = "./klaxon-data";
 pub const DEFAULT_CACHE_MB: u64 = 64;
+/// Per client address. Slack delivers at most 30,000 events per workspace an
+/// hour (about 8/s) from many addresses, so these never throttle Slack.
+pub const DEFAULT_SLACK_RATE: RateLimit = RateLimit {
+    per_sec: 100,
+    burst: 500,
+};
+/// Per client address: a dashboard polling every second uses 1/s.
+pub const DEFAULT_API_RATE: RateLimit = RateLimit {
+    per_sec: 50,
+    burst: 200,
+};
+pub const DEFAULT_SHUTDOWN_GRACE_SECS: u64 = 30;
+pub const DEFAULT_CLIENT_TIMEOUT_SECS: u64 = 10;
+
+/// A per-client request rate; `per_sec` 0 turns the limit off.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateLimit {
+    pub per_sec: u32,
+    pub burst: u32,
+}
 
 /// `klaxon serve` flags; each also reads the environment variable it names.
 #[derive(Debug, Default, clap::Args)]
@@ -79,6 +103,41 @@ pub struct ServeArgs {
     /// sled page cache size in MiB [default: 64]
     #[arg(long, env = "KLAXON_CACHE_MB", value_name = "MIB")]
     pub cache_mb: Option<u64>,
+    /// Seconds to finish in-flight requests after SIGTERM/SIGINT [default: 30]
+    #[arg(long, env = "KLAXON_SHUTDOWN_GRACE_SECS", value_name = "SECS")]
+    pub shutdown_grace_secs: Option<u64>,
+    /// Seconds a client may take to send its request head, and again its body [default: 10]
+    #[arg(long, env = "KLAXON_CLIENT_TIMEOUT_SECS", value_name = "SECS")]
+    pub client_timeout_secs: Option<u64>,
+    /// Requests per second per client on /slack/*; 0 turns the limit off [default: 100]
+    #[arg(long, env = "KLAXON_SLACK_RATE_PER_SEC", value_name = "N")]
+    pub slack_rate_per_sec: Option<u32>,
+    /// Burst allowed above the /slack/* rate [default: 500]
+    #[arg(long, env = "KLAXON_SLACK_RATE_BURST", value_name = "N")]
+    pub slack_rate_burst: Option<u32>,
+    /// Requests per second per client on /api/*; 0 turns the limit off [default: 50]
+    #[arg(long, env = "KLAXON_API_RATE_PER_SEC", value_name = "N")]
+    pub api_rate_per_sec: Option<u32>,
+    /// Burst allowed above the /api/* rate [default: 200]
+    #[arg(long, env = "KLAXON_API_RATE_BURST", value_name = "N")]
+    pub api_rate_burst: Option<u32>,
+    /// Header with the client address set by a trusted reverse proxy, e.g. X-Forwarded-For [default: none: the peer address]
+    #[arg(long, env = "KLAXON_CLIENT_IP_HEADER", value_name = "HEADER")]
+    pub client_ip_header: Option<String>,
+    /// Networks allowed to call /slack/*, comma-separated CIDRs [default: all]
+    #[arg(long, env = "KLAXON_ALLOW_FROM_SLACK", value_name = "CIDRS", value_delimiter = ',', value_parser = parse_net)]
+    pub allow_from_slack: Option<Vec<IpNet>>,
+    /// Networks allowed to call /api/*, comma-separated CIDRs [default: all]
+    #[arg(long, env = "KLAXON_ALLOW_FROM_API", value_name = "CIDRS", value_delimiter = ',', value_parser = parse_net)]
+    pub allow_from_api: Option<Vec<IpNet>>,
+}
+
+/// A CIDR such as `10.0.0.0/8`, or a single address.
+fn parse_net(raw: &str) -> Result<IpNet, String> {
+    let raw = raw.trim();
+    raw.parse::<IpNet>()
+        .or_else(|_| raw.parse::<std::net::IpAddr>().map(IpNet::from))
+        .map_err(|_| format!("{raw:?} is not a network such as 10.0.0.0/8 or an address"))
 }
 
 /// The effective configuration of a running server.
@@ -93,6 +152,13 @@ pub struct Settings {
     pub default_urgency: Urgency,
     pub cors_origins: Vec<String>,
     pub cache_bytes: u64,
+    pub shutdown_grace: Duration,
+    pub client_timeout: Duration,
+    pub slack_rate: RateLimit,
+    pub api_rate: RateLimit,
+    pub client_ip_header: Option<HeaderName>,
+    pub allow_from_slack: Vec<IpNet>,
+    pub allow_from_api: Vec<IpNet>,
 }
 
 /// A configuration klaxon refuses to start with.
@@ -115,6 +181,8 @@ pub enum ConfigError {
     },
     #[error("KLAXON_CORS_ORIGINS: {0:?} is not an origin such as https://dash.example.com")]
     BadOrigin(String),
+    #[error("KLAXON_CLIENT_IP_HEADER: {0:?} is not a header name")]
+    BadHeader(String),
 }
 
 impl Settings {
@@ -132,6 +200,13 @@ impl Settings {
             default_urgency: Urgency::Medium,
             cors_origins: Vec::new(),
             cache_bytes: DEFAULT_CACHE_MB * 1024 * 1024,
+            shutdown_grace: Duration::from_secs(DEFAULT_SHUTDOWN_GRACE_SECS),
+            client_timeout: Duration::from_secs(DEFAULT_CLIENT_TIMEOUT_SECS),
+            slack_rate: DEFAULT_SLACK_RATE,
+            api_rate: DEFAULT_API_RATE,
+            client_ip_header: None,
+            allow_from_slack: Vec::new(),
+            allow_from_api: Vec::new(),
         }
     }
 
@@ -166,6 +241,31 @@ impl Settings {
             cache_bytes: args
                 .cache_mb
                 .map_or(defaults.cache_bytes, |mb| mb * 1024 * 1024),
+            shutdown_grace: args
+                .shutdown_grace_secs
+                .map_or(defaults.shutdown_grace, Duration::from_secs),
+            client_timeout: args
+                .client_timeout_secs
+                .map_or(defaults.client_timeout, Duration::from_secs),
+            slack_rate: RateLimit {
+                per_sec: args
+                    .slack_rate_per_sec
+                    .unwrap_or(DEFAULT_SLACK_RATE.per_sec),
+                burst: args.slack_rate_burst.unwrap_or(DEFAULT_SLACK_RATE.burst),
+            },
+            api_rate: RateLimit {
+                per_sec: args.api_rate_per_sec.unwrap_or(DEFAULT_API_RATE.per_sec),
+                burst: args.api_rate_burst.unwrap_or(DEFAULT_API_RATE.burst),
+            },
+            client_ip_header: args
+                .client_ip_header
+                .map(|h| {
+                    HeaderName::from_bytes(h.trim().as_bytes())
+                        .map_err(|_| ConfigError::BadHeader(h))
+                })
+                .transpose()?,
+            allow_from_slack: args.allow_from_slack.unwrap_or_default(),
+            allow_from_api: args.allow_from_api.unwrap_or_default(),
         };
         settings.validate()?;
         Ok(settings)

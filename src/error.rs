@@ -31,6 +31,18 @@ pub enum ApiError {
     /// 403: a read token tried to change something.
     #[error("this token may only read")]
     Forbidden,
+    /// 403: the client's network is not on this route's allow-list.
+    #[error("requests from this network are not allowed")]
+    ForbiddenNetwork,
+    /// 408: the client was too slow sending its request.
+    #[error("request not received in time")]
+    RequestTimeout,
+    /// 431: the request's headers are larger than the limit.
+    #[error("request headers are larger than {0} bytes")]
+    HeadersTooLarge(usize),
+    /// 429: this client sent too many requests (answers `Retry-After`).
+    #[error("too many requests, retry in {retry_after_secs} s")]
+    RateLimited { retry_after_secs: u64 },
     /// 404: no such alert, or no such route.
     #[error("{0} not found")]
     NotFound(&'static str),
@@ -62,6 +74,10 @@ impl ApiError {
             Self::InvalidToken => "invalid-token",
             Self::Unauthenticated => "unauthenticated",
             Self::Forbidden => "forbidden",
+            Self::ForbiddenNetwork => "forbidden-network",
+            Self::RequestTimeout => "request-timeout",
+            Self::RateLimited { .. } => "rate-limited",
+            Self::HeadersTooLarge(_) => "headers-too-large",
             Self::NotFound(_) => "not-found",
             Self::MethodNotAllowed => "method-not-allowed",
             Self::Conflict(_) => "conflict",
@@ -90,7 +106,10 @@ impl ResponseError for ApiError {
             Self::Signature(_) | Self::InvalidToken | Self::Unauthenticated => {
                 StatusCode::UNAUTHORIZED
             }
-            Self::Forbidden => StatusCode::FORBIDDEN,
+            Self::Forbidden | Self::ForbiddenNetwork => StatusCode::FORBIDDEN,
+            Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::HeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict(_) => StatusCode::CONFLICT,
@@ -108,6 +127,9 @@ impl ResponseError for ApiError {
             }
             Self::Unavailable(_) => {
                 response.insert_header((header::RETRY_AFTER, RETRY_AFTER_SECS));
+            }
+            Self::RateLimited { retry_after_secs } => {
+                response.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
             }
             _ => {}
         }

@@ -8,6 +8,7 @@ pub mod api;
 pub mod body;
 pub mod config;
 pub mod error;
+pub mod guard;
 pub mod health;
 pub mod secret;
 pub mod slack;

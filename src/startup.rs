@@ -9,8 +9,10 @@ use actix_web::middleware::{from_fn, Condition};
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer, Resource};
 
 use crate::api::{self, ApiTokens};
+use crate::body::BodyTimeout;
 use crate::config::Settings;
 use crate::error::ApiError;
+use crate::guard::{self, Guard};
 use crate::health;
 use crate::secret::TokenSet;
 use crate::slack::{self, SlackSettings};
@@ -61,11 +63,16 @@ impl Application {
         ));
         log_startup(settings, &tokens, port);
         let store_data = web::Data::new(store.clone());
+        let guard = web::Data::new(Guard::new(settings));
+        let body_timeout = web::Data::new(BodyTimeout(settings.client_timeout));
         let origins = settings.cors_origins.clone();
         let server = HttpServer::new(move || {
             App::new()
                 .wrap(Condition::new(!origins.is_empty(), cors(&origins)))
+                .wrap(from_fn(guard::enforce))
                 .wrap(from_fn(telemetry::log_requests))
+                .app_data(guard.clone())
+                .app_data(body_timeout.clone())
                 .app_data(slack.clone())
                 .app_data(tokens.clone())
                 .app_data(store_data.clone())
@@ -80,6 +87,9 @@ impl Application {
                 .configure(routes)
                 .default_service(web::to(no_route))
         })
+        .client_request_timeout(settings.client_timeout)
+        .client_disconnect_timeout(std::time::Duration::from_secs(1))
+        .shutdown_timeout(settings.shutdown_grace.as_secs())
         .listen(listener)
         .map_err(|source| Self::bind_error(settings, source))?
         .run();

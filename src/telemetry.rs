@@ -47,7 +47,10 @@ pub async fn log_requests(
     let start = Instant::now();
     let method = req.method().clone();
     let path = req.path().to_owned();
-    let client = req.connection_info().peer_addr().unwrap_or("-").to_owned();
+    let client = req
+        .app_data::<actix_web::web::Data<crate::guard::Guard>>()
+        .and_then(|guard| guard.client_ip(req.request()))
+        .map_or_else(|| "-".to_owned(), |ip| ip.to_string());
     let retry = req
         .headers()
         .get("x-slack-retry-num")

@@ -9,6 +9,7 @@ mod events;
 mod health;
 mod helpers;
 mod lifecycle;
+mod limits;
 mod listing;
 mod outgoing;
 mod polling;

@@ -1,0 +1,163 @@
+//! Who may call, checked before any handler: per-surface network
+//! allow-lists and per-client rate limits. The client address is the peer's,
+//! or, behind a reverse proxy, the one in the configured trusted header only.
+
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use actix_web::body::{EitherBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::HeaderName;
+use actix_web::middleware::Next;
+use actix_web::{web, HttpRequest};
+use governor::clock::{Clock, MonotonicClock};
+use governor::middleware::NoOpMiddleware;
+use governor::state::keyed::DefaultKeyedStateStore;
+use governor::{Quota, RateLimiter};
+use ipnet::IpNet;
+
+use crate::config::{RateLimit, Settings};
+use crate::error::ApiError;
+
+/// Largest request head accepted, all headers together. Slack and browsers
+/// send a few KiB; actix itself only refuses at about 128 KiB.
+pub const HEADER_LIMIT: usize = 32 * 1024;
+
+/// Forget idle clients every this many checks, so the limiter's memory stays flat.
+const PRUNE_EVERY: u64 = 10_000;
+
+/// Keyed by client address, on `std::time::Instant`: the default TSC clock
+/// was seen to disagree between worker threads on a VM and refuse a burst.
+type Limiter = RateLimiter<
+    IpAddr,
+    DefaultKeyedStateStore<IpAddr>,
+    MonotonicClock,
+    NoOpMiddleware<<MonotonicClock as Clock>::Instant>,
+>;
+
+/// The policy of one group of routes.
+struct Policy {
+    allow: Vec<IpNet>,
+    limiter: Option<Limiter>,
+}
+
+/// Network policy of the whole service.
+pub struct Guard {
+    slack: Policy,
+    api: Policy,
+    client_ip_header: Option<HeaderName>,
+    checks: AtomicU64,
+}
+
+impl Guard {
+    pub fn new(settings: &Settings) -> Self {
+        Self {
+            slack: Policy::new(&settings.allow_from_slack, settings.slack_rate),
+            api: Policy::new(&settings.allow_from_api, settings.api_rate),
+            client_ip_header: settings.client_ip_header.clone(),
+            checks: AtomicU64::new(0),
+        }
+    }
+
+    /// The client's address: from the trusted proxy header when one is
+    /// configured and present (its last entry, the one the proxy added), else the peer's.
+    pub fn client_ip(&self, req: &HttpRequest) -> Option<IpAddr> {
+        let from_header = self.client_ip_header.as_ref().and_then(|name| {
+            let value = req.headers().get(name)?.to_str().ok()?;
+            value.rsplit(',').next()?.trim().parse().ok()
+        });
+        from_header.or_else(|| req.peer_addr().map(|a| a.ip()))
+    }
+
+    fn check(&self, req: &HttpRequest) -> Result<(), ApiError> {
+        let header_bytes: usize = req
+            .headers()
+            .iter()
+            .map(|(name, value)| name.as_str().len() + value.len() + 4)
+            .sum();
+        if header_bytes > HEADER_LIMIT {
+            return Err(ApiError::HeadersTooLarge(HEADER_LIMIT));
+        }
+        let path = req.path();
+        let policy = if path.starts_with("/slack/") {
+            &self.slack
+        } else if path.starts_with("/api/") {
+            &self.api
+        } else {
+            return Ok(());
+        };
+        let Some(ip) = self.client_ip(req) else {
+            return Ok(());
+        };
+        if !policy.allow.is_empty() && !policy.allow.iter().any(|net| net.contains(&ip)) {
+            return Err(ApiError::ForbiddenNetwork);
+        }
+        let Some(limiter) = &policy.limiter else {
+            return Ok(());
+        };
+        if self.checks.fetch_add(1, Ordering::Relaxed) % PRUNE_EVERY == PRUNE_EVERY - 1 {
+            limiter.retain_recent();
+            limiter.shrink_to_fit();
+        }
+        limiter.check_key(&ip).map_err(|not_until| {
+            let wait = not_until.wait_time_from(MonotonicClock.now());
+            ApiError::RateLimited {
+                retry_after_secs: wait.as_secs() + 1,
+            }
+        })
+    }
+}
+
+impl Policy {
+    fn new(allow: &[IpNet], rate: RateLimit) -> Self {
+        let limiter = NonZeroU32::new(rate.per_sec).map(|per_sec| {
+            let burst = NonZeroU32::new(rate.burst).unwrap_or(per_sec);
+            Limiter::dashmap_with_clock(
+                Quota::per_second(per_sec).allow_burst(burst),
+                MonotonicClock,
+            )
+        });
+        Self {
+            allow: allow.to_vec(),
+            limiter,
+        }
+    }
+}
+
+/// Middleware: refuses (403/429) before routing when the policy says so.
+pub async fn enforce(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
+    let verdict = req
+        .app_data::<web::Data<Guard>>()
+        .map_or(Ok(()), |g| g.check(req.request()));
+    match verdict {
+        Ok(()) => next
+            .call(req)
+            .await
+            .map(ServiceResponse::map_into_left_body),
+        Err(refused) => Ok(req.error_response(refused).map_into_right_body()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_burst_is_allowed_then_the_rate_applies() {
+        let policy = Policy::new(
+            &[],
+            RateLimit {
+                per_sec: 1,
+                burst: 3,
+            },
+        );
+        let limiter = policy.limiter.unwrap();
+        let ip: IpAddr = "127.0.0.1".parse().unwrap();
+        let outcomes: Vec<bool> = (0..4).map(|_| limiter.check_key(&ip).is_ok()).collect();
+        assert_eq!(outcomes, [true, true, true, false]);
+    }
+}

@@ -1,0 +1,270 @@
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use klaxon::config::RateLimit;
+use serde_json::Value;
+
+use crate::helpers::{assert_error, event_fixture, fixture, spawn_app, spawn_app_with, READ_TOKEN};
+
+#[tokio::test]
+async fn api_clients_over_their_rate_get_429_with_retry_after() {
+    let app = spawn_app_with(|s| {
+        s.api_rate = RateLimit {
+            per_sec: 1,
+            burst: 3,
+        }
+    })
+    .await;
+    for _ in 0..3 {
+        assert_eq!(
+            app.get_with("/api/v1/alerts", Some(READ_TOKEN))
+                .await
+                .status(),
+            200
+        );
+    }
+    let res = app.get_with("/api/v1/alerts", Some(READ_TOKEN)).await;
+    let retry_after: u64 = res
+        .headers()
+        .get("retry-after")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=2).contains(&retry_after));
+    assert_error(res, 429, "rate-limited").await;
+    // The Slack routes and health checks have their own budget.
+    assert_eq!(
+        app.post_event(&event_fixture("message")).await.status(),
+        200
+    );
+    assert_eq!(app.get_with("/healthz", None).await.status(), 200);
+}
+
+#[tokio::test]
+async fn default_limits_never_throttle_a_slack_burst() {
+    let app = spawn_app().await;
+    let mut tasks = Vec::new();
+    for i in 0..300 {
+        let mut event = event_fixture("message");
+        event["event"]["ts"] = format!("1732400000.{i:06}").into();
+        event["event_id"] = format!("EvBURST{i}").into();
+        let client = app.client.clone();
+        let address = app.address.clone();
+        tasks.push(tokio::spawn(async move {
+            let body = serde_json::to_vec(&event).unwrap();
+            let ts = crate::helpers::now().to_string();
+            let sig = klaxon::slack::signature::sign(
+                crate::helpers::SIGNING_SECRET.as_bytes(),
+                &ts,
+                &body,
+            );
+            client
+                .post(format!("{address}/slack/events"))
+                .header("content-type", "application/json")
+                .header("x-slack-request-timestamp", ts)
+                .header("x-slack-signature", sig)
+                .body(body)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }));
+    }
+    for task in tasks {
+        assert_eq!(task.await.unwrap(), 200);
+    }
+    assert_eq!(app.all_alerts().await.len(), 300);
+}
+
+#[tokio::test]
+async fn allow_lists_are_per_surface() {
+    let app = spawn_app_with(|s| s.allow_from_api = vec!["10.0.0.0/8".parse().unwrap()]).await;
+    assert_error(
+        app.get_with("/api/v1/alerts", Some(READ_TOKEN)).await,
+        403,
+        "forbidden-network",
+    )
+    .await;
+    // Slack routes are not restricted by the API's list.
+    assert_eq!(
+        app.post_event(&event_fixture("message")).await.status(),
+        200
+    );
+
+    let open = spawn_app_with(|s| s.allow_from_slack = vec!["127.0.0.0/8".parse().unwrap()]).await;
+    assert_eq!(
+        open.post_event(&event_fixture("message")).await.status(),
+        200
+    );
+    let closed =
+        spawn_app_with(|s| s.allow_from_slack = vec!["192.0.2.0/24".parse().unwrap()]).await;
+    assert_error(
+        closed.post_event(&event_fixture("message")).await,
+        403,
+        "forbidden-network",
+    )
+    .await;
+    assert_error(
+        closed
+            .post_outgoing(&fixture("outgoing/pagertree_outage_high.form"))
+            .await,
+        403,
+        "forbidden-network",
+    )
+    .await;
+    assert!(closed.all_alerts().await.is_empty());
+}
+
+#[tokio::test]
+async fn the_client_address_comes_from_the_trusted_header_only_when_configured() {
+    let behind_proxy = spawn_app_with(|s| {
+        s.client_ip_header = Some("x-forwarded-for".parse().unwrap());
+        s.allow_from_api = vec!["203.0.113.0/24".parse().unwrap()];
+    })
+    .await;
+    let get = |app: &crate::helpers::TestApp, forwarded: Option<&'static str>| {
+        let mut req = app
+            .client
+            .get(app.url("/api/v1/alerts"))
+            .bearer_auth(READ_TOKEN);
+        if let Some(value) = forwarded {
+            req = req.header("x-forwarded-for", value);
+        }
+        req.send()
+    };
+    assert_eq!(
+        get(&behind_proxy, Some("198.51.100.7, 203.0.113.9"))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        get(&behind_proxy, Some("203.0.113.9, 198.51.100.7"))
+            .await
+            .unwrap()
+            .status(),
+        403
+    );
+    assert_eq!(get(&behind_proxy, None).await.unwrap().status(), 403);
+
+    // Without the setting, the header is just a header: it cannot fake an address.
+    let direct =
+        spawn_app_with(|s| s.allow_from_api = vec!["203.0.113.0/24".parse().unwrap()]).await;
+    assert_eq!(
+        get(&direct, Some("203.0.113.9")).await.unwrap().status(),
+        403
+    );
+}
+
+#[tokio::test]
+async fn several_mib_get_413_without_being_read_and_the_server_stays_healthy() {
+    let app = spawn_app().await;
+    let big = vec![b'a'; 8 * 1024 * 1024];
+    let res = app
+        .client
+        .post(app.url("/slack/outgoing"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(big.clone())
+        .send()
+        .await;
+    // The 413 may arrive before the client has finished sending (then the
+    // connection is closed under it): either way nothing is stored.
+    if let Ok(res) = res {
+        assert_error(res, 413, "payload-too-large").await;
+    }
+    // Without Content-Length (chunked), the read stops at the limit.
+    let stream = futures_stream(big);
+    let res = app
+        .client
+        .post(app.url("/slack/events"))
+        .header("content-type", "application/json")
+        .header(
+            "x-slack-request-timestamp",
+            crate::helpers::now().to_string(),
+        )
+        .header("x-slack-signature", format!("v0={}", "0".repeat(64)))
+        .body(reqwest::Body::wrap_stream(stream))
+        .send()
+        .await;
+    if let Ok(res) = res {
+        assert_error(res, 413, "payload-too-large").await;
+    }
+    assert_eq!(app.get_with("/healthz", None).await.status(), 200);
+    assert!(app.all_alerts().await.is_empty());
+}
+
+fn futures_stream(
+    data: Vec<u8>,
+) -> impl futures_core::Stream<Item = Result<Vec<u8>, std::io::Error>> {
+    struct Chunks(Vec<Vec<u8>>);
+    impl futures_core::Stream for Chunks {
+        type Item = Result<Vec<u8>, std::io::Error>;
+        fn poll_next(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Self::Item>> {
+            std::task::Poll::Ready(self.0.pop().map(Ok))
+        }
+    }
+    Chunks(data.chunks(64 * 1024).map(<[u8]>::to_vec).collect())
+}
+
+#[tokio::test]
+async fn oversized_headers_are_refused() {
+    let app = spawn_app().await;
+    let res = app
+        .client
+        .get(app.url("/healthz"))
+        .header("x-padding", "a".repeat(64 * 1024))
+        .send()
+        .await
+        .unwrap();
+    assert_error(res, 431, "headers-too-large").await;
+    assert_eq!(app.get_with("/healthz", None).await.status(), 200);
+}
+
+/// Writes raw bytes, waits, then returns whatever the server answered.
+fn slow_client(address: &str, first: &[u8], rest: &[u8], pause: Duration) -> String {
+    let mut stream = TcpStream::connect(address.trim_start_matches("http://")).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    stream.write_all(first).unwrap();
+    std::thread::sleep(pause);
+    let _ = stream.write_all(rest);
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[tokio::test]
+async fn slow_clients_are_cut_off() {
+    let app = spawn_app_with(|s| s.client_timeout = Duration::from_millis(1000)).await;
+    let address = app.address.clone();
+    let (head_answer, body_answer) = tokio::task::spawn_blocking(move || {
+        let head = slow_client(&address, b"GET /healthz HTTP/1.1\r\nHost: x\r\n", b"\r\n", Duration::from_millis(2500));
+        let form = fixture("outgoing/pagertree_outage_high.form");
+        let request = format!(
+            "POST /slack/outgoing HTTP/1.1\r\nHost: x\r\ncontent-type: application/x-www-form-urlencoded\r\ncontent-length: {}\r\n\r\n{}",
+            form.len(),
+            &form[..10]
+        );
+        let body = slow_client(&address, request.as_bytes(), &form.as_bytes()[10..], Duration::from_millis(2500));
+        (head, body)
+    })
+    .await
+    .unwrap();
+    assert!(
+        head_answer.is_empty() || head_answer.starts_with("HTTP/1.1 408"),
+        "{head_answer}"
+    );
+    assert!(body_answer.starts_with("HTTP/1.1 408"), "{body_answer}");
+    assert!(body_answer.contains("request-timeout"), "{body_answer}");
+    assert!(app.all_alerts().await.is_empty());
+    let health: Value = app.get_with("/healthz", None).await.json().await.unwrap();
+    assert_eq!(health["status"], "ok");
+}
