@@ -27,6 +27,7 @@ pub const DEFAULT_API_RATE: RateLimit = RateLimit {
     burst: 200,
 };
 pub const DEFAULT_SHUTDOWN_GRACE_SECS: u64 = 30;
+pub const DEFAULT_MIN_FREE_MB: u64 = 64;
 pub const DEFAULT_CLIENT_TIMEOUT_SECS: u64 = 10;
 
 /// A per-client request rate; `per_sec` 0 turns the limit off.
@@ -103,6 +104,9 @@ pub struct ServeArgs {
     /// sled page cache size in MiB [default: 64]
     #[arg(long, env = "KLAXON_CACHE_MB", value_name = "MIB")]
     pub cache_mb: Option<u64>,
+    /// Writes stop (503) while the data dir has less free space, in MiB [default: 64]
+    #[arg(long, env = "KLAXON_MIN_FREE_MB", value_name = "MIB")]
+    pub min_free_mb: Option<u64>,
     /// Seconds to finish in-flight requests after SIGTERM/SIGINT [default: 30]
     #[arg(long, env = "KLAXON_SHUTDOWN_GRACE_SECS", value_name = "SECS")]
     pub shutdown_grace_secs: Option<u64>,
@@ -152,6 +156,7 @@ pub struct Settings {
     pub default_urgency: Urgency,
     pub cors_origins: Vec<String>,
     pub cache_bytes: u64,
+    pub min_free_bytes: u64,
     pub shutdown_grace: Duration,
     pub client_timeout: Duration,
     pub slack_rate: RateLimit,
@@ -186,6 +191,15 @@ pub enum ConfigError {
 }
 
 impl Settings {
+    /// How the store should run under these settings.
+    pub fn store_options(&self) -> crate::store::StoreOptions {
+        crate::store::StoreOptions {
+            cache_bytes: self.cache_bytes,
+            min_free_bytes: self.min_free_bytes,
+            ..Default::default()
+        }
+    }
+
     /// Defaults for everything, no secrets, data in `data_dir`.
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
         Self {
@@ -200,6 +214,7 @@ impl Settings {
             default_urgency: Urgency::Medium,
             cors_origins: Vec::new(),
             cache_bytes: DEFAULT_CACHE_MB * 1024 * 1024,
+            min_free_bytes: DEFAULT_MIN_FREE_MB << 20,
             shutdown_grace: Duration::from_secs(DEFAULT_SHUTDOWN_GRACE_SECS),
             client_timeout: Duration::from_secs(DEFAULT_CLIENT_TIMEOUT_SECS),
             slack_rate: DEFAULT_SLACK_RATE,
@@ -241,6 +256,9 @@ impl Settings {
             cache_bytes: args
                 .cache_mb
                 .map_or(defaults.cache_bytes, |mb| mb * 1024 * 1024),
+            min_free_bytes: args
+                .min_free_mb
+                .map_or(defaults.min_free_bytes, |mb| mb << 20),
             shutdown_grace: args
                 .shutdown_grace_secs
                 .map_or(defaults.shutdown_grace, Duration::from_secs),

@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use klaxon::config::{ServeArgs, Settings, DEFAULT_CACHE_MB, DEFAULT_DATA_DIR};
+use klaxon::config::{ServeArgs, Settings, DEFAULT_DATA_DIR};
 use klaxon::startup::Application;
-use klaxon::store::Store;
+use klaxon::store::{Store, StoreOptions};
 use klaxon::telemetry;
 
 /// klaxon turns Slack messages into durable on-call alerts.
@@ -28,6 +28,15 @@ enum Command {
     Backup(BackupArgs),
     /// Load a backup into an empty data dir.
     Restore(RestoreArgs),
+    /// Check the integrity of a data dir no server is using (records, indexes, counts).
+    CheckStore(CheckStoreArgs),
+}
+
+#[derive(Args)]
+struct CheckStoreArgs {
+    /// Data directory to check
+    #[arg(long, env = "KLAXON_DATA_DIR", default_value = DEFAULT_DATA_DIR, value_name = "DIR")]
+    data_dir: PathBuf,
 }
 
 #[derive(Args)]
@@ -58,11 +67,45 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve(*args),
         Command::Backup(args) => backup(&args),
         Command::Restore(args) => restore(&args),
+        Command::CheckStore(args) => check_store(&args),
+    }
+}
+
+fn check_store(args: &CheckStoreArgs) -> ExitCode {
+    let store = match open_store(&args.data_dir) {
+        Ok(store) => store,
+        Err(code) => return code,
+    };
+    let report = store.check();
+    store.close();
+    match report {
+        Ok(report) if report.problems.is_empty() => {
+            println!(
+                "ok: {} alerts, {} index entries, no problems",
+                report.alerts, report.index_entries
+            );
+            ExitCode::SUCCESS
+        }
+        Ok(report) => {
+            for problem in &report.problems {
+                println!("problem: {problem}");
+            }
+            println!(
+                "{} problems in {} alerts",
+                report.problems.len(),
+                report.alerts
+            );
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("klaxon: check failed: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 
 fn open_store(data_dir: &Path) -> Result<Store, ExitCode> {
-    Store::open(data_dir, DEFAULT_CACHE_MB * 1024 * 1024).map_err(|e| {
+    Store::open(data_dir, &StoreOptions::default()).map_err(|e| {
         eprintln!("klaxon: cannot open the store in {}: {e}", data_dir.display());
         eprintln!("(if a klaxon server is using it, back up through its API: GET /api/v1/backup with a write token)");
         ExitCode::from(3)

@@ -41,7 +41,7 @@ pub enum StartupError {
 impl Application {
     /// Opens the store and binds the listener.
     pub fn build(settings: &Settings) -> Result<Self, StartupError> {
-        let store = Store::open(&settings.data_dir, settings.cache_bytes)?;
+        let store = Store::open(&settings.data_dir, &settings.store_options())?;
         let listener = TcpListener::bind(settings.listen)
             .map_err(|source| Self::bind_error(settings, source))?;
         let port = listener

@@ -23,6 +23,10 @@ pub enum StoreError {
     },
     #[error("the store is shut down")]
     Closed,
+    #[error("disk nearly full: {free} bytes free, writes stop below {min}")]
+    DiskFull { free: u64, min: u64 },
+    #[error("the commit did not finish within {0:?}")]
+    Timeout(std::time::Duration),
 }
 
 impl From<sled::Error> for StoreError {

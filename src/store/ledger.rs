@@ -3,6 +3,8 @@
 //! entries, dedup keys, change-feed entry and counts together), so a crash
 //! leaves either all of it or none.
 
+use std::path::PathBuf;
+
 use sled::{Batch, Tree};
 
 use super::keys;
@@ -79,16 +81,72 @@ pub enum ReplyOutcome {
     Refused(AlertId, &'static str),
 }
 
-/// Writer-side state: the tree plus the id and sequence counters.
+/// Writer-side state: the tree, the id and sequence counters, and whether
+/// the disk has room for more.
 pub struct Ledger {
     tree: Tree,
     last_id: AlertId,
     seq: u64,
+    room: Room,
+}
+
+/// Free space is checked once per commit group. sled 0.34 does not fail
+/// cleanly when the disk fills (its flush can wait forever), so klaxon stops
+/// writing while it still has room to spare.
+struct Room {
+    data_dir: PathBuf,
+    min_free_bytes: u64,
+    free_bytes: u64,
 }
 
 impl Ledger {
-    pub fn new(tree: Tree, last_id: AlertId, seq: u64) -> Self {
-        Self { tree, last_id, seq }
+    pub fn new(
+        tree: Tree,
+        last_id: AlertId,
+        seq: u64,
+        data_dir: PathBuf,
+        min_free_bytes: u64,
+    ) -> Self {
+        let room = Room {
+            data_dir,
+            min_free_bytes,
+            free_bytes: u64::MAX,
+        };
+        Self {
+            tree,
+            last_id,
+            seq,
+            room,
+        }
+    }
+
+    /// Reads the free space of the data dir's file system; called before each commit group.
+    pub fn measure_room(&mut self) {
+        self.room.free_bytes = fs4::available_space(&self.room.data_dir).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "cannot read free disk space; refusing writes");
+            0
+        });
+    }
+
+    fn ensure_room(&self) -> Result<(), StoreError> {
+        if self.room.free_bytes < self.room.min_free_bytes {
+            return Err(StoreError::DiskFull {
+                free: self.room.free_bytes,
+                min: self.room.min_free_bytes,
+            });
+        }
+        Ok(())
+    }
+
+    fn apply(&self, batch: Batch) -> Result<(), StoreError> {
+        self.ensure_room()?;
+        Ok(self.tree.apply_batch(batch)?)
+    }
+
+    fn insert(&self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        self.ensure_room()?;
+        self.tree.insert(key, value)?;
+        Ok(())
     }
 
     /// The sequence number of the latest change.
@@ -107,7 +165,7 @@ impl Ledger {
             // Same message under a new event id (or via the other surface):
             // remember the event id too, so its retries are cheap.
             if let Some(key) = event_key {
-                self.tree.insert(key, &keys::id_value(id))?;
+                self.insert(&key, &keys::id_value(id))?;
             }
             return Ok(Inserted::Duplicate(self.load(id)?));
         }
@@ -119,7 +177,7 @@ impl Ledger {
             batch.insert(key, &keys::id_value(id));
         }
         self.put(&mut batch, None, &alert)?;
-        self.tree.apply_batch(batch)?;
+        self.apply(batch)?;
         Ok(Inserted::Created(alert))
     }
 
@@ -199,7 +257,7 @@ impl Ledger {
     pub fn probe(&mut self) -> Result<(), StoreError> {
         let value = now_ms().to_be_bytes();
         let key = keys::meta("probe");
-        self.tree.insert(&key, &value)?;
+        self.insert(&key, &value)?;
         match self.tree.get(&key)? {
             Some(read) if read == value => Ok(()),
             _ => Err(StoreError::Corrupt("probe key did not read back".into())),
@@ -268,16 +326,14 @@ impl Ledger {
             batch.insert(&key, &(self.count(&key)? + added).to_be_bytes());
         }
         batch.insert(keys::meta("seq"), &self.seq.to_be_bytes());
-        self.tree.apply_batch(batch)?;
+        self.apply(batch)?;
         Ok(())
     }
 
     /// Makes the next change's sequence number follow `seq` at least.
     pub fn raise_seq(&mut self, seq: u64) -> Result<(), StoreError> {
         self.seq = self.seq.max(seq);
-        self.tree
-            .insert(keys::meta("seq"), &self.seq.to_be_bytes())?;
-        Ok(())
+        self.insert(&keys::meta("seq"), &self.seq.to_be_bytes())
     }
 
     fn change_with(
@@ -294,7 +350,7 @@ impl Ledger {
             | (Action::Resolve, Status::Resolved)
             | (Action::Reopen, Status::Open) => {
                 // Still record the dedup keys of a Slack reply, so it is not re-applied.
-                self.tree.apply_batch(batch)?;
+                self.apply(batch)?;
                 return Ok(Ok(Changed::AlreadyDone(before)));
             }
             (Action::Acknowledge, Status::Resolved) => {
@@ -330,7 +386,7 @@ impl Ledger {
         }
         after.seq = self.next_seq();
         self.put(&mut batch, Some(&before), &after)?;
-        self.tree.apply_batch(batch)?;
+        self.apply(batch)?;
         Ok(Ok(Changed::Yes(after)))
     }
 
@@ -349,7 +405,7 @@ impl Ledger {
         });
         after.seq = self.next_seq();
         self.put(&mut batch, Some(&before), &after)?;
-        self.tree.apply_batch(batch)?;
+        self.apply(batch)?;
         Ok(after)
     }
 

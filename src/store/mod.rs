@@ -5,6 +5,7 @@
 //! Reads go straight to sled on the blocking pool.
 
 pub mod backup;
+pub mod check;
 mod error;
 pub mod keys;
 mod ledger;
@@ -16,6 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use sled::IVec;
 use tokio::sync::oneshot;
@@ -27,6 +29,27 @@ pub use query::{ChangePage, Counts, ListQuery, Page};
 use crate::alert::{now_ms, Alert, AlertId, NewAlert};
 use ledger::Ledger;
 use writer::{Completion, Job, Syncer};
+
+/// How the store runs.
+#[derive(Clone, Debug)]
+pub struct StoreOptions {
+    /// sled's page cache.
+    pub cache_bytes: u64,
+    /// Writes stop (503) while the data dir's file system has less free space.
+    pub min_free_bytes: u64,
+    /// Longest a request waits for its commit before answering 503.
+    pub commit_timeout: Duration,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            cache_bytes: 64 << 20,
+            min_free_bytes: 64 << 20,
+            commit_timeout: Duration::from_secs(5),
+        }
+    }
+}
 
 /// The on-disk layout version; it names the sled directory inside the data dir.
 pub const SCHEMA_VERSION: u64 = 1;
@@ -44,17 +67,18 @@ struct Inner {
     durable_seq: Arc<AtomicU64>,
     /// Random per database: tells one store's ETags from another's.
     instance: u64,
+    commit_timeout: Duration,
 }
 
 impl Store {
     /// Opens (or creates) the store under `data_dir`, checking its schema version.
-    pub fn open(data_dir: &Path, cache_bytes: u64) -> Result<Store, StoreError> {
+    pub fn open(data_dir: &Path, options: &StoreOptions) -> Result<Store, StoreError> {
         fs::create_dir_all(data_dir).map_err(|e| StoreError::io(data_dir, e))?;
         refuse_newer_schema(data_dir)?;
         let path = data_dir.join(format!("v{SCHEMA_VERSION}"));
         let db = sled::Config::new()
             .path(&path)
-            .cache_capacity(cache_bytes)
+            .cache_capacity(options.cache_bytes)
             .flush_every_ms(None)
             .open()?;
         let tree = db.open_tree("klaxon")?;
@@ -91,7 +115,13 @@ impl Store {
 
         let durable_seq = Arc::new(AtomicU64::new(seq));
         let (tx, rx) = mpsc::channel();
-        let ledger = Ledger::new(tree.clone(), last_id, seq);
+        let ledger = Ledger::new(
+            tree.clone(),
+            last_id,
+            seq,
+            data_dir.to_owned(),
+            options.min_free_bytes,
+        );
         let handle = writer::spawn(ledger, syncer, rx, durable_seq.clone())
             .map_err(|e| StoreError::io(&path, e))?;
         Ok(Store {
@@ -101,6 +131,7 @@ impl Store {
                 writer: Mutex::new(Some(handle)),
                 durable_seq,
                 instance,
+                commit_timeout: options.commit_timeout,
             }),
         })
     }
@@ -184,7 +215,11 @@ impl Store {
         &self,
         change: impl FnOnce(&mut Ledger) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        self.submit(change)?.await.map_err(|_| StoreError::Closed)?
+        let timeout = self.inner.commit_timeout;
+        match tokio::time::timeout(timeout, self.submit(change)?).await {
+            Ok(answer) => answer.map_err(|_| StoreError::Closed)?,
+            Err(_) => Err(StoreError::Timeout(timeout)),
+        }
     }
 
     /// [`Store::write`] for blocking callers (backup, restore, command line).

@@ -55,6 +55,7 @@ pub fn spawn(
         .spawn(move || {
             let mut group: Vec<Completion> = Vec::with_capacity(MAX_GROUP);
             while let Ok(first) = jobs.recv() {
+                ledger.measure_room();
                 run(first, &mut ledger, &mut group);
                 while group.len() < MAX_GROUP {
                     match jobs.try_recv() {

@@ -45,7 +45,7 @@ async fn post_alerts(client: &Client, address: &str, rounds: usize) -> Vec<Strin
             assert_eq!(res.status(), 200);
             let text: Value = res.json().await.unwrap();
             let reply = text["text"].as_str().unwrap();
-            let outgoing_id = reply.split_whitespace().nth(3).unwrap().to_owned();
+            let outgoing_id = crate::helpers::alert_id_in_reply(reply);
             vec![event_id, outgoing_id]
         }));
     }

@@ -226,3 +226,12 @@ pub async fn assert_error(res: Response, status: u16, code: &str) {
         "{body}"
     );
 }
+
+/// The alert id in an outgoing-webhook reply ("... alert <id> ...").
+pub fn alert_id_in_reply(text: &str) -> String {
+    let after = text
+        .split(" alert ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no alert id in {text:?}"));
+    after.split_whitespace().next().unwrap().to_owned()
+}

@@ -1,0 +1,67 @@
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::Command;
+use std::time::Duration;
+
+use reqwest::Client;
+
+use crate::helpers::{fixture, READ_TOKEN};
+use crate::process::{server_env, start_server};
+
+/// SIGTERM stops accepting, lets the in-flight request finish and be stored,
+/// then exits 0.
+#[tokio::test]
+async fn sigterm_finishes_the_in_flight_alert_and_exits_cleanly() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let mut env = server_env(data_dir.path());
+    env.push(("KLAXON_SHUTDOWN_GRACE_SECS", "10".into()));
+    let mut server = start_server(&env);
+    let address = server.address.trim_start_matches("http://").to_owned();
+    let pid = server.child.id().to_string();
+
+    let form = fixture("outgoing/pagertree_outage_high.form");
+    let (answer, refused) = tokio::task::spawn_blocking(move || {
+        let mut stream = TcpStream::connect(&address).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let head = format!(
+            "POST /slack/outgoing HTTP/1.1\r\nHost: x\r\ncontent-type: application/x-www-form-urlencoded\r\ncontent-length: {}\r\n\r\n",
+            form.len()
+        );
+        stream.write_all(head.as_bytes()).unwrap();
+        stream.write_all(&form.as_bytes()[..20]).unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+
+        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+        std::thread::sleep(Duration::from_millis(500));
+        let refused = TcpStream::connect(&address).is_err();
+
+        stream.write_all(&form.as_bytes()[20..]).unwrap();
+        let mut answer = Vec::new();
+        let _ = stream.read_to_end(&mut answer);
+        (String::from_utf8_lossy(&answer).into_owned(), refused)
+    })
+    .await
+    .unwrap();
+
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(refused, "new connections are refused once shutting down");
+    let status = server.child.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+    let id = answer
+        .split("opened alert ")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned();
+
+    let server = start_server(&env);
+    let res = Client::new()
+        .get(format!("{}/api/v1/alerts/{id}", server.address))
+        .bearer_auth(READ_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200, "the in-flight alert survived");
+}
