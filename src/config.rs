@@ -107,6 +107,9 @@ pub struct ServeArgs {
     /// Writes stop (503) while the data dir has less free space, in MiB [default: 64]
     #[arg(long, env = "KLAXON_MIN_FREE_MB", value_name = "MIB")]
     pub min_free_mb: Option<u64>,
+    /// Separate address for GET /metrics without auth, e.g. 0.0.0.0:9090 [default: none: /metrics on the main port, behind a read token]
+    #[arg(long, env = "KLAXON_METRICS_LISTEN", value_name = "ADDR")]
+    pub metrics_listen: Option<SocketAddr>,
     /// Seconds to finish in-flight requests after SIGTERM/SIGINT [default: 30]
     #[arg(long, env = "KLAXON_SHUTDOWN_GRACE_SECS", value_name = "SECS")]
     pub shutdown_grace_secs: Option<u64>,
@@ -157,6 +160,7 @@ pub struct Settings {
     pub cors_origins: Vec<String>,
     pub cache_bytes: u64,
     pub min_free_bytes: u64,
+    pub metrics_listen: Option<SocketAddr>,
     pub shutdown_grace: Duration,
     pub client_timeout: Duration,
     pub slack_rate: RateLimit,
@@ -215,6 +219,7 @@ impl Settings {
             cors_origins: Vec::new(),
             cache_bytes: DEFAULT_CACHE_MB * 1024 * 1024,
             min_free_bytes: DEFAULT_MIN_FREE_MB << 20,
+            metrics_listen: None,
             shutdown_grace: Duration::from_secs(DEFAULT_SHUTDOWN_GRACE_SECS),
             client_timeout: Duration::from_secs(DEFAULT_CLIENT_TIMEOUT_SECS),
             slack_rate: DEFAULT_SLACK_RATE,
@@ -259,6 +264,7 @@ impl Settings {
             min_free_bytes: args
                 .min_free_mb
                 .map_or(defaults.min_free_bytes, |mb| mb << 20),
+            metrics_listen: args.metrics_listen,
             shutdown_grace: args
                 .shutdown_grace_secs
                 .map_or(defaults.shutdown_grace, Duration::from_secs),

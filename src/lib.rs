@@ -10,6 +10,7 @@ pub mod config;
 pub mod error;
 pub mod guard;
 pub mod health;
+pub mod metrics;
 pub mod secret;
 pub mod slack;
 pub mod startup;

@@ -14,6 +14,7 @@ use crate::config::Settings;
 use crate::error::ApiError;
 use crate::guard::{self, Guard};
 use crate::health;
+use crate::metrics::MetricsSource;
 use crate::secret::TokenSet;
 use crate::slack::{self, SlackSettings};
 use crate::store::{Store, StoreError};
@@ -24,6 +25,8 @@ pub struct Application {
     port: u16,
     server: Server,
     store: Store,
+    /// `GET /metrics` on its own listener (`KLAXON_METRICS_LISTEN`), without auth.
+    metrics: Option<(u16, Server)>,
 }
 
 /// Why the server could not start.
@@ -66,6 +69,16 @@ impl Application {
         let guard = web::Data::new(Guard::new(settings));
         let body_timeout = web::Data::new(BodyTimeout(settings.client_timeout));
         let origins = settings.cors_origins.clone();
+        crate::metrics::handle();
+        let metrics_source = web::Data::new(MetricsSource {
+            data_dir: settings.data_dir.clone(),
+        });
+        let metrics = match settings.metrics_listen {
+            Some(addr) => Some(Self::metrics_server(addr, &store_data, &metrics_source)?),
+            None => None,
+        };
+        let metrics_on_main = metrics.is_none();
+        let main_metrics_source = metrics_source.clone();
         let server = HttpServer::new(move || {
             App::new()
                 .wrap(Condition::new(!origins.is_empty(), cors(&origins)))
@@ -76,6 +89,7 @@ impl Application {
                 .app_data(slack.clone())
                 .app_data(tokens.clone())
                 .app_data(store_data.clone())
+                .app_data(main_metrics_source.clone())
                 .app_data(
                     web::QueryConfig::default()
                         .error_handler(|e, _| ApiError::InvalidParameter(e.to_string()).into()),
@@ -85,6 +99,11 @@ impl Application {
                         .error_handler(|_, _| ApiError::NotFound("route").into()),
                 )
                 .configure(routes)
+                .configure(|cfg| {
+                    if metrics_on_main {
+                        cfg.service(resource("/metrics").get(crate::metrics::guarded_endpoint));
+                    }
+                })
                 .default_service(web::to(no_route))
         })
         .client_request_timeout(settings.client_timeout)
@@ -97,6 +116,7 @@ impl Application {
             port,
             server,
             store,
+            metrics,
         })
     }
 
@@ -104,9 +124,46 @@ impl Application {
         self.port
     }
 
+    /// The port of the separate metrics listener, when configured.
+    pub fn metrics_port(&self) -> Option<u16> {
+        self.metrics.as_ref().map(|(port, _)| *port)
+    }
+
+    fn metrics_server(
+        addr: std::net::SocketAddr,
+        store: &web::Data<Store>,
+        source: &web::Data<MetricsSource>,
+    ) -> Result<(u16, Server), StartupError> {
+        let bind_error = |source| StartupError::Bind { addr, source };
+        let listener = TcpListener::bind(addr).map_err(bind_error)?;
+        let port = listener.local_addr().map_err(bind_error)?.port();
+        let (store, source) = (store.clone(), source.clone());
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(store.clone())
+                .app_data(source.clone())
+                .service(resource("/metrics").get(crate::metrics::endpoint))
+                .default_service(web::to(no_route))
+        })
+        .workers(1)
+        .listen(listener)
+        .map_err(bind_error)?
+        .run();
+        tracing::info!(%addr, port, "metrics listening (no auth)");
+        Ok((port, server))
+    }
+
     /// Serves until stopped (SIGINT/SIGTERM), then commits what is queued.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let metrics = self.metrics.map(|(_, server)| {
+            let handle = server.handle();
+            actix_web::rt::spawn(server);
+            handle
+        });
         let result = self.server.await;
+        if let Some(handle) = metrics {
+            handle.stop(false).await;
+        }
         let store = self.store;
         let _ = actix_web::rt::task::spawn_blocking(move || store.close()).await;
         tracing::info!("klaxon stopped");

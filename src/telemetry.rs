@@ -70,6 +70,14 @@ pub async fn log_requests(
         .response()
         .error()
         .and_then(|e| e.as_error::<ApiError>());
+    let route = res
+        .request()
+        .match_pattern()
+        .unwrap_or_else(|| "unmatched".to_owned());
+    crate::metrics::request(&route, method.as_str(), status, start.elapsed());
+    if let Some(e) = api_error {
+        crate::metrics::refused(e);
+    }
     match (api_error, res.response().extensions().get::<Outcome>()) {
         (Some(ApiError::Unavailable(cause)), _) => {
             tracing::error!(status, latency_ms, outcome = "store-unavailable", cause = %cause, "request")

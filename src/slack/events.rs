@@ -10,9 +10,13 @@ use super::SlackSettings;
 use crate::alert::{title_of, NewAlert, SlackRef, Source};
 use crate::body::require_content_type;
 use crate::error::ApiError;
+use crate::metrics;
 use crate::store::{Action, Inserted, ReplyOutcome, Store, ThreadReply};
 use crate::telemetry::with_outcome;
 use crate::urgency::{self, Urgency};
+
+/// The `source` label of this surface's metrics.
+const SOURCE: &str = "events_api";
 
 /// The outer JSON Slack posts.
 #[derive(Debug, Deserialize)]
@@ -177,31 +181,47 @@ pub async fn receive(
                 minute,
                 "Slack is rate-limiting event delivery to klaxon"
             );
+            metrics::event_ignored("app_rate_limited");
             (json!({ "ok": true }), "app rate limited".to_owned())
         }
-        Decision::Ignore(why) => (
-            json!({ "ok": true, "ignored": why }),
-            format!("ignored: {why}"),
-        ),
+        Decision::Ignore(why) => {
+            metrics::event_ignored(why);
+            (
+                json!({ "ok": true, "ignored": why }),
+                format!("ignored: {why}"),
+            )
+        }
         Decision::Alert(new) => match store.insert_if_new(new).await? {
-            Inserted::Created(a) => (
-                json!({ "ok": true, "alert_id": a.id }),
-                format!("created alert {}", a.id),
-            ),
-            Inserted::Duplicate(a) => (
-                json!({ "ok": true, "alert_id": a.id, "duplicate": true }),
-                format!("duplicate of alert {}", a.id),
-            ),
+            Inserted::Created(a) => {
+                metrics::alert_created(SOURCE, a.urgency);
+                (
+                    json!({ "ok": true, "alert_id": a.id }),
+                    format!("created alert {}", a.id),
+                )
+            }
+            Inserted::Duplicate(a) => {
+                metrics::duplicate_suppressed(SOURCE);
+                (
+                    json!({ "ok": true, "alert_id": a.id, "duplicate": true }),
+                    format!("duplicate of alert {}", a.id),
+                )
+            }
         },
         Decision::Reply(reply) => match store.thread_reply(reply).await? {
-            ReplyOutcome::NotAnAlert => (
-                json!({ "ok": true, "ignored": "thread reply" }),
-                "ignored: thread reply".to_owned(),
-            ),
-            ReplyOutcome::Duplicate(id) => (
-                json!({ "ok": true, "alert_id": id, "duplicate": true }),
-                format!("duplicate reply to alert {id}"),
-            ),
+            ReplyOutcome::NotAnAlert => {
+                metrics::event_ignored("thread reply");
+                (
+                    json!({ "ok": true, "ignored": "thread reply" }),
+                    "ignored: thread reply".to_owned(),
+                )
+            }
+            ReplyOutcome::Duplicate(id) => {
+                metrics::duplicate_suppressed(SOURCE);
+                (
+                    json!({ "ok": true, "alert_id": id, "duplicate": true }),
+                    format!("duplicate reply to alert {id}"),
+                )
+            }
             ReplyOutcome::Applied(a) => (
                 json!({ "ok": true, "alert_id": a.id, "status": a.status }),
                 format!("thread reply applied to alert {}", a.id),

@@ -9,6 +9,7 @@ use super::{form, SlackSettings, BODY_LIMIT};
 use crate::alert::{title_of, NewAlert, SlackRef, Source};
 use crate::body::{read_body, require_content_type};
 use crate::error::ApiError;
+use crate::metrics;
 use crate::store::{Inserted, Store};
 use crate::telemetry::with_outcome;
 use crate::urgency;
@@ -96,6 +97,7 @@ pub async fn receive(
         return Err(ApiError::InvalidToken);
     }
     if post.is_from_bot() {
+        metrics::event_ignored("bot post");
         return Ok(with_outcome(
             HttpResponse::Ok().finish(),
             "ignored: bot post",
@@ -106,10 +108,13 @@ pub async fn receive(
         .insert_if_new(post.into_new_alert(slack.default_urgency)?)
         .await?;
     let (text, outcome) = match &inserted {
-        Inserted::Created(a) => (
-            format!("opened alert {} ({} urgency): {}", a.id, a.urgency, a.title),
-            format!("created alert {}", a.id),
-        ),
+        Inserted::Created(a) => {
+            metrics::alert_created("outgoing_webhook", a.urgency);
+            (
+                format!("opened alert {} ({} urgency): {}", a.id, a.urgency, a.title),
+                format!("created alert {}", a.id),
+            )
+        }
         Inserted::Duplicate(a) => (
             format!(
                 "already tracking this as alert {} ({} urgency, {})",
@@ -120,6 +125,9 @@ pub async fn receive(
             format!("duplicate of alert {}", a.id),
         ),
     };
+    if matches!(inserted, Inserted::Duplicate(_)) {
+        metrics::duplicate_suppressed("outgoing_webhook");
+    }
     let reply = json!({ "text": reply_text(&text, &trigger) });
     Ok(with_outcome(HttpResponse::Ok().json(reply), outcome))
 }

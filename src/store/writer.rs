@@ -63,10 +63,17 @@ pub fn spawn(
                         Err(_) => break,
                     }
                 }
+                let started = std::time::Instant::now();
                 let synced = syncer.sync();
                 match &synced {
-                    Ok(()) => durable_seq.store(ledger.seq(), Ordering::Release),
-                    Err(e) => tracing::error!(error = %e, "flushing the store failed"),
+                    Ok(()) => {
+                        crate::metrics::flushed(started.elapsed(), group.len());
+                        durable_seq.store(ledger.seq(), Ordering::Release);
+                    }
+                    Err(e) => {
+                        crate::metrics::flush_failed();
+                        tracing::error!(error = %e, "flushing the store failed");
+                    }
                 }
                 for done in group.drain(..) {
                     done(synced.clone());

@@ -13,6 +13,7 @@ mod helpers;
 mod lifecycle;
 mod limits;
 mod listing;
+mod metrics;
 mod outgoing;
 mod polling;
 mod process;

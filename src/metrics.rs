@@ -1,0 +1,150 @@
+//! Prometheus metrics: every name in one place, recorded through the
+//! `metrics` facade, rendered at `GET /metrics`.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use actix_web::{web, HttpResponse};
+use metrics::{counter, gauge, histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+use crate::alert::Status;
+use crate::error::ApiError;
+use crate::store::Store;
+use crate::urgency::Urgency;
+
+/// Latency buckets in seconds, from 0.1 ms to 5 s.
+const SECONDS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
+const GROUP_SIZES: &[f64] = &[
+    1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0,
+];
+
+/// The process-wide recorder (installed once, shared by every server in the process).
+pub fn handle() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let builder = PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS)
+            .and_then(|b| {
+                b.set_buckets_for_metric(
+                    Matcher::Full("klaxon_store_group_size".into()),
+                    GROUP_SIZES,
+                )
+            });
+        let recorder = builder
+            .expect("bucket lists are valid and non-empty")
+            .build_recorder();
+        let handle = recorder.handle();
+        // A recorder installed earlier in this process (tests) keeps working; ours then renders nothing new.
+        let _ = metrics::set_global_recorder(recorder);
+        handle
+    })
+}
+
+/// One request: by route pattern, method and status.
+pub fn request(route: &str, method: &str, status: u16, elapsed: Duration) {
+    let labels = [
+        ("route", route.to_owned()),
+        ("method", method.to_owned()),
+        ("status", status.to_string()),
+    ];
+    counter!("klaxon_http_requests_total", &labels).increment(1);
+    histogram!("klaxon_http_request_duration_seconds", "route" => route.to_owned())
+        .record(elapsed.as_secs_f64());
+}
+
+/// A refused request: authentication failures by surface, other refusals by reason.
+pub fn refused(error: &ApiError) {
+    let reason = error.code().replace('-', "_");
+    let surface = match error {
+        ApiError::Signature(_) => Some("events"),
+        ApiError::InvalidToken => Some("outgoing"),
+        ApiError::Unauthenticated | ApiError::Forbidden => Some("api"),
+        _ => None,
+    };
+    match surface {
+        Some(surface) => {
+            counter!("klaxon_verification_failures_total", "surface" => surface, "reason" => reason)
+                .increment(1)
+        }
+        None if !matches!(error, ApiError::Unavailable(_)) => {
+            counter!("klaxon_requests_rejected_total", "reason" => reason).increment(1)
+        }
+        None => {}
+    }
+}
+
+pub fn alert_created(source: &'static str, urgency: Urgency) {
+    counter!("klaxon_alerts_created_total", "source" => source, "urgency" => urgency.as_str())
+        .increment(1);
+}
+
+pub fn duplicate_suppressed(source: &'static str) {
+    counter!("klaxon_duplicates_suppressed_total", "source" => source).increment(1);
+}
+
+pub fn event_ignored(reason: &str) {
+    counter!("klaxon_events_ignored_total", "reason" => reason.replace([' ', '-'], "_"))
+        .increment(1);
+}
+
+/// One group commit: how long its flush and fsync took and how many changes it covered.
+pub fn flushed(elapsed: Duration, group: usize) {
+    histogram!("klaxon_store_flush_duration_seconds").record(elapsed.as_secs_f64());
+    histogram!("klaxon_store_group_size").record(group as f64);
+}
+
+pub fn flush_failed() {
+    counter!("klaxon_store_flush_errors_total").increment(1);
+}
+
+/// Where `GET /metrics` finds the store's size.
+pub struct MetricsSource {
+    pub data_dir: PathBuf,
+}
+
+/// `GET /metrics`: Prometheus text format. The gauges are read at scrape time.
+pub async fn endpoint(
+    store: web::Data<Store>,
+    source: web::Data<MetricsSource>,
+) -> Result<HttpResponse, ApiError> {
+    let counts = store.counts().await?;
+    for s in Status::ALL {
+        for u in Urgency::ALL {
+            gauge!("klaxon_alerts", "status" => s.as_str(), "urgency" => u.as_str())
+                .set(counts.get(s, u) as f64);
+        }
+    }
+    let dir = source.data_dir.clone();
+    let bytes = web::block(move || dir_size(&dir)).await.unwrap_or(0);
+    gauge!("klaxon_store_disk_bytes").set(bytes as f64);
+    Ok(HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(handle().render()))
+}
+
+/// `GET /metrics` on the main port: behind a read token.
+pub async fn guarded_endpoint(
+    _: crate::api::auth::CanRead,
+    store: web::Data<Store>,
+    source: web::Data<MetricsSource>,
+) -> Result<HttpResponse, ApiError> {
+    endpoint(store, source).await
+}
+
+fn dir_size(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_size(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}

@@ -1,0 +1,158 @@
+use reqwest::Client;
+
+use crate::helpers::{event_fixture, fixture, TestApp, READ_TOKEN};
+use crate::process::{server_env, start_server};
+
+/// The value of the sample of `name` whose labels include all of `labels`.
+fn sample(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
+        .find(|l| labels.iter().all(|label| l.contains(label)))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+#[tokio::test]
+async fn metrics_count_what_happened_on_their_own_listener() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let mut env = server_env(data_dir.path());
+    env.push(("KLAXON_METRICS_LISTEN", "127.0.0.1:0".into()));
+    let server = start_server(&env);
+    let app = TestApp {
+        address: server.address.clone(),
+        client: Client::new(),
+        _data_dir: tempfile::tempdir().unwrap(),
+    };
+
+    app.post_event(&event_fixture("message")).await;
+    app.post_event(&event_fixture("message")).await;
+    app.post_event(&event_fixture("bot_message_bot_id")).await;
+    app.post_outgoing(
+        &fixture("outgoing/pagertree_outage_high.form").replace("XXXXXXXXXXXXXXXXXX", "wrong"),
+    )
+    .await;
+    app.post_event_signed(
+        b"{}".to_vec(),
+        Some(&crate::helpers::now().to_string()),
+        Some(&format!("v0={}", "0".repeat(64))),
+    )
+    .await;
+    app.get_with("/api/v1/alerts", None).await;
+
+    let log = server.output.lock().unwrap().clone();
+    let port = log
+        .lines()
+        .find(|l| l.contains("metrics listening"))
+        .and_then(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .and_then(|j| j["port"].as_u64())
+        .expect("the metrics port is logged");
+    let res = app
+        .client
+        .get(format!("http://127.0.0.1:{port}/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let text = res.text().await.unwrap();
+
+    let has = |name: &str, labels: &[&str]| {
+        sample(&text, name, labels).unwrap_or_else(|| panic!("{name} {labels:?} missing:\n{text}"))
+    };
+    assert_eq!(
+        has(
+            "klaxon_alerts_created_total",
+            &["source=\"events_api\"", "urgency=\"critical\""]
+        ),
+        1.0
+    );
+    assert_eq!(
+        has(
+            "klaxon_duplicates_suppressed_total",
+            &["source=\"events_api\""]
+        ),
+        1.0
+    );
+    assert_eq!(
+        has("klaxon_events_ignored_total", &["reason=\"bot_message\""]),
+        1.0
+    );
+    assert_eq!(
+        has(
+            "klaxon_verification_failures_total",
+            &["surface=\"outgoing\"", "reason=\"invalid_token\""]
+        ),
+        1.0
+    );
+    assert_eq!(
+        has(
+            "klaxon_verification_failures_total",
+            &["surface=\"events\"", "reason=\"invalid_signature\""]
+        ),
+        1.0
+    );
+    assert_eq!(
+        has(
+            "klaxon_verification_failures_total",
+            &["surface=\"api\"", "reason=\"unauthenticated\""]
+        ),
+        1.0
+    );
+    assert_eq!(
+        has(
+            "klaxon_http_requests_total",
+            &["route=\"/slack/events\"", "status=\"200\""]
+        ),
+        3.0
+    );
+    assert!(
+        has(
+            "klaxon_http_request_duration_seconds_count",
+            &["route=\"/slack/events\""]
+        ) >= 4.0
+    );
+    assert!(
+        has(
+            "klaxon_store_flush_duration_seconds_bucket",
+            &["le=\"+Inf\""]
+        ) >= 1.0
+    );
+    assert!(has("klaxon_store_group_size_count", &[]) >= 1.0);
+    assert_eq!(
+        has(
+            "klaxon_alerts",
+            &["status=\"open\"", "urgency=\"critical\""]
+        ),
+        1.0
+    );
+    assert!(has("klaxon_store_disk_bytes", &[]) > 0.0);
+    for secret in [
+        crate::helpers::SIGNING_SECRET,
+        crate::helpers::VERIFICATION_TOKEN,
+        READ_TOKEN,
+    ] {
+        assert!(!text.contains(secret));
+    }
+    // Not on the main port when it has its own listener.
+    assert_eq!(
+        app.get_with("/metrics", Some(READ_TOKEN)).await.status(),
+        404
+    );
+}
+
+#[tokio::test]
+async fn metrics_on_the_main_port_need_a_read_token() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let server = start_server(&server_env(data_dir.path()));
+    let app = TestApp {
+        address: server.address.clone(),
+        client: Client::new(),
+        _data_dir: tempfile::tempdir().unwrap(),
+    };
+    assert_eq!(app.get_with("/metrics", None).await.status(), 401);
+    let res = app.get_with("/metrics", Some(READ_TOKEN)).await;
+    assert_eq!(res.status(), 200);
+    assert!(res
+        .text()
+        .await
+        .unwrap()
+        .contains("klaxon_http_requests_total"));
+}
