@@ -1,5 +1,6 @@
-//! Settings from flags and environment (flags win), then defaults.
-//! Secrets may also come from files (`*_FILE`, for Kubernetes/Docker secrets).
+//! Settings from flags, environment, a TOML file and defaults, in that order
+//! of precedence. Secrets may also come from files (`*_FILE`, for
+//! Kubernetes/Docker secrets).
 
 use std::fs;
 use std::net::SocketAddr;
@@ -37,9 +38,15 @@ pub struct RateLimit {
     pub burst: u32,
 }
 
-/// `klaxon serve` flags; each also reads the environment variable it names.
-#[derive(Debug, Default, clap::Args)]
+/// `klaxon serve` flags; each also reads the environment variable it names,
+/// and the same names in snake case are the keys of the `--config` file.
+#[derive(Debug, Default, clap::Args, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct ServeArgs {
+    /// TOML file with any of these settings; flags and environment override it
+    #[arg(long, env = "KLAXON_CONFIG", value_name = "FILE")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
     /// Address to listen on [default: 127.0.0.1:8080]
     #[arg(long, env = "KLAXON_LISTEN", value_name = "ADDR")]
     pub listen: Option<SocketAddr>,
@@ -192,6 +199,94 @@ pub enum ConfigError {
     BadOrigin(String),
     #[error("KLAXON_CLIENT_IP_HEADER: {0:?} is not a header name")]
     BadHeader(String),
+    #[error("config file {path}: {message}")]
+    File { path: PathBuf, message: String },
+}
+
+impl std::fmt::Display for Settings {
+    /// The effective settings, one per line, secrets redacted (`klaxon check-config`).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let secrets = |list: &Option<SecretList>| match list {
+            Some(list) => format!("[redacted] ({} configured)", list.len()),
+            None => "not set".to_owned(),
+        };
+        let list = |items: Vec<String>| {
+            if items.is_empty() {
+                "none".to_owned()
+            } else {
+                items.join(", ")
+            }
+        };
+        let rate = |r: RateLimit| match r.per_sec {
+            0 => "off".to_owned(),
+            n => format!("{n}/s per client, burst {}", r.burst),
+        };
+        writeln!(f, "listen               = {}", self.listen)?;
+        writeln!(f, "data_dir             = {}", self.data_dir.display())?;
+        writeln!(
+            f,
+            "signing_secret       = {}",
+            secrets(&self.signing_secrets)
+        )?;
+        writeln!(
+            f,
+            "verification_token   = {}",
+            secrets(&self.verification_tokens)
+        )?;
+        writeln!(f, "read_tokens          = {}", secrets(&self.read_tokens))?;
+        writeln!(f, "write_tokens         = {}", secrets(&self.write_tokens))?;
+        writeln!(f, "default_urgency      = {}", self.default_urgency)?;
+        writeln!(
+            f,
+            "cors_origins         = {}",
+            list(self.cors_origins.clone())
+        )?;
+        writeln!(f, "cache_mb             = {}", self.cache_bytes >> 20)?;
+        writeln!(f, "min_free_mb          = {}", self.min_free_bytes >> 20)?;
+        let metrics = self
+            .metrics_listen
+            .map_or("main port, read token".to_owned(), |a| {
+                format!("{a}, no auth")
+            });
+        writeln!(f, "metrics_listen       = {metrics}")?;
+        writeln!(
+            f,
+            "shutdown_grace_secs  = {}",
+            self.shutdown_grace.as_secs()
+        )?;
+        writeln!(
+            f,
+            "client_timeout_secs  = {}",
+            self.client_timeout.as_secs()
+        )?;
+        writeln!(f, "slack_rate           = {}", rate(self.slack_rate))?;
+        writeln!(f, "api_rate             = {}", rate(self.api_rate))?;
+        let header = self
+            .client_ip_header
+            .as_ref()
+            .map_or("none (peer address)".to_owned(), |h| h.to_string());
+        writeln!(f, "client_ip_header     = {header}")?;
+        writeln!(
+            f,
+            "allow_from_slack     = {}",
+            list(
+                self.allow_from_slack
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect()
+            )
+        )?;
+        write!(
+            f,
+            "allow_from_api       = {}",
+            list(
+                self.allow_from_api
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect()
+            )
+        )
+    }
 }
 
 impl Settings {
@@ -232,6 +327,10 @@ impl Settings {
 
     /// Resolves `klaxon serve` arguments (flags over environment) over defaults.
     pub fn from_args(args: ServeArgs) -> Result<Self, ConfigError> {
+        let args = match args.config.clone() {
+            Some(path) => args.over(read_config_file(&path)?),
+            None => args,
+        };
         let defaults = Self::new(DEFAULT_DATA_DIR);
         let settings = Self {
             listen: args.listen.unwrap_or(defaults.listen),
@@ -308,6 +407,82 @@ impl Settings {
             }
         }
         Ok(())
+    }
+}
+
+/// The `--config` file; unknown keys are errors, not silently ignored.
+fn read_config_file(path: &Path) -> Result<ServeArgs, ConfigError> {
+    let error = |message: String| ConfigError::File {
+        path: path.to_owned(),
+        message,
+    };
+    let text = fs::read_to_string(path).map_err(|e| error(e.to_string()))?;
+    toml::from_str(&text).map_err(|e| error(e.to_string()))
+}
+
+impl ServeArgs {
+    /// These arguments, with anything they leave unset taken from `file`.
+    /// A secret and its `_FILE` variant count as one setting, so a secret in
+    /// the environment overrides a secret file named in the config file.
+    fn over(self, file: ServeArgs) -> ServeArgs {
+        let pair = |direct: Option<Secret>, path: Option<PathBuf>, file_direct, file_path| {
+            if direct.is_some() || path.is_some() {
+                (direct, path)
+            } else {
+                (file_direct, file_path)
+            }
+        };
+        let (signing_secret, signing_secret_file) = pair(
+            self.signing_secret,
+            self.signing_secret_file,
+            file.signing_secret,
+            file.signing_secret_file,
+        );
+        let (verification_token, verification_token_file) = pair(
+            self.verification_token,
+            self.verification_token_file,
+            file.verification_token,
+            file.verification_token_file,
+        );
+        let (read_tokens, read_tokens_file) = pair(
+            self.read_tokens,
+            self.read_tokens_file,
+            file.read_tokens,
+            file.read_tokens_file,
+        );
+        let (write_tokens, write_tokens_file) = pair(
+            self.write_tokens,
+            self.write_tokens_file,
+            file.write_tokens,
+            file.write_tokens_file,
+        );
+        ServeArgs {
+            config: self.config,
+            listen: self.listen.or(file.listen),
+            data_dir: self.data_dir.or(file.data_dir),
+            signing_secret,
+            signing_secret_file,
+            verification_token,
+            verification_token_file,
+            read_tokens,
+            read_tokens_file,
+            write_tokens,
+            write_tokens_file,
+            default_urgency: self.default_urgency.or(file.default_urgency),
+            cors_origins: self.cors_origins.or(file.cors_origins),
+            cache_mb: self.cache_mb.or(file.cache_mb),
+            min_free_mb: self.min_free_mb.or(file.min_free_mb),
+            metrics_listen: self.metrics_listen.or(file.metrics_listen),
+            shutdown_grace_secs: self.shutdown_grace_secs.or(file.shutdown_grace_secs),
+            client_timeout_secs: self.client_timeout_secs.or(file.client_timeout_secs),
+            slack_rate_per_sec: self.slack_rate_per_sec.or(file.slack_rate_per_sec),
+            slack_rate_burst: self.slack_rate_burst.or(file.slack_rate_burst),
+            api_rate_per_sec: self.api_rate_per_sec.or(file.api_rate_per_sec),
+            api_rate_burst: self.api_rate_burst.or(file.api_rate_burst),
+            client_ip_header: self.client_ip_header.or(file.client_ip_header),
+            allow_from_slack: self.allow_from_slack.or(file.allow_from_slack),
+            allow_from_api: self.allow_from_api.or(file.allow_from_api),
+        }
     }
 }
 

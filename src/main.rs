@@ -23,6 +23,9 @@ struct Cli {
 enum Command {
     /// Run the HTTP server: Slack webhooks and Events API in, alert API out.
     Serve(Box<ServeArgs>),
+    /// Validate a configuration (flags, environment, --config file) and print
+    /// the effective settings, secrets redacted.
+    CheckConfig(Box<ServeArgs>),
     /// Write a consistent JSON Lines backup of a data dir no server is using.
     /// (While serving, use the API: GET /api/v1/backup with a write token.)
     Backup(BackupArgs),
@@ -65,6 +68,7 @@ fn main() -> ExitCode {
     telemetry::init();
     match cli.command {
         Command::Serve(args) => serve(*args),
+        Command::CheckConfig(args) => check_config(*args),
         Command::Backup(args) => backup(&args),
         Command::Restore(args) => restore(&args),
         Command::CheckStore(args) => check_store(&args),
@@ -100,6 +104,19 @@ fn check_store(args: &CheckStoreArgs) -> ExitCode {
         Err(e) => {
             eprintln!("klaxon: check failed: {e}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+fn check_config(args: ServeArgs) -> ExitCode {
+    match Settings::from_args(args) {
+        Ok(settings) => {
+            println!("{settings}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("klaxon: configuration error: {e}");
+            ExitCode::from(2)
         }
     }
 }

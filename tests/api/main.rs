@@ -4,6 +4,7 @@ mod access;
 mod alert_api;
 mod backup;
 mod changes;
+mod config;
 mod crash;
 mod disk_full;
 mod durability;

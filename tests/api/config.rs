@@ -1,0 +1,105 @@
+use crate::process::command;
+
+fn check_config(args: &[&str], env: &[(&str, String)]) -> (i32, String, String) {
+    let mut all = vec!["check-config"];
+    all.extend_from_slice(args);
+    let out = command(&all, env).output().unwrap();
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (
+        out.status.code().unwrap(),
+        text(&out.stdout),
+        text(&out.stderr),
+    )
+}
+
+fn line<'a>(stdout: &'a str, key: &str) -> &'a str {
+    stdout
+        .lines()
+        .find(|l| l.starts_with(key))
+        .unwrap_or_else(|| panic!("no {key} in {stdout}"))
+}
+
+#[test]
+fn flags_beat_environment_beat_the_file_beat_defaults() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("klaxon.toml");
+    std::fs::write(
+        &file,
+        "listen = \"127.0.0.1:9001\"\ndata_dir = \"/from/file\"\ndefault_urgency = \"low\"\ncache_mb = 16\nverification_token = \"file-token-123\"\nallow_from_api = [\"10.0.0.0/8\"]\n",
+    )
+    .unwrap();
+    let env = [
+        ("KLAXON_CONFIG", file.display().to_string()),
+        ("KLAXON_DATA_DIR", "/from/env".to_owned()),
+        ("KLAXON_DEFAULT_URGENCY", "high".to_owned()),
+    ];
+
+    let (code, stdout, stderr) = check_config(&["--default-urgency", "critical"], &env);
+
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        line(&stdout, "listen").ends_with("127.0.0.1:9001"),
+        "file over default"
+    );
+    assert!(
+        line(&stdout, "data_dir").ends_with("/from/env"),
+        "env over file"
+    );
+    assert!(
+        line(&stdout, "default_urgency").ends_with("critical"),
+        "flag over env"
+    );
+    assert!(line(&stdout, "cache_mb").ends_with("16"));
+    assert!(line(&stdout, "allow_from_api").ends_with("10.0.0.0/8"));
+    assert!(line(&stdout, "verification_token").contains("[redacted] (1 configured)"));
+    assert!(
+        line(&stdout, "api_rate").contains("50/s"),
+        "defaults fill the rest"
+    );
+    assert!(!stdout.contains("file-token-123") && !stderr.contains("file-token-123"));
+}
+
+#[test]
+fn unknown_keys_in_the_file_are_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("klaxon.toml");
+    std::fs::write(
+        &file,
+        "verification_token = \"t\"\nlisten_adress = \"0.0.0.0:80\"\n",
+    )
+    .unwrap();
+    let (code, _, stderr) = check_config(&["--config", &file.display().to_string()], &[]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("listen_adress"), "{stderr}");
+}
+
+#[test]
+fn a_secret_in_the_environment_overrides_a_secret_file_named_in_the_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("klaxon.toml");
+    std::fs::write(&file, "signing_secret_file = \"/does/not/exist\"\n").unwrap();
+    let env = [
+        ("KLAXON_CONFIG", file.display().to_string()),
+        ("SLACK_SIGNING_SECRET", "a,b".to_owned()),
+    ];
+    let (code, stdout, stderr) = check_config(&[], &env);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(line(&stdout, "signing_secret").contains("(2 configured)"));
+}
+
+#[test]
+fn check_config_reports_what_serve_would_refuse() {
+    let (code, _, stderr) = check_config(&[], &[]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("SLACK_SIGNING_SECRET") && stderr.contains("SLACK_VERIFICATION_TOKEN"));
+    let (code, _, stderr) = check_config(
+        &[
+            "--verification-token",
+            "t",
+            "--allow-from-api",
+            "not-a-cidr",
+        ],
+        &[],
+    );
+    assert_eq!(code, 2, "{stderr}");
+}
