@@ -6,6 +6,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use time::OffsetDateTime;
+use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
+use utoipa::openapi::RefOr;
+use utoipa::ToSchema;
 
 use crate::urgency::{Urgency, UrgencySource};
 
@@ -86,6 +89,26 @@ impl Serialize for AlertId {
     }
 }
 
+/// Pattern of a served id: 13 lowercase Crockford digits, the first at most `f`.
+pub const ID_PATTERN: &str = "^[0-9a-f][0-9a-hjkmnp-tv-z]{12}$";
+
+impl utoipa::PartialSchema for AlertId {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .description(Some(
+                "13 Crockford base-32 digits that sort by creation time.",
+            ))
+            .min_length(Some(ID_DIGITS))
+            .max_length(Some(ID_DIGITS))
+            .pattern(Some(ID_PATTERN))
+            .examples(["01jd3k5m8q000"])
+            .into()
+    }
+}
+
+impl ToSchema for AlertId {}
+
 impl<'de> Deserialize<'de> for AlertId {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let s = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
@@ -94,7 +117,7 @@ impl<'de> Deserialize<'de> for AlertId {
 }
 
 /// Where an alert stands in its lifecycle.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
     Open,
@@ -135,35 +158,46 @@ impl FromStr for Status {
 }
 
 /// Which Slack surface brought the alert.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Source {
     OutgoingWebhook,
     EventsApi,
 }
 
-/// Where the alert came from in Slack.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// Where the alert came from in Slack. Every field is always present (null when unknown).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct SlackRef {
+    #[schema(required = true)]
     pub team_id: Option<String>,
+    #[schema(required = true)]
     pub team_domain: Option<String>,
     pub channel_id: String,
+    #[schema(required = true)]
     pub channel_name: Option<String>,
+    #[schema(required = true)]
     pub user_id: Option<String>,
+    #[schema(required = true)]
     pub user_name: Option<String>,
     pub ts: String,
+    #[schema(required = true)]
     pub thread_ts: Option<String>,
+    #[schema(required = true)]
     pub trigger_word: Option<String>,
+    #[schema(required = true)]
     pub event_id: Option<String>,
 }
 
 /// A comment on an alert, from a Slack thread reply or the API.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Note {
+    #[schema(required = true)]
     pub user: Option<String>,
     pub text: String,
     /// The Slack message ts when the note came from a thread reply.
+    #[schema(required = true)]
     pub ts: Option<String>,
+    #[schema(format = DateTime)]
     pub at: String,
 }
 
@@ -179,11 +213,12 @@ pub struct NewAlert {
 }
 
 /// The stored and served alert.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Alert {
     pub id: AlertId,
     /// Sequence number of the alert's latest change (see the change feed).
     pub seq: u64,
+    #[schema(format = DateTime)]
     pub created_at: String,
     pub status: Status,
     pub urgency: Urgency,
@@ -192,9 +227,13 @@ pub struct Alert {
     pub text: String,
     pub source: Source,
     pub slack: SlackRef,
+    #[schema(format = DateTime, required = true)]
     pub acknowledged_at: Option<String>,
+    #[schema(required = true)]
     pub acknowledged_by: Option<String>,
+    #[schema(format = DateTime, required = true)]
     pub resolved_at: Option<String>,
+    #[schema(required = true)]
     pub resolved_by: Option<String>,
     pub notes: Vec<Note>,
 }

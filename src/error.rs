@@ -88,10 +88,14 @@ impl ApiError {
     }
 }
 
-#[derive(Serialize)]
-struct ErrorBody<'a> {
-    error: String,
-    code: &'a str,
+/// The body of every error answer; also its schema in the OpenAPI document.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(example = json!({"error": "signature does not match", "code": "invalid-signature"}))]
+pub struct ErrorBody<'a> {
+    /// What went wrong, for people.
+    pub error: String,
+    /// Stable kebab-case code, for programs (see README's list).
+    pub code: &'a str,
 }
 
 /// Seconds a client should wait before retrying after a 503.

@@ -3,15 +3,37 @@
 use actix_web::{web, HttpResponse};
 use serde_json::json;
 
+use crate::api::responses::{HeadersTooLarge, Unavailable};
+use crate::api::schemas::Health;
 use crate::error::ApiError;
 use crate::store::Store;
 
 /// `GET /healthz`: the process is up and answering.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "health",
+    summary = "Liveness: the process is up and answering",
+    responses(
+        (status = 200, description = "Up.", body = Health, example = json!({"status": "ok"})),
+        HeadersTooLarge
+    )
+)]
 pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "ok"}))
 }
 
 /// `GET /readyz`: the store can be written (durably) and read back.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "health",
+    summary = "Readiness: the store can be written (durably) and read back",
+    responses(
+        (status = 200, description = "Ready.", body = Health, example = json!({"status": "ready"})),
+        HeadersTooLarge, Unavailable
+    )
+)]
 pub async fn readyz(store: web::Data<Store>) -> Result<HttpResponse, ApiError> {
     store.probe().await?;
     Ok(HttpResponse::Ok().json(json!({"status": "ready"})))

@@ -6,6 +6,7 @@
 pub mod alert;
 pub mod api;
 pub mod body;
+pub mod cli;
 pub mod config;
 pub mod error;
 pub mod guard;

@@ -33,6 +33,8 @@ enum Command {
     Restore(RestoreArgs),
     /// Check the integrity of a data dir no server is using (records, indexes, counts).
     CheckStore(CheckStoreArgs),
+    /// Read and change alerts on a running server: list, show, ack, resolve, notes.
+    Alerts(klaxon::cli::alerts::AlertsArgs),
 }
 
 #[derive(Args)]
@@ -72,6 +74,7 @@ fn main() -> ExitCode {
         Command::Backup(args) => backup(&args),
         Command::Restore(args) => restore(&args),
         Command::CheckStore(args) => check_store(&args),
+        Command::Alerts(args) => klaxon::cli::alerts::run(args),
     }
 }
 
@@ -175,18 +178,22 @@ fn restore(args: &RestoreArgs) -> ExitCode {
         );
         return ExitCode::from(2);
     }
-    let input = match File::open(&args.from) {
-        Ok(file) => BufReader::with_capacity(1 << 20, file),
-        Err(e) => {
-            eprintln!("klaxon: cannot read {}: {e}", args.from.display());
-            return ExitCode::from(2);
-        }
+    if let Err(e) = File::open(&args.from) {
+        eprintln!("klaxon: cannot read {}: {e}", args.from.display());
+        return ExitCode::from(2);
+    }
+    let from = args.from.clone();
+    let open = move || -> std::io::Result<Box<dyn std::io::BufRead>> {
+        Ok(Box::new(BufReader::with_capacity(
+            1 << 20,
+            File::open(&from)?,
+        )))
     };
     let store = match open_store(&args.data_dir) {
         Ok(store) => store,
         Err(code) => return code,
     };
-    let restored = store.restore(input);
+    let restored = store.restore(&open);
     store.close();
     match restored {
         Ok(summary) => {

@@ -127,6 +127,23 @@ pub async fn endpoint(
 }
 
 /// `GET /metrics` on the main port: behind a read token.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    operation_id = "metrics",
+    tag = "metrics",
+    summary = "Prometheus metrics",
+    description = "Behind a read token on the main port. With `KLAXON_METRICS_LISTEN` it is \
+        served on that listener instead, without auth.",
+    security(("bearerAuth" = [])),
+    responses(
+        (status = 200, description = "Prometheus text format 0.0.4.", body = String,
+            content_type = "text/plain"),
+        crate::api::responses::Unauthenticated,
+        crate::api::responses::HeadersTooLarge,
+        crate::api::responses::Unavailable
+    )
+)]
 pub async fn guarded_endpoint(
     _: crate::api::auth::CanRead,
     store: web::Data<Store>,

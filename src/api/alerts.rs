@@ -1,24 +1,39 @@
-//! The alert API handlers: each reads the request, calls the store, maps the result.
+//! The alert API's read handlers: list, get, summary, changes. Each reads the
+//! request, calls the store, maps the result. Changes are in `lifecycle`.
 
-use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use super::auth::{CanRead, CanWrite};
+use super::auth::CanRead;
 use super::etag;
 use super::params::{encode_cursor, ChangeParams, ListParams};
-use crate::alert::{AlertId, Status};
-use crate::body::{read_body, require_content_type};
+use super::responses::{
+    BadRequest, ForbiddenNetwork, HeadersTooLarge, NotFound, NotModified, RateLimited,
+    Unauthenticated, Unavailable,
+};
+use super::schemas::{AlertList, ChangeFeed, IfNoneMatch, Summary};
+use crate::alert::{Alert, AlertId, Status};
 use crate::error::ApiError;
-use crate::store::{Action, Actor, Changed, Refused, Store};
-use crate::telemetry::with_outcome;
+use crate::store::Store;
 use crate::urgency::Urgency;
 
-/// Largest body of a lifecycle request (`{"by": ..., "note": ...}`).
-pub const BODY_LIMIT: usize = 16 * 1024;
-
 /// `GET /api/v1/alerts`
+#[utoipa::path(
+    get,
+    path = "/api/v1/alerts",
+    operation_id = "list_alerts",
+    tag = "alerts",
+    summary = "List alerts, newest first",
+    params(ListParams, IfNoneMatch),
+    security(("bearerAuth" = [])),
+    responses(
+        (status = 200, description = "A page of alerts.", body = AlertList, headers(
+            ("ETag" = String, description = "Changes with any change to the store."),
+            ("Cache-Control" = String, description = "`no-cache`."))),
+        NotModified, BadRequest, Unauthenticated, ForbiddenNetwork, RateLimited,
+        HeadersTooLarge, Unavailable
+    )
+)]
 pub async fn list(
     _: CanRead,
     req: HttpRequest,
@@ -49,6 +64,22 @@ pub async fn list(
 }
 
 /// `GET /api/v1/alerts/{id}`
+#[utoipa::path(
+    get,
+    path = "/api/v1/alerts/{id}",
+    operation_id = "get_alert",
+    tag = "alerts",
+    summary = "One alert",
+    params(("id" = AlertId, Path, description = "The alert's id."), IfNoneMatch),
+    security(("bearerAuth" = [])),
+    responses(
+        (status = 200, description = "The alert.", body = Alert, headers(
+            ("ETag" = String, description = "Changes only when this alert changes."),
+            ("Cache-Control" = String, description = "`no-cache`."))),
+        NotModified, Unauthenticated, ForbiddenNetwork, NotFound, RateLimited, HeadersTooLarge,
+        Unavailable
+    )
+)]
 pub async fn get(
     _: CanRead,
     req: HttpRequest,
@@ -67,6 +98,21 @@ pub async fn get(
 }
 
 /// `GET /api/v1/alerts/summary`
+#[utoipa::path(
+    get,
+    path = "/api/v1/alerts/summary",
+    tag = "alerts",
+    summary = "Alert counts for dashboard tiles",
+    params(IfNoneMatch),
+    security(("bearerAuth" = [])),
+    responses(
+        (status = 200, description = "Counts by status, by urgency, and both.", body = Summary, headers(
+            ("ETag" = String, description = "Changes with any change to the store."),
+            ("Cache-Control" = String, description = "`no-cache`."))),
+        NotModified, Unauthenticated, ForbiddenNetwork, RateLimited, HeadersTooLarge,
+        Unavailable
+    )
+)]
 pub async fn summary(
     _: CanRead,
     req: HttpRequest,
@@ -114,6 +160,21 @@ pub async fn summary(
 }
 
 /// `GET /api/v1/changes?after=<seq>&limit=N`
+#[utoipa::path(
+    get,
+    path = "/api/v1/changes",
+    tag = "alerts",
+    summary = "The change feed, oldest change first",
+    description = "Each alert changed after `after` appears once, in its current state, \
+        with its `seq`. Only changes already on disk are shown.",
+    params(ChangeParams),
+    security(("bearerAuth" = [])),
+    responses(
+        (status = 200, description = "Changed alerts and the next `after`.", body = ChangeFeed,
+            headers(("Cache-Control" = String, description = "`no-cache`."))),
+        BadRequest, Unauthenticated, ForbiddenNetwork, RateLimited, HeadersTooLarge, Unavailable
+    )
+)]
 pub async fn changes(
     _: CanRead,
     params: web::Query<ChangeParams>,
@@ -135,131 +196,7 @@ pub async fn changes(
         .body(body))
 }
 
-/// Optional body of the lifecycle routes.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ActorBody {
-    pub by: Option<String>,
-    pub note: Option<String>,
-}
-
-/// `POST /api/v1/alerts/{id}/acknowledge`
-pub async fn acknowledge(
-    w: CanWrite,
-    req: HttpRequest,
-    id: web::Path<String>,
-    body: web::Payload,
-    store: web::Data<Store>,
-) -> Result<HttpResponse, ApiError> {
-    act(w, req, id, body, store, Action::Acknowledge).await
-}
-
-/// `POST /api/v1/alerts/{id}/resolve`
-pub async fn resolve(
-    w: CanWrite,
-    req: HttpRequest,
-    id: web::Path<String>,
-    body: web::Payload,
-    store: web::Data<Store>,
-) -> Result<HttpResponse, ApiError> {
-    act(w, req, id, body, store, Action::Resolve).await
-}
-
-/// `POST /api/v1/alerts/{id}/reopen`
-pub async fn reopen(
-    w: CanWrite,
-    req: HttpRequest,
-    id: web::Path<String>,
-    body: web::Payload,
-    store: web::Data<Store>,
-) -> Result<HttpResponse, ApiError> {
-    act(w, req, id, body, store, Action::Reopen).await
-}
-
-async fn act(
-    _: CanWrite,
-    req: HttpRequest,
-    id: web::Path<String>,
-    body: web::Payload,
-    store: web::Data<Store>,
-    action: Action,
-) -> Result<HttpResponse, ApiError> {
-    let id = parse_id(&id)?;
-    let body = actor_body(&req, body).await?;
-    let actor = Actor {
-        by: body.by,
-        note: body.note,
-        ts: None,
-    };
-    match store.change(id, action, actor).await? {
-        Ok(Changed::Yes(alert)) => {
-            let outcome = format!("alert {} now {}", alert.id, alert.status.as_str());
-            Ok(with_outcome(
-                etag::cacheable(HttpResponse::Ok(), &etag::for_alert(&store, alert.seq))
-                    .json(alert),
-                outcome,
-            ))
-        }
-        Ok(Changed::AlreadyDone(alert)) => {
-            let outcome = format!("alert {} already {}", alert.id, alert.status.as_str());
-            Ok(with_outcome(
-                etag::cacheable(HttpResponse::Ok(), &etag::for_alert(&store, alert.seq))
-                    .json(alert),
-                outcome,
-            ))
-        }
-        Err(refused) => Err(refused_error(refused)),
-    }
-}
-
-/// `POST /api/v1/alerts/{id}/notes` with `{"by": ..., "note": ...}`
-pub async fn add_note(
-    _: CanWrite,
-    req: HttpRequest,
-    id: web::Path<String>,
-    body: web::Payload,
-    store: web::Data<Store>,
-) -> Result<HttpResponse, ApiError> {
-    let id = parse_id(&id)?;
-    let body = actor_body(&req, body).await?;
-    let note = body
-        .note
-        .filter(|n| !n.trim().is_empty())
-        .ok_or(ApiError::MissingField("note"))?;
-    let actor = Actor {
-        by: body.by,
-        note: Some(note),
-        ts: None,
-    };
-    let alert = store.add_note(id, actor).await?.map_err(refused_error)?;
-    let outcome = format!("note added to alert {}", alert.id);
-    let response = etag::cacheable(
-        HttpResponse::build(StatusCode::CREATED),
-        &etag::for_alert(&store, alert.seq),
-    )
-    .json(alert);
-    Ok(with_outcome(response, outcome))
-}
-
-fn refused_error(refused: Refused) -> ApiError {
-    match refused {
-        Refused::NotFound => ApiError::NotFound("alert"),
-        Refused::Conflict(why) => ApiError::Conflict(why.to_owned()),
-    }
-}
-
-/// An empty body is no actor; anything else must be the JSON object.
-async fn actor_body(req: &HttpRequest, body: web::Payload) -> Result<ActorBody, ApiError> {
-    let mut payload = body.into_inner();
-    let bytes = read_body(req, &mut payload, BODY_LIMIT).await?;
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Ok(ActorBody::default());
-    }
-    require_content_type(req, "application/json")?;
-    serde_json::from_slice(&bytes).map_err(|e| ApiError::MalformedBody(e.to_string()))
-}
-
 /// An id that cannot parse names no alert.
-fn parse_id(raw: &str) -> Result<AlertId, ApiError> {
+pub(super) fn parse_id(raw: &str) -> Result<AlertId, ApiError> {
     raw.parse().map_err(|_| ApiError::NotFound("alert"))
 }

@@ -9,6 +9,7 @@ use actix_web::HttpResponse;
 use tokio::sync::mpsc;
 
 use super::auth::CanWrite;
+use super::responses::{Forbidden, HeadersTooLarge, RateLimited, Unauthenticated};
 use crate::error::ApiError;
 use crate::store::Store;
 use crate::telemetry::with_outcome;
@@ -18,6 +19,23 @@ const CHUNKS_IN_FLIGHT: usize = 8;
 const CHUNK_BYTES: usize = 64 * 1024;
 
 /// Backups hold every alert, so they need a write token.
+#[utoipa::path(
+    get,
+    path = "/api/v1/backup",
+    tag = "admin",
+    summary = "A consistent snapshot of every alert, as JSON Lines",
+    description = "A header line, one alert per line, and a trailer line with the line count \
+        and the change sequence the snapshot is consistent at. A missing trailer means the \
+        backup is incomplete.",
+    security(("bearerAuth" = [])),
+    responses(
+        (status = 200, description = "The backup, streamed.", body = String,
+            content_type = "application/x-ndjson",
+            headers(("Content-Disposition" = String,
+                description = "`attachment; filename=\"klaxon-backup.jsonl\"`."))),
+        Unauthenticated, Forbidden, RateLimited, HeadersTooLarge
+    )
+)]
 pub async fn backup(_: CanWrite, store: web::Data<Store>) -> Result<HttpResponse, ApiError> {
     let (tx, rx) = mpsc::channel(CHUNKS_IN_FLIGHT);
     let store = store.get_ref().clone();

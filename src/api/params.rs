@@ -3,23 +3,38 @@
 use serde::Deserialize;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
+use utoipa::IntoParams;
 
-use crate::alert::AlertId;
+use crate::alert::{AlertId, Status};
 use crate::error::ApiError;
 use crate::store::ListQuery;
+use crate::urgency::Urgency;
 
 pub const DEFAULT_LIMIT: usize = 50;
 pub const MAX_LIMIT: usize = 1000;
 
 /// `GET /api/v1/alerts` parameters as sent. Unknown parameters are ignored.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListParams {
+    /// Only these statuses (comma-separated, any case).
+    #[param(value_type = Option<Vec<Status>>, style = Form, explode = false)]
     pub status: Option<String>,
+    /// Only these urgencies (comma-separated, any case).
+    #[param(value_type = Option<Vec<Urgency>>, style = Form, explode = false)]
     pub urgency: Option<String>,
+    /// Only alerts created at or after this RFC 3339 time.
+    #[param(value_type = Option<String>, format = DateTime)]
     pub since: Option<String>,
+    /// Only alerts created at or before this RFC 3339 time.
+    #[param(value_type = Option<String>, format = DateTime)]
     pub until: Option<String>,
+    /// Only alerts from this Slack channel id.
     pub channel: Option<String>,
+    /// Page size.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000, default = 50)]
     pub limit: Option<String>,
+    /// The `next_cursor` of the previous page (opaque).
     pub cursor: Option<String>,
 }
 
@@ -46,9 +61,14 @@ impl ListParams {
 }
 
 /// `GET /api/v1/changes` parameters.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ChangeParams {
+    /// The `next_after` of the previous answer; 0 for everything.
+    #[param(value_type = Option<u64>, default = 0)]
     pub after: Option<String>,
+    /// Most alerts in one answer.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000, default = 100)]
     pub limit: Option<String>,
 }
 
@@ -115,8 +135,6 @@ fn invalid(message: impl Into<String>) -> ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::alert::Status;
-    use crate::urgency::Urgency;
 
     #[test]
     fn defaults_list_everything_fifty_at_a_time() {

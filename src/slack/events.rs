@@ -4,10 +4,16 @@
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
+use utoipa::ToSchema;
 
 use super::signature::SignedBody;
 use super::SlackSettings;
 use crate::alert::{title_of, NewAlert, SlackRef, Source};
+use crate::api::responses::{
+    BadRequest, BadSignature, ForbiddenNetwork, HeadersTooLarge, PayloadTooLarge, RateLimited,
+    RequestTimeout, Unavailable, UnsupportedMediaType,
+};
+use crate::api::schemas::{EventAnswer, EventEnvelope};
 use crate::body::require_content_type;
 use crate::error::ApiError;
 use crate::metrics;
@@ -42,7 +48,7 @@ pub struct Callback {
 }
 
 /// The inner event; only the fields klaxon uses.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct Event {
     #[serde(rename = "type")]
     pub kind: String,
@@ -162,6 +168,28 @@ pub fn reply_command(text: &str) -> Option<Action> {
     }
 }
 
+/// `POST /slack/events`
+#[utoipa::path(
+    post,
+    path = "/slack/events",
+    operation_id = "slack_events",
+    tag = "slack",
+    summary = "An Events API callback, signed by Slack",
+    description = "The signature is checked before anything is parsed. A message or app \
+        mention creates an alert; a thread reply acts on its alert; other events are ignored.",
+    params(
+        ("X-Slack-Signature" = String, Header,
+            description = "`v0=` and the lowercase hex HMAC-SHA256 of `v0:{timestamp}:{body}`."),
+        ("X-Slack-Request-Timestamp" = String, Header, example = "1531420618",
+            description = "Unix seconds; must be within 300 s of now.")
+    ),
+    request_body(content = EventEnvelope, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The challenge, or what was done.", body = EventAnswer),
+        BadRequest, BadSignature, ForbiddenNetwork, RequestTimeout, PayloadTooLarge,
+        UnsupportedMediaType, RateLimited, HeadersTooLarge, Unavailable
+    )
+)]
 pub async fn receive(
     signed: SignedBody,
     req: HttpRequest,

@@ -4,9 +4,15 @@
 use actix_web::{dev, web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
+use utoipa::ToSchema;
 
 use super::{form, SlackSettings, BODY_LIMIT};
 use crate::alert::{title_of, NewAlert, SlackRef, Source};
+use crate::api::responses::{
+    BadRequest, ForbiddenNetwork, HeadersTooLarge, InvalidToken, PayloadTooLarge, RateLimited,
+    RequestTimeout, Unavailable, UnsupportedMediaType,
+};
+use crate::api::schemas::OutgoingReply;
 use crate::body::{read_body, require_content_type};
 use crate::error::ApiError;
 use crate::metrics;
@@ -15,21 +21,27 @@ use crate::telemetry::with_outcome;
 use crate::urgency;
 
 /// The fields Slack sends; unknown fields are ignored, duplicates refused.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 pub struct OutgoingForm {
+    /// The webhook's verification token (401 when missing or wrong).
     pub token: Option<String>,
     pub team_id: Option<String>,
     pub team_domain: Option<String>,
     pub service_id: Option<String>,
+    #[schema(value_type = String, required = true)]
     pub channel_id: Option<String>,
     pub channel_name: Option<String>,
     pub thread_ts: Option<String>,
+    /// The message's Slack ts.
+    #[schema(value_type = String, required = true)]
     pub timestamp: Option<String>,
     pub user_id: Option<String>,
     pub user_name: Option<String>,
+    /// The message, starting with the trigger word.
+    #[schema(value_type = String, required = true)]
     pub text: Option<String>,
     pub trigger_word: Option<String>,
+    /// Present on posts by bots, which create nothing.
     pub bot_id: Option<String>,
 }
 
@@ -81,6 +93,23 @@ fn required(value: Option<String>, name: &'static str) -> Result<String, ApiErro
         .ok_or(ApiError::MissingField(name))
 }
 
+/// `POST /slack/outgoing`
+#[utoipa::path(
+    post,
+    path = "/slack/outgoing",
+    operation_id = "slack_outgoing",
+    tag = "slack",
+    summary = "A legacy outgoing webhook: a message starting with a trigger word",
+    description = "Creates an alert (or finds the one for the same message) and answers the \
+        text Slack posts back in the channel. Posts by bots answer 200 with an empty body.",
+    request_body(content = OutgoingForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "The channel reply (empty for bot posts).",
+            body = OutgoingReply),
+        BadRequest, InvalidToken, ForbiddenNetwork, RequestTimeout, PayloadTooLarge,
+        UnsupportedMediaType, RateLimited, HeadersTooLarge, Unavailable
+    )
+)]
 pub async fn receive(
     req: HttpRequest,
     payload: web::Payload,

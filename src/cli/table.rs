@@ -1,0 +1,294 @@
+//! Rendering for people: an aligned alert table, one alert in full, summary counts.
+//!
+//! Alert text comes from Slack, so every string from the server passes through
+//! [`clean`] first: a message cannot move the cursor, recolour or rewrite the
+//! terminal of the person reading it.
+
+use std::collections::HashMap;
+
+use serde::Deserialize;
+
+use crate::alert::{Alert, Source, Status};
+use crate::urgency::{Urgency, UrgencySource};
+
+/// Widest TITLE cell, in characters.
+pub const TITLE_WIDTH: usize = 60;
+
+/// `text` safe for one terminal line: whitespace controls become spaces, other
+/// control and bidirectional-override characters become U+FFFD.
+pub fn clean(text: &str) -> String {
+    text.chars()
+        .map(|c| match c {
+            '\t' | '\n' | '\r' => ' ',
+            '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' => {
+                '\u{fffd}'
+            }
+            c if c.is_control() => '\u{fffd}',
+            c => c,
+        })
+        .collect()
+}
+
+/// `text` cut to at most `width` characters (on a character boundary), ending in `…` when cut.
+pub fn truncate(text: &str, width: usize) -> String {
+    if text.chars().count() <= width {
+        return text.to_owned();
+    }
+    let mut cut: String = text.chars().take(width.saturating_sub(1)).collect();
+    cut.push('…');
+    cut
+}
+
+/// `2026-11-23T09:41:07.123Z` as `2026-11-23 09:41Z`; anything else as sent.
+fn minutes(rfc3339: &str) -> String {
+    match (rfc3339.get(..10), rfc3339.get(11..16)) {
+        (Some(day), Some(time)) if rfc3339.ends_with('Z') => format!("{day} {time}Z"),
+        _ => clean(rfc3339),
+    }
+}
+
+fn channel(alert: &Alert) -> String {
+    match &alert.slack.channel_name {
+        Some(name) => clean(&format!("#{name}")),
+        None => clean(&alert.slack.channel_id),
+    }
+}
+
+/// Rows as aligned columns, two spaces apart; `right` columns align right.
+fn columns(rows: &[Vec<String>], right: &[usize]) -> String {
+    let count = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..count)
+        .map(|i| {
+            rows.iter()
+                .filter_map(|r| r.get(i))
+                .map(|c| c.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for row in rows {
+        let mut line = String::new();
+        for (i, cell) in row.iter().enumerate() {
+            let pad = " ".repeat(widths[i] - cell.chars().count());
+            if i > 0 {
+                line.push_str("  ");
+            }
+            if right.contains(&i) {
+                line.push_str(&pad);
+                line.push_str(cell);
+            } else {
+                line.push_str(cell);
+                line.push_str(&pad);
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// The listing table: ID, CREATED, STATUS, URGENCY, CHANNEL, TITLE.
+pub fn alerts(alerts: &[Alert]) -> String {
+    if alerts.is_empty() {
+        return "no alerts match\n".to_owned();
+    }
+    let header = ["ID", "CREATED", "STATUS", "URGENCY", "CHANNEL", "TITLE"];
+    let mut rows = vec![header.map(str::to_owned).to_vec()];
+    rows.extend(alerts.iter().map(|a| {
+        vec![
+            a.id.to_string(),
+            minutes(&a.created_at),
+            a.status.as_str().to_owned(),
+            a.urgency.as_str().to_owned(),
+            channel(a),
+            truncate(&clean(&a.title), TITLE_WIDTH),
+        ]
+    }));
+    columns(&rows, &[])
+}
+
+/// One line saying where an alert stands after a change.
+pub fn changed(alert: &Alert) -> String {
+    let by = match alert.status {
+        Status::Acknowledged => alert.acknowledged_by.as_deref(),
+        Status::Resolved => alert.resolved_by.as_deref(),
+        Status::Open => None,
+    };
+    let by = by.map(|b| format!(" by {}", clean(b))).unwrap_or_default();
+    format!(
+        "alert {} is {}{by} ({}): {}\n",
+        alert.id,
+        alert.status.as_str(),
+        alert.urgency,
+        truncate(&clean(&alert.title), TITLE_WIDTH)
+    )
+}
+
+fn when_by(at: Option<&str>, by: Option<&str>) -> String {
+    match (at, by) {
+        (None, _) => "-".to_owned(),
+        (Some(at), None) => clean(at),
+        (Some(at), Some(by)) => format!("{} by {}", clean(at), clean(by)),
+    }
+}
+
+fn name_and_id(name: Option<&str>, id: Option<&str>) -> String {
+    match (name, id) {
+        (Some(name), Some(id)) => format!("{} ({})", clean(name), clean(id)),
+        (Some(one), None) | (None, Some(one)) => clean(one),
+        (None, None) => "-".to_owned(),
+    }
+}
+
+/// Every field of one alert, its whole text and its notes.
+pub fn details(a: &Alert) -> String {
+    let s = &a.slack;
+    let urgency_source = match a.urgency_source {
+        UrgencySource::Message => "named in the message",
+        UrgencySource::Default => "the default: the message named none",
+    };
+    let source = match a.source {
+        Source::EventsApi => "Events API",
+        Source::OutgoingWebhook => "outgoing webhook",
+    };
+    let opt = |v: &Option<String>| v.as_deref().map(clean).unwrap_or_default();
+    let team = name_and_id(s.team_domain.as_deref(), s.team_id.as_deref());
+    let extras = [
+        ("team", team),
+        ("thread", opt(&s.thread_ts)),
+        ("trigger word", opt(&s.trigger_word)),
+        ("event", opt(&s.event_id)),
+    ];
+    let mut slack = vec![format!("{source}, ts {}", clean(&s.ts))];
+    for (label, value) in extras {
+        if !value.is_empty() && value != "-" {
+            slack.push(format!("{label} {value}"));
+        }
+    }
+    let fields = [
+        ("alert", a.id.to_string()),
+        ("title", clean(&a.title)),
+        ("status", a.status.as_str().to_owned()),
+        ("urgency", format!("{} ({urgency_source})", a.urgency)),
+        ("created", clean(&a.created_at)),
+        (
+            "acknowledged",
+            when_by(a.acknowledged_at.as_deref(), a.acknowledged_by.as_deref()),
+        ),
+        (
+            "resolved",
+            when_by(a.resolved_at.as_deref(), a.resolved_by.as_deref()),
+        ),
+        (
+            "channel",
+            name_and_id(
+                s.channel_name.as_ref().map(|n| format!("#{n}")).as_deref(),
+                Some(&s.channel_id),
+            ),
+        ),
+        (
+            "from",
+            name_and_id(s.user_name.as_deref(), s.user_id.as_deref()),
+        ),
+        ("slack", slack.join(", ")),
+        ("seq", a.seq.to_string()),
+    ];
+    let rows: Vec<Vec<String>> = fields
+        .into_iter()
+        .map(|(k, v)| vec![format!("{k}:"), v])
+        .collect();
+    let mut out = columns(&rows, &[]);
+    out.push_str("\ntext:\n");
+    for line in a.text.lines() {
+        out.push_str(&format!("  {}\n", clean(line)));
+    }
+    out.push_str(&format!("\nnotes: {}\n", a.notes.len()));
+    for note in &a.notes {
+        let by = note.user.as_deref().map_or_else(|| "-".to_owned(), clean);
+        out.push_str(&format!("  {} {by}:\n", clean(&note.at)));
+        for line in note.text.lines() {
+            out.push_str(&format!("    {}\n", clean(line)));
+        }
+    }
+    out
+}
+
+/// `GET /api/v1/alerts/summary`, the parts the table shows.
+#[derive(Deserialize)]
+pub struct Summary {
+    pub total: u64,
+    pub by_status_and_urgency: HashMap<String, HashMap<String, u64>>,
+}
+
+/// Counts by status (rows) and urgency (columns), with totals.
+pub fn summary(summary: &Summary) -> String {
+    let count = |s: Status, u: Urgency| {
+        summary
+            .by_status_and_urgency
+            .get(s.as_str())
+            .and_then(|row| row.get(u.as_str()))
+            .copied()
+            .unwrap_or(0)
+    };
+    let mut header = vec!["STATUS".to_owned()];
+    header.extend(Urgency::ALL.map(|u| u.as_str().to_uppercase()));
+    header.push("TOTAL".to_owned());
+    let mut rows = vec![header];
+    for s in Status::ALL {
+        let mut row = vec![s.as_str().to_owned()];
+        row.extend(Urgency::ALL.map(|u| count(s, u).to_string()));
+        row.push(
+            Urgency::ALL
+                .map(|u| count(s, u))
+                .iter()
+                .sum::<u64>()
+                .to_string(),
+        );
+        rows.push(row);
+    }
+    let mut totals = vec!["total".to_owned()];
+    totals.extend(Urgency::ALL.map(|u| {
+        Status::ALL
+            .map(|s| count(s, u))
+            .iter()
+            .sum::<u64>()
+            .to_string()
+    }));
+    totals.push(summary.total.to_string());
+    rows.push(totals);
+    columns(&rows, &[1, 2, 3, 4, 5])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clean_defuses_terminal_control_sequences() {
+        assert_eq!(clean("a\tb\nc"), "a b c");
+        assert_eq!(clean("\u{1b}[2J\u{7}x"), "\u{fffd}[2J\u{fffd}x");
+        assert_eq!(clean("ab\u{202e}cd"), "ab\u{fffd}cd");
+        assert_eq!(clean("é ok"), "é ok");
+    }
+
+    #[test]
+    fn truncate_cuts_on_character_boundaries() {
+        assert_eq!(truncate("short", 60), "short");
+        let long = "é".repeat(100);
+        let cut = truncate(&long, TITLE_WIDTH);
+        assert_eq!(cut.chars().count(), TITLE_WIDTH);
+        assert!(cut.ends_with('…'));
+    }
+
+    #[test]
+    fn columns_align_and_times_trim_to_minutes() {
+        let rows = vec![
+            vec!["A".into(), "1".into()],
+            vec!["long".into(), "100".into()],
+        ];
+        assert_eq!(columns(&rows, &[1]), "A       1\nlong  100\n");
+        assert_eq!(minutes("2026-11-23T09:41:07.123Z"), "2026-11-23 09:41Z");
+        assert_eq!(minutes("odd"), "odd");
+    }
+}

@@ -1,0 +1,297 @@
+//! `klaxon alerts`: the built binary against a real server, as an on-call
+//! person at a terminal would run it.
+
+use std::process::Output;
+
+use serde_json::{json, Value};
+
+use crate::helpers::{spawn_app, TestApp, READ_TOKEN, WRITE_TOKEN};
+use crate::process::command;
+
+/// What one run of the binary printed, and how it exited.
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+/// Runs `klaxon alerts <args>` against `app` with `env`, off the runtime so the
+/// in-process server keeps answering. Every run checks that no token was printed.
+async fn run_env(app: &TestApp, args: &[&str], env: &[(&'static str, String)]) -> Run {
+    let mut full = vec![
+        "alerts".to_owned(),
+        "--server".to_owned(),
+        app.address.clone(),
+    ];
+    full.extend(args.iter().map(|a| a.to_string()));
+    let env = env.to_vec();
+    let output: Output = tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = full.iter().map(String::as_str).collect();
+        command(&args, &env).output().unwrap()
+    })
+    .await
+    .unwrap();
+    let run = Run {
+        code: output.status.code().expect("exited, not killed"),
+        stdout: String::from_utf8(output.stdout).unwrap(),
+        stderr: String::from_utf8(output.stderr).unwrap(),
+    };
+    for token in [READ_TOKEN, WRITE_TOKEN] {
+        assert!(
+            !run.stdout.contains(token) && !run.stderr.contains(token),
+            "a token was printed:\n{}\n{}",
+            run.stdout,
+            run.stderr
+        );
+    }
+    run
+}
+
+/// Runs `klaxon alerts --token <token> <args>`.
+async fn run(app: &TestApp, token: &str, args: &[&str]) -> Run {
+    let mut with_token = vec!["--token", token];
+    with_token.extend_from_slice(args);
+    run_env(app, &with_token, &[]).await
+}
+
+/// The ids of a listing's JSON, in order.
+fn ids(page: &Value) -> Vec<&str> {
+    let alerts = page["alerts"].as_array().expect("a listing");
+    alerts.iter().map(|a| a["id"].as_str().unwrap()).collect()
+}
+
+/// The alert as the API serves it now.
+async fn stored(app: &TestApp, id: &str) -> Value {
+    let res = app.get_alert(id).await;
+    assert_eq!(res.status(), 200);
+    res.json().await.unwrap()
+}
+
+#[tokio::test]
+async fn list_shows_alerts_newest_first_as_a_table_and_as_json() {
+    let app = spawn_app().await;
+    let older = app
+        .create_alert("low: disk almost full on db-2", "1732400000.000001")
+        .await;
+    let newer = app
+        .create_alert("CRITICAL: checkout down", "1732400001.000001")
+        .await;
+
+    let table = run(&app, READ_TOKEN, &["list"]).await;
+    assert_eq!(table.code, 0, "{}", table.stderr);
+    let lines: Vec<&str> = table.stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{}", table.stdout);
+    for column in ["ID", "CREATED", "STATUS", "URGENCY", "CHANNEL", "TITLE"] {
+        assert!(lines[0].contains(column), "{}", lines[0]);
+    }
+    assert!(lines[1].starts_with(&newer) && lines[1].contains("CRITICAL: checkout down"));
+    assert!(lines[1].contains("critical") && lines[1].contains("open"));
+    assert!(lines[2].starts_with(&older) && lines[2].contains("disk almost full"));
+    // Columns line up: every title starts where the header's TITLE does.
+    let title_at = lines[0].find("TITLE").unwrap();
+    assert_eq!(lines[1].find("CRITICAL").unwrap(), title_at);
+
+    let json = run(&app, READ_TOKEN, &["list", "--json"]).await;
+    assert_eq!(json.code, 0, "{}", json.stderr);
+    let page: Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(ids(&page), [newer.as_str(), older.as_str()]);
+    assert!(page["next_cursor"].is_null());
+
+    let critical = run(&app, READ_TOKEN, &["list", "--urgency", "critical"]).await;
+    assert!(critical.stdout.contains(&newer) && !critical.stdout.contains(&older));
+}
+
+#[tokio::test]
+async fn list_all_follows_the_cursor_to_the_last_page() {
+    let app = spawn_app().await;
+    let mut created = Vec::new();
+    for i in 0..3 {
+        created.push(
+            app.create_alert("high: a", &format!("17324000{i}0.000001"))
+                .await,
+        );
+    }
+    created.reverse();
+
+    let first = run(&app, READ_TOKEN, &["list", "--limit", "1"]).await;
+    assert_eq!(first.stdout.lines().count(), 2, "{}", first.stdout);
+    assert!(first.stderr.contains("--all"), "{}", first.stderr);
+
+    let all = run(
+        &app,
+        READ_TOKEN,
+        &["list", "--all", "--limit", "1", "--json"],
+    )
+    .await;
+    assert_eq!(all.code, 0, "{}", all.stderr);
+    let page: Value = serde_json::from_str(&all.stdout).unwrap();
+    assert_eq!(ids(&page), created);
+
+    let table = run(&app, READ_TOKEN, &["list", "--all", "--limit", "2"]).await;
+    assert_eq!(table.stdout.lines().count(), 4, "{}", table.stdout);
+}
+
+#[tokio::test]
+async fn show_prints_every_field_with_the_text_and_notes() {
+    let app = spawn_app().await;
+    let id = app
+        .create_alert("high: api latency\nstarted 09:41 UTC", "1732400000.000001")
+        .await;
+    let note = json!({"by": "ana", "note": "rolled back the deploy"});
+    assert_eq!(app.act(&id, "notes", Some(note)).await.status(), 201);
+
+    let shown = run(&app, READ_TOKEN, &["show", &id]).await;
+    assert_eq!(shown.code, 0, "{}", shown.stderr);
+    for expected in [
+        id.as_str(),
+        "high: api latency",
+        "started 09:41 UTC",
+        "open",
+        "notes: 1",
+        "ana",
+        "rolled back the deploy",
+    ] {
+        assert!(
+            shown.stdout.contains(expected),
+            "{expected}:\n{}",
+            shown.stdout
+        );
+    }
+
+    let json = run(&app, READ_TOKEN, &["show", &id, "--json"]).await;
+    let alert: klaxon::alert::Alert = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(
+        serde_json::to_value(alert).unwrap(),
+        stored(&app, &id).await
+    );
+
+    let missing = run(&app, READ_TOKEN, &["show", "0000000000000"]).await;
+    assert_eq!(missing.code, 1);
+    assert!(
+        missing.stderr.contains("404 not-found"),
+        "{}",
+        missing.stderr
+    );
+}
+
+#[tokio::test]
+async fn a_write_token_moves_an_alert_through_its_lifecycle() {
+    let app = spawn_app().await;
+    let id = app
+        .create_alert("high: api latency", "1732400000.000001")
+        .await;
+    let env = [("KLAXON_TOKEN", WRITE_TOKEN.to_owned())];
+
+    let ack = run_env(&app, &["ack", &id, "--by", "ana", "--note", "on it"], &env).await;
+    assert_eq!(ack.code, 0, "{}", ack.stderr);
+    assert!(ack.stdout.contains("acknowledged by ana"), "{}", ack.stdout);
+    let alert = stored(&app, &id).await;
+    assert_eq!(alert["status"], "acknowledged");
+    assert_eq!(alert["acknowledged_by"], "ana");
+    assert_eq!(alert["notes"][0]["text"], "on it");
+
+    let note = run_env(&app, &["note", &id, "--note", "db failover"], &env).await;
+    assert_eq!(note.code, 0, "{}", note.stderr);
+    assert_eq!(stored(&app, &id).await["notes"][1]["text"], "db failover");
+
+    let resolve = run_env(&app, &["resolve", &id, "--json"], &env).await;
+    assert_eq!(resolve.code, 0, "{}", resolve.stderr);
+    let answered: Value = serde_json::from_str(&resolve.stdout).unwrap();
+    assert_eq!(answered["status"], "resolved");
+    assert_eq!(stored(&app, &id).await["status"], "resolved");
+
+    let again = run_env(&app, &["ack", &id], &env).await;
+    assert_eq!(again.code, 1);
+    assert!(again.stderr.contains("409 conflict"), "{}", again.stderr);
+
+    let reopen = run_env(&app, &["reopen", &id], &env).await;
+    assert_eq!(reopen.code, 0, "{}", reopen.stderr);
+    assert_eq!(stored(&app, &id).await["status"], "open");
+}
+
+#[tokio::test]
+async fn a_read_token_cannot_change_alerts() {
+    let app = spawn_app().await;
+    let id = app
+        .create_alert("high: api latency", "1732400000.000001")
+        .await;
+
+    let ack = run(&app, READ_TOKEN, &["ack", &id]).await;
+    assert_eq!(ack.code, 1);
+    assert!(ack.stdout.is_empty(), "{}", ack.stdout);
+    assert!(ack.stderr.contains("403 forbidden"), "{}", ack.stderr);
+    assert_eq!(stored(&app, &id).await["status"], "open");
+}
+
+#[tokio::test]
+async fn token_problems_are_reported_without_the_token() {
+    let app = spawn_app().await;
+
+    let wrong = run(&app, "not-a-token-of-this-server", &["list"]).await;
+    assert_eq!(wrong.code, 1);
+    assert!(
+        wrong.stderr.contains("401 unauthenticated"),
+        "{}",
+        wrong.stderr
+    );
+    assert!(!wrong.stderr.contains("not-a-token-of-this-server"));
+
+    let none = run_env(&app, &["list"], &[]).await;
+    assert_eq!(none.code, 2);
+    assert!(none.stderr.contains("no token"), "{}", none.stderr);
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("token");
+    std::fs::write(&file, format!("{READ_TOKEN}\n")).unwrap();
+    let file = file.display().to_string();
+    let from_file = run_env(&app, &["summary", "--token-file", &file], &[]).await;
+    assert_eq!(from_file.code, 0, "{}", from_file.stderr);
+
+    // The environment's value stays out of the help, too.
+    let env = [("KLAXON_TOKEN", WRITE_TOKEN.to_owned())];
+    let help = run_env(&app, &["list", "--help"], &env).await;
+    assert_eq!(help.code, 0);
+    assert!(help.stdout.contains("KLAXON_TOKEN"), "{}", help.stdout);
+}
+
+#[tokio::test]
+async fn an_unreachable_server_exits_2() {
+    let app = spawn_app().await;
+    // A port that was free a moment ago: nothing listens there.
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let server = format!("http://{}", free.local_addr().unwrap());
+    drop(free);
+    let out = run(&app, READ_TOKEN, &["list", "--server", &server]).await;
+    assert_eq!(out.code, 2);
+    let expected = format!("cannot reach {server}");
+    assert!(out.stderr.contains(&expected), "{}", out.stderr);
+}
+
+#[tokio::test]
+async fn summary_counts_by_status_and_urgency() {
+    let app = spawn_app().await;
+    let id = app.create_alert("critical: a", "1732400000.000001").await;
+    app.create_alert("low: b", "1732400001.000001").await;
+    assert_eq!(app.act(&id, "acknowledge", None).await.status(), 200);
+
+    let table = run(&app, READ_TOKEN, &["summary"]).await;
+    assert_eq!(table.code, 0, "{}", table.stderr);
+    let row = |name: &str| -> Vec<String> {
+        let line = table.stdout.lines().find(|l| l.starts_with(name)).unwrap();
+        line.split_whitespace().map(str::to_owned).collect()
+    };
+    assert_eq!(
+        row("STATUS"),
+        ["STATUS", "LOW", "MEDIUM", "HIGH", "CRITICAL", "TOTAL"]
+    );
+    assert_eq!(row("open"), ["open", "1", "0", "0", "0", "1"]);
+    assert_eq!(
+        row("acknowledged"),
+        ["acknowledged", "0", "0", "0", "1", "1"]
+    );
+    assert_eq!(row("total"), ["total", "1", "0", "0", "1", "2"]);
+
+    let json = run(&app, READ_TOKEN, &["summary", "--json"]).await;
+    let counts: Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(counts["total"], 2);
+}
