@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use reqwest::Client;
 use serde_json::Value;
 
-use crate::helpers::{event_fixture, fixture, now, TestApp, SIGNING_SECRET};
+use crate::helpers::{event_fixture, fixture, send_event, send_outgoing, TestApp};
 use crate::process::{command, server_env, start_server};
 
 const CYCLES: u64 = 20;
@@ -19,26 +19,11 @@ async fn post_one(client: &Client, address: &str, n: u64) -> Option<String> {
         let mut event = event_fixture("message");
         event["event"]["ts"] = ts.into();
         event["event_id"] = format!("EvCRASH{n}").into();
-        let body = serde_json::to_vec(&event).unwrap();
-        let stamp = now().to_string();
-        let sig = klaxon::slack::signature::sign(SIGNING_SECRET.as_bytes(), &stamp, &body);
-        client
-            .post(format!("{address}/slack/events"))
-            .header("content-type", "application/json")
-            .header("x-slack-request-timestamp", stamp)
-            .header("x-slack-signature", sig)
-            .body(body)
-            .send()
-            .await
+        send_event(client, address, serde_json::to_vec(&event).unwrap(), &[]).await
     } else {
         let form = fixture("outgoing/pagertree_outage_high.form")
             .replace("timestamp=1732358400.000200", &format!("timestamp={ts}"));
-        client
-            .post(format!("{address}/slack/outgoing"))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(form)
-            .send()
-            .await
+        send_outgoing(client, address, form).await
     };
     let res = res.ok()?;
     if res.status() != 200 {

@@ -1,7 +1,7 @@
 use reqwest::Client;
 use serde_json::Value;
 
-use crate::helpers::{event_fixture, fixture, now, READ_TOKEN, SIGNING_SECRET};
+use crate::helpers::{event_fixture, fixture, send_event, send_outgoing, READ_TOKEN};
 use crate::process::{command, server_env, start_server};
 
 /// Posts one alert through each surface per round, concurrently; returns the
@@ -16,17 +16,7 @@ async fn post_alerts(client: &Client, address: &str, rounds: usize) -> Vec<Strin
             event["event"]["ts"] = format!("1732400000.{i:06}").into();
             event["event_id"] = format!("EvDURABLE{i}").into();
             let body = serde_json::to_vec(&event).unwrap();
-            let ts = now().to_string();
-            let sig = klaxon::slack::signature::sign(SIGNING_SECRET.as_bytes(), &ts, &body);
-            let res = client
-                .post(format!("{address}/slack/events"))
-                .header("content-type", "application/json")
-                .header("x-slack-request-timestamp", ts)
-                .header("x-slack-signature", sig)
-                .body(body)
-                .send()
-                .await
-                .unwrap();
+            let res = send_event(&client, &address, body, &[]).await.unwrap();
             assert_eq!(res.status(), 200);
             let json: Value = res.json().await.unwrap();
             let event_id = json["alert_id"].as_str().unwrap().to_owned();
@@ -35,13 +25,7 @@ async fn post_alerts(client: &Client, address: &str, rounds: usize) -> Vec<Strin
                 "timestamp=1732358400.000200",
                 &format!("timestamp=1732500000.{i:06}"),
             );
-            let res = client
-                .post(format!("{address}/slack/outgoing"))
-                .header("content-type", "application/x-www-form-urlencoded")
-                .body(form)
-                .send()
-                .await
-                .unwrap();
+            let res = send_outgoing(&client, &address, form).await.unwrap();
             assert_eq!(res.status(), 200);
             let text: Value = res.json().await.unwrap();
             let reply = text["text"].as_str().unwrap();

@@ -93,18 +93,9 @@ impl TestApp {
     }
 
     pub async fn post_event_raw(&self, body: Vec<u8>, extra: &[(&str, &str)]) -> Response {
-        let ts = now().to_string();
-        let sig = sign(SIGNING_SECRET.as_bytes(), &ts, &body);
-        let mut req = self
-            .client
-            .post(self.url("/slack/events"))
-            .header("content-type", "application/json")
-            .header("x-slack-request-timestamp", &ts)
-            .header("x-slack-signature", sig);
-        for (name, value) in extra {
-            req = req.header(*name, *value);
-        }
-        req.body(body).send().await.unwrap()
+        send_event(&self.client, &self.address, body, extra)
+            .await
+            .unwrap()
     }
 
     /// Posts `body` with exactly the given signature headers (None leaves one out).
@@ -128,11 +119,7 @@ impl TestApp {
     }
 
     pub async fn post_outgoing(&self, form: &str) -> Response {
-        self.client
-            .post(self.url("/slack/outgoing"))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(form.to_owned())
-            .send()
+        send_outgoing(&self.client, &self.address, form.to_owned())
             .await
             .unwrap()
     }
@@ -209,6 +196,40 @@ impl TestApp {
             .expect("an alert was created")
             .to_owned()
     }
+}
+
+/// Posts `body` to `address`'s /slack/events, signed now as Slack would, with `extra` headers.
+pub async fn send_event(
+    client: &Client,
+    address: &str,
+    body: Vec<u8>,
+    extra: &[(&str, &str)],
+) -> reqwest::Result<Response> {
+    let ts = now().to_string();
+    let sig = sign(SIGNING_SECRET.as_bytes(), &ts, &body);
+    let mut req = client
+        .post(format!("{address}/slack/events"))
+        .header("content-type", "application/json")
+        .header("x-slack-request-timestamp", &ts)
+        .header("x-slack-signature", sig);
+    for (name, value) in extra {
+        req = req.header(*name, *value);
+    }
+    req.body(body).send().await
+}
+
+/// Posts an outgoing-webhook form to `address`'s /slack/outgoing.
+pub async fn send_outgoing(
+    client: &Client,
+    address: &str,
+    form: String,
+) -> reqwest::Result<Response> {
+    client
+        .post(format!("{address}/slack/outgoing"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form)
+        .send()
+        .await
 }
 
 /// Asserts a JSON error answer with `status` and `code`.

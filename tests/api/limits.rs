@@ -55,19 +55,7 @@ async fn default_limits_never_throttle_a_slack_burst() {
         let address = app.address.clone();
         tasks.push(tokio::spawn(async move {
             let body = serde_json::to_vec(&event).unwrap();
-            let ts = crate::helpers::now().to_string();
-            let sig = klaxon::slack::signature::sign(
-                crate::helpers::SIGNING_SECRET.as_bytes(),
-                &ts,
-                &body,
-            );
-            client
-                .post(format!("{address}/slack/events"))
-                .header("content-type", "application/json")
-                .header("x-slack-request-timestamp", ts)
-                .header("x-slack-signature", sig)
-                .body(body)
-                .send()
+            crate::helpers::send_event(&client, &address, body, &[])
                 .await
                 .unwrap()
                 .status()

@@ -2,7 +2,7 @@ use std::collections::HashMap;
 
 use serde_json::Value;
 
-use crate::helpers::{event_fixture, fixture, now, spawn_app, SIGNING_SECRET};
+use crate::helpers::{event_fixture, fixture, send_event, send_outgoing, spawn_app};
 
 /// Slack's retries arrive up to four times, concurrently and out of order,
 /// and the same message may also come through the outgoing webhook.
@@ -35,25 +35,18 @@ async fn a_retry_storm_makes_exactly_one_alert_per_message() {
         let (client, address) = (app.client.clone(), app.address.clone());
         tasks.push(tokio::spawn(async move {
             let res = if let Some((body, retry)) = event {
-                let ts = now().to_string();
-                let sig = klaxon::slack::signature::sign(SIGNING_SECRET.as_bytes(), &ts, &body);
-                let mut req = client
-                    .post(format!("{address}/slack/events"))
-                    .header("content-type", "application/json")
-                    .header("x-slack-request-timestamp", ts)
-                    .header("x-slack-signature", sig);
-                if let Some(n) = retry {
-                    req = req
-                        .header("x-slack-retry-num", n)
-                        .header("x-slack-retry-reason", "http_timeout");
-                }
-                req.body(body).send().await.unwrap()
+                let retry_headers = match retry {
+                    Some(n) => vec![
+                        ("x-slack-retry-num", n),
+                        ("x-slack-retry-reason", "http_timeout"),
+                    ],
+                    None => Vec::new(),
+                };
+                send_event(&client, &address, body, &retry_headers)
+                    .await
+                    .unwrap()
             } else {
-                client
-                    .post(format!("{address}/slack/outgoing"))
-                    .header("content-type", "application/x-www-form-urlencoded")
-                    .body(form.unwrap())
-                    .send()
+                send_outgoing(&client, &address, form.unwrap())
                     .await
                     .unwrap()
             };
