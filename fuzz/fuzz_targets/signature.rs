@@ -16,7 +16,9 @@ fuzz_target!(|data: &[u8]| {
     let secrets = parts.next().map(text).unwrap_or_default();
     let timestamp = parts.next().map(text);
     let signature = parts.next().map(text);
-    // The server passes the wall clock's seconds, never negative.
+    // The server passes the wall clock's seconds, never negative. Below
+    // i64::MIN + timestamp, `verify` overflows in `abs()` (see
+    // regressions/signature/verify-now-near-i64-min): drop `.max(0)` once fixed.
     let now = parts
         .next()
         .and_then(|n| text(n).parse::<i64>().ok())
@@ -32,13 +34,12 @@ fuzz_target!(|data: &[u8]| {
         body,
         now,
     );
-    if result.is_ok() {
-        let (list, ts, sig) = (list.unwrap(), timestamp.unwrap(), signature.unwrap());
-        let within = plain_digits(&ts)
-            .is_some_and(|t| (now - t).abs() <= MAX_SKEW_SECS);
+    if let (Ok(()), Some(list), Some(ts), Some(sig)) = (result, &list, &timestamp, &signature) {
+        let within = plain_digits(ts).is_some_and(|t| (now - t).abs() <= MAX_SKEW_SECS);
         assert!(within, "accepted timestamp {ts:?} at now={now}");
         assert!(
-            list.iter().any(|s| sign(s.expose().as_bytes(), &ts, body) == sig),
+            list.iter()
+                .any(|s| sign(s.expose().as_bytes(), ts, body) == *sig),
             "accepted a signature no configured secret makes"
         );
     }
