@@ -308,7 +308,10 @@ mod tests {
         let list = secrets("s");
         let sig = sign(b"s", "1", b"{}");
         for now in [i64::MIN, i64::MIN + 1, i64::MAX] {
-            assert_eq!(check(&list, "1", &sig, b"{}", now), Err(SignatureError::StaleTimestamp));
+            assert_eq!(
+                check(&list, "1", &sig, b"{}", now),
+                Err(SignatureError::StaleTimestamp)
+            );
         }
     }
 
