@@ -1,5 +1,6 @@
-//! Group commit: one thread applies every change, then makes the whole group
-//! durable with one flush and one fsync before answering any of it.
+//! Group commit: one thread runs every change, applies the whole group to
+//! sled as one batch, then makes it durable with one flush and one fsync
+//! before answering any of it.
 
 use std::fs::File;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -64,7 +65,10 @@ pub fn spawn(
                     }
                 }
                 let started = std::time::Instant::now();
-                let synced = syncer.sync();
+                let synced = ledger.commit().and_then(|()| syncer.sync());
+                if synced.is_err() {
+                    ledger.discard();
+                }
                 match &synced {
                     Ok(()) => {
                         crate::metrics::flushed(started.elapsed(), group.len());
