@@ -128,7 +128,7 @@ impl Store {
 /// The keys that must exist for `alert`.
 fn expected_entries(alert: &Alert) -> Vec<(&'static str, Vec<u8>)> {
     let team = alert.slack.team_id.as_deref().unwrap_or("");
-    let mut entries = vec![
+    vec![
         (
             "status index",
             keys::with_id(keys::state_prefix(alert.status, alert.urgency), alert.id),
@@ -145,9 +145,5 @@ fn expected_entries(alert: &Alert) -> Vec<(&'static str, Vec<u8>)> {
             "message dedup",
             keys::message(team, &alert.slack.channel_id, &alert.slack.ts),
         ),
-    ];
-    if let Some(event_id) = &alert.slack.event_id {
-        entries.push(("event dedup", keys::event(team, event_id)));
-    }
-    entries
+    ]
 }

@@ -7,9 +7,8 @@ use crate::urgency::Urgency;
 
 /// `A` id → alert JSON.
 pub const ALERT: u8 = b'A';
-/// `E` team event_id → id: Events API deliveries already handled.
-pub const EVENT: u8 = b'E';
-/// `M` team channel ts → id: Slack messages already handled (any surface).
+/// `M` team channel ts → id: Slack messages already handled (any surface,
+/// any event naming the message, any retry). Thread replies get one too.
 pub const MESSAGE: u8 = b'M';
 /// `S` status urgency id → (): index for status/urgency filters.
 pub const STATE: u8 = b'S';
@@ -42,13 +41,6 @@ pub fn id_from_value(value: &[u8]) -> Option<AlertId> {
     Some(AlertId::from_u64(u64::from_be_bytes(
         value.try_into().ok()?,
     )))
-}
-
-pub fn event(team: &str, event_id: &str) -> Vec<u8> {
-    let mut key = vec![EVENT];
-    push_part(&mut key, team);
-    push_part(&mut key, event_id);
-    key
 }
 
 pub fn message(team: &str, channel: &str, ts: &str) -> Vec<u8> {
@@ -121,7 +113,7 @@ mod tests {
     #[test]
     fn length_prefixes_keep_parts_apart() {
         assert_ne!(message("T1", "C1", "1.2"), message("T1C", "1", "1.2"));
-        assert_ne!(event("", "Ev1"), event("Ev1", ""));
+        assert_ne!(message("", "C1", "1.2"), message("C1", "", "1.2"));
     }
 
     #[test]

@@ -211,27 +211,17 @@ impl Ledger {
     }
 
     pub fn insert_if_new(&mut self, new: NewAlert) -> Result<Inserted, StoreError> {
-        let team = new.slack.team_id.clone().unwrap_or_default();
-        let event_key = new.slack.event_id.as_deref().map(|e| keys::event(&team, e));
-        if let Some(id) = self.lookup(event_key.as_deref())? {
-            return Ok(Inserted::Duplicate(self.load(id)?));
-        }
-        let message_key = keys::message(&team, &new.slack.channel_id, &new.slack.ts);
+        // Slack's retries, a message's `message` and `app_mention` events and
+        // the same message through the other surface all name one message.
+        let team = new.slack.team_id.as_deref().unwrap_or_default();
+        let message_key = keys::message(team, &new.slack.channel_id, &new.slack.ts);
         if let Some(id) = self.lookup(Some(&message_key))? {
-            // Same message under a new event id (or via the other surface):
-            // remember the event id too, so its retries are cheap.
-            if let Some(key) = event_key {
-                self.insert(&key, &keys::id_value(id))?;
-            }
             return Ok(Inserted::Duplicate(self.load(id)?));
         }
         let id = self.next_id();
         let alert = Alert::open(id, self.next_seq(), new);
         let mut batch = Writes::default();
         batch.insert(message_key, keys::id_value(id));
-        if let Some(key) = event_key {
-            batch.insert(key, keys::id_value(id));
-        }
         self.put(&mut batch, None, &alert)?;
         self.apply(batch)?;
         Ok(Inserted::Created(alert))
@@ -264,27 +254,18 @@ impl Ledger {
 
     /// Applies a Slack thread reply to the alert its thread starts with.
     pub fn thread_reply(&mut self, reply: ThreadReply) -> Result<ReplyOutcome, StoreError> {
-        let event_key = reply
-            .event_id
-            .as_deref()
-            .map(|e| keys::event(&reply.team, e));
         let message_key = keys::message(&reply.team, &reply.channel, &reply.ts);
-        for seen in [event_key.as_deref(), Some(&message_key[..])] {
-            if let Some(id) = self.lookup(seen)? {
-                return Ok(ReplyOutcome::Duplicate(id));
-            }
+        if let Some(id) = self.lookup(Some(&message_key))? {
+            return Ok(ReplyOutcome::Duplicate(id));
         }
         let parent_key = keys::message(&reply.team, &reply.channel, &reply.thread_ts);
         let Some(parent) = self.lookup(Some(&parent_key))? else {
             return Ok(ReplyOutcome::NotAnAlert);
         };
         let before = self.load(parent)?;
-        // The dedup keys go in the same batch as the change: a retry changes nothing twice.
+        // The dedup key goes in with the change: a retry changes nothing twice.
         let mut batch = Writes::default();
         batch.insert(message_key, keys::id_value(parent));
-        if let Some(key) = event_key {
-            batch.insert(key, keys::id_value(parent));
-        }
         let actor = Actor {
             by: reply.user,
             note: None,
@@ -353,9 +334,6 @@ impl Ledger {
                 keys::message(team, channel, &alert.slack.ts),
                 keys::id_value(id),
             );
-            if let Some(event_id) = &alert.slack.event_id {
-                batch.insert(keys::event(team, event_id), keys::id_value(id));
-            }
             // Thread replies kept as notes stay deduplicated after a restore.
             for ts in alert.notes.iter().filter_map(|n| n.ts.as_deref()) {
                 batch.insert(keys::message(team, channel, ts), keys::id_value(id));
