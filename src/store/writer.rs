@@ -12,8 +12,9 @@ use std::thread::JoinHandle;
 use super::ledger::Ledger;
 use super::StoreError;
 
-/// Most changes made durable by one flush: bounds how long any one waits.
-pub const MAX_GROUP: usize = 1024;
+/// Most changes made durable by one flush: bounds how long any one waits,
+/// and the size of the group's sled batch (sled's memory grows with it).
+pub const MAX_GROUP: usize = 256;
 
 /// A change to run on the writer; it returns what to do once the group is durable.
 pub type Job = Box<dyn FnOnce(&mut Ledger) -> Completion + Send>;
