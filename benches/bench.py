@@ -763,7 +763,10 @@ class Bench:
 
 # Inclusive ("children") time of a few frames that say where klaxon's ingest time goes.
 HOT_SPOTS = [
-    ("klaxon writer thread: ledger insert (sled batch)", r"klaxon::store::ledger::Ledger::insert_if_new"),
+    ("klaxon writer thread, all of it", r"klaxon::store::writer::spawn::\{closure_env"),
+    ("  writer: the changes (dedup lookup, record JSON, index keys)", r"klaxon::store::writer::run$"),
+    ("  writer: the group's sled batch (Ledger::commit)", r"klaxon::store::ledger::Ledger::commit"),
+    ("  writer: flush and fdatasync (Syncer::sync)", r"klaxon::store::writer::Syncer::sync"),
     ("sled Tree::apply_batch", r"sled::tree::Tree::apply_batch"),
     ("sled IO threadpool (write_to_log, thread spawns)", r"sled::threadpool::perform_work"),
     ("sled flush: sync_file_range", r"^\[\.\] sync_file_range|__x64_sys_sync_file_range"),
@@ -772,7 +775,7 @@ HOT_SPOTS = [
     ("signature check (HMAC-SHA256)", r"klaxon::slack::signature::SignedBody as actix_web::extract::FromRequest"),
     ("Events API JSON parse", r"klaxon::slack::events::Envelope::parse"),
     ("JSON serialisation", r"serde_json::ser::"),
-    ("malloc/free", r"^\[\.\] (_int_malloc|malloc|_int_free|cfree.*|free)$"),
+    ("malloc/free (mimalloc)", r"^\[\.\] (_?mi_\w+|_int_malloc|malloc|_int_free|cfree.*|free)$"),
     ("futex waits/wakes", r"__x64_sys_futex"),
 ]
 
@@ -788,7 +791,7 @@ def categorize(rows: list) -> dict:
         ("sled", r"sled::|crossbeam_epoch|crossbeam"),
         ("actix/http parsing", r"actix|httparse|h1::|http::"),
         ("tokio", r"tokio"),
-        ("allocator, memcpy", r"malloc|free|realloc|_int_|memcpy|memmove|memset|memcmp"),
+        ("allocator, memcpy", r"malloc|free|realloc|_int_|\bmi_|_mi_|memcpy|memmove|memset|memcmp"),
         ("regex/urgency", r"regex|aho_corasick|urgency"),
         ("tracing/logging", r"tracing"),
     ]
