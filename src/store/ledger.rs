@@ -564,13 +564,19 @@ mod tests {
         }
     }
 
+    /// Offers the message with this ts; it must be new.
+    fn create(ledger: &mut Ledger, ts: &str) -> Alert {
+        match ledger.insert_if_new(message(ts)).unwrap() {
+            Inserted::Created(alert) => alert,
+            Inserted::Duplicate(_) => panic!("{ts} must create an alert"),
+        }
+    }
+
     #[test]
     fn a_group_sees_its_own_pending_writes_and_reaches_the_tree_on_commit() {
         let dir = tempfile::tempdir().unwrap();
         let mut ledger = ledger(dir.path());
-        let Inserted::Created(first) = ledger.insert_if_new(message("1.1")).unwrap() else {
-            panic!("first copy must create");
-        };
+        let first = create(&mut ledger, "1.1");
         // Same message again in the same group, before any commit: a duplicate.
         let again = ledger.insert_if_new(message("1.1")).unwrap();
         assert!(matches!(again, Inserted::Duplicate(a) if a.id == first.id));
@@ -593,9 +599,7 @@ mod tests {
     fn a_discarded_group_leaves_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let mut ledger = ledger(dir.path());
-        let Inserted::Created(alert) = ledger.insert_if_new(message("2.2")).unwrap() else {
-            panic!("must create");
-        };
+        let alert = create(&mut ledger, "2.2");
         ledger.discard();
         ledger.commit().unwrap();
         assert!(ledger.tree.iter().next().is_none());
