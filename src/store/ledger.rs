@@ -94,6 +94,11 @@ pub struct Ledger {
     tree: Tree,
     /// Writes of this commit group not yet applied to the tree (`None`: removed).
     pending: BTreeMap<Vec<u8>, Option<IVec>>,
+    /// Set when applying part of the group failed: the whole group fails.
+    failed: Option<StoreError>,
+    /// Tests: the next apply to the tree fails.
+    #[cfg(test)]
+    fail_next_apply: bool,
     last_id: AlertId,
     seq: u64,
     room: Room,
@@ -139,6 +144,9 @@ impl Ledger {
         Self {
             tree,
             pending: BTreeMap::new(),
+            failed: None,
+            #[cfg(test)]
+            fail_next_apply: false,
             last_id,
             seq,
             room,
@@ -176,9 +184,26 @@ impl Ledger {
         self.apply(writes)
     }
 
-    /// Applies the group's pending writes to the tree as one atomic batch;
-    /// the writer flushes after this. On failure the group is dropped whole.
+    /// Ends the group: applies its pending writes to the tree as one atomic
+    /// batch; the writer flushes after this. Fails if any part of the group
+    /// could not be applied, so that no change of the group is answered 2xx.
     pub fn commit(&mut self) -> Result<(), StoreError> {
+        if let Some(e) = self.failed.take() {
+            self.pending.clear();
+            return Err(e);
+        }
+        self.apply_pending()
+    }
+
+    /// Drops the group's pending writes (its commit failed).
+    pub fn discard(&mut self) {
+        self.pending.clear();
+        self.failed = None;
+    }
+
+    /// Applies the pending writes now, for a change that must see them in
+    /// the tree (a range scan). A failure here fails the whole group.
+    fn apply_pending(&mut self) -> Result<(), StoreError> {
         if self.pending.is_empty() {
             return Ok(());
         }
@@ -189,12 +214,17 @@ impl Ledger {
                 None => batch.remove(key),
             }
         }
-        Ok(self.tree.apply_batch(batch)?)
-    }
-
-    /// Drops the group's pending writes (its commit failed).
-    pub fn discard(&mut self) {
-        self.pending.clear();
+        #[cfg(test)]
+        if std::mem::take(&mut self.fail_next_apply) {
+            let e = StoreError::Corrupt("injected apply failure".into());
+            self.failed = Some(e.clone());
+            return Err(e);
+        }
+        self.tree.apply_batch(batch).map_err(|e| {
+            let e = StoreError::from(e);
+            self.failed = Some(e.clone());
+            e
+        })
     }
 
     /// Reads a key as the group sees it: its pending writes over the tree.
@@ -295,7 +325,7 @@ impl Ledger {
         let value = now_ms().to_be_bytes();
         let key = keys::meta("probe");
         self.insert(&key, &value)?;
-        self.commit()?;
+        self.apply_pending()?;
         match self.tree.get(&key)? {
             Some(read) if read == value => Ok(()),
             _ => Err(StoreError::Corrupt("probe key did not read back".into())),
@@ -305,7 +335,7 @@ impl Ledger {
     /// The records of alerts whose latest change is after `seq`, and the
     /// current sequence: run on the writer, so nothing changes meanwhile.
     pub fn changed_since(&mut self, seq: u64) -> Result<(u64, Vec<sled::IVec>), StoreError> {
-        self.commit()?;
+        self.apply_pending()?;
         let mut records = Vec::new();
         for entry in self
             .tree
@@ -593,6 +623,23 @@ mod tests {
         assert_eq!(stored.status, Status::Acknowledged);
         let count = |s| ledger.count(&keys::count(s, Urgency::High)).unwrap();
         assert_eq!((count(Status::Open), count(Status::Acknowledged)), (0, 1));
+    }
+
+    #[test]
+    fn a_failure_applying_part_of_a_group_fails_the_whole_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ledger = ledger(dir.path());
+        create(&mut ledger, "3.3");
+        // A backup's scan applies the pending writes mid-group; that fails.
+        ledger.fail_next_apply = true;
+        assert!(ledger.changed_since(0).is_err());
+        create(&mut ledger, "3.4");
+        // The end of the group must fail too, and apply nothing more: the first
+        // alert's writes are lost, so no change of the group may be answered 2xx.
+        assert!(ledger.commit().is_err());
+        ledger.discard();
+        ledger.commit().unwrap();
+        assert!(ledger.tree.scan_prefix([keys::ALERT]).next().is_none());
     }
 
     #[test]
