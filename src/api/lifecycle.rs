@@ -135,25 +135,16 @@ async fn act(
         note: body.note,
         ts: None,
     };
-    match store.change(id, action, actor).await? {
-        Ok(Changed::Yes(alert)) => {
-            let outcome = format!("alert {} now {}", alert.id, alert.status.as_str());
-            Ok(with_outcome(
-                etag::cacheable(HttpResponse::Ok(), &etag::for_alert(&store, alert.seq))
-                    .json(alert),
-                outcome,
-            ))
-        }
-        Ok(Changed::AlreadyDone(alert)) => {
-            let outcome = format!("alert {} already {}", alert.id, alert.status.as_str());
-            Ok(with_outcome(
-                etag::cacheable(HttpResponse::Ok(), &etag::for_alert(&store, alert.seq))
-                    .json(alert),
-                outcome,
-            ))
-        }
-        Err(refused) => Err(refused_error(refused)),
-    }
+    let (alert, how) = match store.change(id, action, actor).await? {
+        Ok(Changed::Yes(alert)) => (alert, "now"),
+        Ok(Changed::AlreadyDone(alert)) => (alert, "already"),
+        Err(refused) => return Err(refused_error(refused)),
+    };
+    let outcome = format!("alert {} {how} {}", alert.id, alert.status.as_str());
+    Ok(with_outcome(
+        etag::cacheable(HttpResponse::Ok(), &etag::for_alert(&store, alert.seq)).json(alert),
+        outcome,
+    ))
 }
 
 /// `POST /api/v1/alerts/{id}/notes` with `{"by": ..., "note": ...}`

@@ -1,19 +1,15 @@
 //! The write side: every change to the store, run one at a time on the
 //! writer thread. A change's writes (the record, its index entries, dedup
-//! keys, change-feed entry and counts) join the commit group's pending
-//! writes all together or not at all; the writer applies the whole group as
-//! one atomic sled batch before its flush, so a crash leaves either all of a
-//! group or none of it. Reads on the writer see the pending writes.
-//!
-//! One batch per group rather than per change matters for speed: sled 0.34
-//! writes its log buffer out (a `pwrite` and a `sync_file_range` on its IO
-//! threads) twice for every batch it applies.
+//! key, change-feed entry and counts) join the commit group ([`Group`]) all
+//! together or not at all; the writer applies the whole group as one atomic
+//! sled batch before its flush, so a crash leaves either all of a change or
+//! none of it. Reads on the writer see the group's pending writes.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use sled::{Batch, IVec, Tree};
+use sled::Tree;
 
+use super::group::{Group, Writes};
 use super::keys;
 use super::StoreError;
 use crate::alert::{now_ms, rfc3339_ms, Alert, AlertId, NewAlert, Note, Status};
@@ -88,35 +84,14 @@ pub enum ReplyOutcome {
     Refused(AlertId, &'static str),
 }
 
-/// Writer-side state: the tree, the id and sequence counters, and whether
-/// the disk has room for more.
+/// Writer-side state: the tree, the commit group, the id and sequence
+/// counters, and whether the disk has room for more.
 pub struct Ledger {
     tree: Tree,
-    /// Writes of this commit group not yet applied to the tree (`None`: removed).
-    pending: BTreeMap<Vec<u8>, Option<IVec>>,
-    /// Set when applying part of the group failed: the whole group fails.
-    failed: Option<StoreError>,
-    /// Tests: the next apply to the tree fails.
-    #[cfg(test)]
-    fail_next_apply: bool,
+    group: Group,
     last_id: AlertId,
     seq: u64,
     room: Room,
-}
-
-/// The writes of one change: they join the group's pending writes together.
-#[derive(Default)]
-pub struct Writes(Vec<(Vec<u8>, Option<IVec>)>);
-
-impl Writes {
-    fn insert(&mut self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) {
-        self.0
-            .push((key.as_ref().to_vec(), Some(IVec::from(value.as_ref()))));
-    }
-
-    fn remove(&mut self, key: impl AsRef<[u8]>) {
-        self.0.push((key.as_ref().to_vec(), None));
-    }
 }
 
 /// Free space is checked once per commit group. sled 0.34 does not fail
@@ -142,11 +117,8 @@ impl Ledger {
             free_bytes: u64::MAX,
         };
         Self {
+            group: Group::new(tree.clone()),
             tree,
-            pending: BTreeMap::new(),
-            failed: None,
-            #[cfg(test)]
-            fail_next_apply: false,
             last_id,
             seq,
             room,
@@ -174,7 +146,7 @@ impl Ledger {
     /// Adds one change's writes to the group.
     fn apply(&mut self, writes: Writes) -> Result<(), StoreError> {
         self.ensure_room()?;
-        self.pending.extend(writes.0);
+        self.group.add(writes);
         Ok(())
     }
 
@@ -184,55 +156,14 @@ impl Ledger {
         self.apply(writes)
     }
 
-    /// Ends the group: applies its pending writes to the tree as one atomic
-    /// batch; the writer flushes after this. Fails if any part of the group
-    /// could not be applied, so that no change of the group is answered 2xx.
+    /// Ends the commit group (see [`Group::commit`]).
     pub fn commit(&mut self) -> Result<(), StoreError> {
-        if let Some(e) = self.failed.take() {
-            self.pending.clear();
-            return Err(e);
-        }
-        self.apply_pending()
+        self.group.commit()
     }
 
     /// Drops the group's pending writes (its commit failed).
     pub fn discard(&mut self) {
-        self.pending.clear();
-        self.failed = None;
-    }
-
-    /// Applies the pending writes now, for a change that must see them in
-    /// the tree (a range scan). A failure here fails the whole group.
-    fn apply_pending(&mut self) -> Result<(), StoreError> {
-        if self.pending.is_empty() {
-            return Ok(());
-        }
-        let mut batch = Batch::default();
-        for (key, value) in std::mem::take(&mut self.pending) {
-            match value {
-                Some(value) => batch.insert(key, value),
-                None => batch.remove(key),
-            }
-        }
-        #[cfg(test)]
-        if std::mem::take(&mut self.fail_next_apply) {
-            let e = StoreError::Corrupt("injected apply failure".into());
-            self.failed = Some(e.clone());
-            return Err(e);
-        }
-        self.tree.apply_batch(batch).map_err(|e| {
-            let e = StoreError::from(e);
-            self.failed = Some(e.clone());
-            e
-        })
-    }
-
-    /// Reads a key as the group sees it: its pending writes over the tree.
-    fn read(&self, key: &[u8]) -> Result<Option<IVec>, StoreError> {
-        match self.pending.get(key) {
-            Some(value) => Ok(value.clone()),
-            None => Ok(self.tree.get(key)?),
-        }
+        self.group.discard();
     }
 
     /// The sequence number of the latest change.
@@ -245,7 +176,7 @@ impl Ledger {
         // the same message through the other surface all name one message.
         let team = new.slack.team_id.as_deref().unwrap_or_default();
         let message_key = keys::message(team, &new.slack.channel_id, &new.slack.ts);
-        if let Some(id) = self.lookup(Some(&message_key))? {
+        if let Some(id) = self.lookup(&message_key)? {
             return Ok(Inserted::Duplicate(self.load(id)?));
         }
         let id = self.next_id();
@@ -285,11 +216,11 @@ impl Ledger {
     /// Applies a Slack thread reply to the alert its thread starts with.
     pub fn thread_reply(&mut self, reply: ThreadReply) -> Result<ReplyOutcome, StoreError> {
         let message_key = keys::message(&reply.team, &reply.channel, &reply.ts);
-        if let Some(id) = self.lookup(Some(&message_key))? {
+        if let Some(id) = self.lookup(&message_key)? {
             return Ok(ReplyOutcome::Duplicate(id));
         }
         let parent_key = keys::message(&reply.team, &reply.channel, &reply.thread_ts);
-        let Some(parent) = self.lookup(Some(&parent_key))? else {
+        let Some(parent) = self.lookup(&parent_key)? else {
             return Ok(ReplyOutcome::NotAnAlert);
         };
         let before = self.load(parent)?;
@@ -325,7 +256,7 @@ impl Ledger {
         let value = now_ms().to_be_bytes();
         let key = keys::meta("probe");
         self.insert(&key, &value)?;
-        self.apply_pending()?;
+        self.group.apply()?;
         match self.tree.get(&key)? {
             Some(read) if read == value => Ok(()),
             _ => Err(StoreError::Corrupt("probe key did not read back".into())),
@@ -335,7 +266,7 @@ impl Ledger {
     /// The records of alerts whose latest change is after `seq`, and the
     /// current sequence: run on the writer, so nothing changes meanwhile.
     pub fn changed_since(&mut self, seq: u64) -> Result<(u64, Vec<sled::IVec>), StoreError> {
-        self.apply_pending()?;
+        self.group.apply()?;
         let mut records = Vec::new();
         for entry in self
             .tree
@@ -528,14 +459,14 @@ impl Ledger {
 
     fn count(&self, key: &[u8]) -> Result<u64, StoreError> {
         Ok(self
+            .group
             .read(key)?
             .and_then(|v| keys::u64_value(&v))
             .unwrap_or(0))
     }
 
-    fn lookup(&self, key: Option<&[u8]>) -> Result<Option<AlertId>, StoreError> {
-        let Some(key) = key else { return Ok(None) };
-        match self.read(key)? {
+    fn lookup(&self, key: &[u8]) -> Result<Option<AlertId>, StoreError> {
+        match self.group.read(key)? {
             None => Ok(None),
             Some(v) => keys::id_from_value(&v)
                 .map(Some)
@@ -544,7 +475,7 @@ impl Ledger {
     }
 
     fn get(&self, id: AlertId) -> Result<Option<Alert>, StoreError> {
-        super::decode_alert(self.read(&keys::alert(id))?)
+        super::decode_alert(self.group.read(&keys::alert(id))?)
     }
 
     fn load(&self, id: AlertId) -> Result<Alert, StoreError> {
@@ -631,7 +562,7 @@ mod tests {
         let mut ledger = ledger(dir.path());
         create(&mut ledger, "3.3");
         // A backup's scan applies the pending writes mid-group; that fails.
-        ledger.fail_next_apply = true;
+        ledger.group.fail_next_apply = true;
         assert!(ledger.changed_since(0).is_err());
         create(&mut ledger, "3.4");
         // The end of the group must fail too, and apply nothing more: the first

@@ -7,6 +7,7 @@
 pub mod backup;
 pub mod check;
 mod error;
+mod group;
 pub mod keys;
 mod ledger;
 mod query;
