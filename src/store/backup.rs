@@ -7,7 +7,6 @@
 //! which is exactly the state at the trailer's `seq`. The trailer also proves
 //! the file is complete: a truncated backup is refused.
 
-use std::collections::HashMap;
 use std::io::{BufRead, Write};
 
 use serde::{Deserialize, Serialize};
@@ -107,27 +106,37 @@ impl Store {
     /// Loads a backup into this (empty) store. Blocking. `open` is called
     /// twice: the first pass validates the file and finds each alert's newest
     /// line (16 bytes per alert in memory), the second imports those lines in
-    /// batches, so memory stays flat whatever the backup's size.
+    /// batches, so memory stays flat whatever the backup's size. An alert's
+    /// ordinal is its rank by id, whatever order the lines come in.
     pub fn restore(
         &self,
         open: &dyn Fn() -> std::io::Result<Box<dyn BufRead>>,
     ) -> Result<Summary, RestoreError> {
-        let mut newest: HashMap<AlertId, u64> = HashMap::new();
+        let mut newest: Vec<(AlertId, u64)> = Vec::new();
         let end = read_backup(open()?, |line_no, line| {
             let key: LineKey = parse(line_no, line)?;
-            let seq = newest.entry(key.id).or_insert(key.seq);
-            *seq = (*seq).max(key.seq);
+            newest.push((key.id, key.seq));
             Ok(())
         })?;
+        // Sorted by id, newest line last: keep that one of each id.
+        newest.sort_unstable();
+        newest.reverse();
+        newest.dedup_by_key(|(id, _)| *id);
+        newest.reverse();
         let count = newest.len() as u64;
-        let seq = end.seq.max(newest.values().copied().max().unwrap_or(0));
+        let seq = end
+            .seq
+            .max(newest.iter().map(|(_, s)| *s).max().unwrap_or(0));
+        let mut taken = vec![false; newest.len()];
         let mut batch = Vec::with_capacity(RESTORE_BATCH);
         read_backup(open()?, |line_no, line| {
             let key: LineKey = parse(line_no, line)?;
             // Take each alert once, at its newest line.
-            if newest.get(&key.id) == Some(&key.seq) {
-                newest.remove(&key.id);
-                batch.push(parse::<Alert>(line_no, line)?);
+            if let Ok(rank) = newest.binary_search_by_key(&key.id, |(id, _)| *id) {
+                if newest[rank].1 == key.seq && !taken[rank] {
+                    taken[rank] = true;
+                    batch.push((rank as u64, parse::<Alert>(line_no, line)?));
+                }
             }
             if batch.len() == RESTORE_BATCH {
                 let full = std::mem::replace(&mut batch, Vec::with_capacity(RESTORE_BATCH));

@@ -1,11 +1,12 @@
-//! An offline integrity check: every record has all its index, dedup and
-//! change-feed entries, every index entry points at a matching record, and
-//! the counts add up. Used by `klaxon check-store` and the crash test.
+//! An offline integrity check: the packed indexes, ordinals, change feed and
+//! counts are exactly what the records say they should be, and every record
+//! has its dedup entry. Used by `klaxon check-store` and the crash test.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
+use super::packed::{self, CHANGE_ENTRIES, MESSAGE_ENTRIES};
 use super::{decode_alert, keys, Store, StoreError};
-use crate::alert::{Alert, Status};
+use crate::alert::{Alert, AlertId, Status};
 use crate::urgency::Urgency;
 
 /// What the check found.
@@ -21,9 +22,12 @@ impl Store {
     pub fn check(&self) -> Result<Report, StoreError> {
         let tree = &self.inner.tree;
         let mut report = Report::default();
+        // What the records say every packed key should hold.
+        let mut expected: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
         let mut counts: HashMap<(Status, Urgency), u64> = HashMap::new();
         let mut max_seq = 0;
-        for entry in tree.scan_prefix([keys::ALERT]) {
+        let mut messages = Vec::new();
+        for (n, entry) in (0u64..).zip(tree.scan_prefix([keys::ALERT])) {
             let (key, json) = entry?;
             let Some(alert) = decode_alert(Some(json))? else {
                 continue;
@@ -36,65 +40,60 @@ impl Store {
             }
             *counts.entry((alert.status, alert.urgency)).or_default() += 1;
             max_seq = max_seq.max(alert.seq);
-            for (what, key) in expected_entries(&alert) {
-                if tree.get(&key)?.is_none() {
-                    report
-                        .problems
-                        .push(format!("alert {} has no {what} entry", alert.id));
-                }
-            }
+            expect(&mut expected, &alert, n);
+            let team = alert.slack.team_id.as_deref().unwrap_or("");
+            let hash = keys::message_hash(team, &alert.slack.channel_id, &alert.slack.ts);
+            messages.push((hash, alert.id));
         }
-        for (space, what) in [
-            (keys::STATE, "status index"),
-            (keys::CHANNEL, "channel index"),
-        ] {
+        let ordinals = super::ordinal_count(tree)?;
+        if ordinals != report.alerts {
+            report.problems.push(format!(
+                "ordinal count is {ordinals}, records say {}",
+                report.alerts
+            ));
+        }
+        for space in [keys::ORDINAL, keys::STATE, keys::CHANNEL, keys::CHANGE] {
+            let wanted = expected.range(vec![space]..vec![space + 1]);
+            let mut wanted = wanted.peekable();
             for entry in tree.scan_prefix([space]) {
-                let (key, _) = entry?;
+                let (key, value) = entry?;
                 report.index_entries += 1;
-                let holds = |a: &Alert| match space {
-                    keys::STATE => {
-                        key[..] == keys::with_id(keys::state_prefix(a.status, a.urgency), a.id)[..]
-                    }
-                    _ => {
-                        key[..]
-                            == keys::with_id(
-                                keys::channel_prefix(&a.slack.channel_id, a.status, a.urgency),
-                                a.id,
-                            )[..]
-                    }
-                };
-                match keys::id_suffix(&key)
-                    .map(|id| tree.get(keys::alert(id)))
-                    .transpose()?
-                {
-                    Some(json) => match decode_alert(json)? {
-                        Some(alert) if holds(&alert) => {}
-                        Some(alert) => report
-                            .problems
-                            .push(format!("stale {what} entry for alert {}", alert.id)),
-                        None => report
-                            .problems
-                            .push(format!("{what} entry {key:?} has no record")),
-                    },
+                while let Some((k, _)) = wanted.next_if(|(k, _)| k[..] < key[..]) {
+                    report.problems.push(format!("missing index entry {k:?}"));
+                }
+                match wanted.next_if(|(k, _)| k[..] == key[..]) {
+                    Some((_, v)) if v[..] == value[..] => {}
+                    Some(_) => report.problems.push(format!("stale index entry {key:?}")),
                     None => report
                         .problems
-                        .push(format!("malformed {what} key {key:?}")),
+                        .push(format!("index entry {key:?} has no record")),
                 }
             }
+            for (k, _) in wanted {
+                report.problems.push(format!("missing index entry {k:?}"));
+            }
         }
-        for entry in tree.scan_prefix([keys::CHANGE]) {
-            let (key, id) = entry?;
-            report.index_entries += 1;
-            let seq = keys::seq_of_change(&key);
-            let alert = keys::id_from_value(&id)
-                .map(|id| tree.get(keys::alert(id)))
-                .transpose()?
-                .flatten();
-            match decode_alert(alert)? {
-                Some(a) if Some(a.seq) == seq => {}
-                _ => report
+        for (hash, id) in messages {
+            let bucket = tree.get(keys::message_bucket(&hash))?.unwrap_or_default();
+            if MESSAGE_ENTRIES
+                .find(&bucket, &hash)
+                .and_then(packed::entry_id)
+                != Some(id)
+            {
+                report
                     .problems
-                    .push(format!("change entry {seq:?} does not match a record")),
+                    .push(format!("alert {id} has no message dedup entry"));
+            }
+        }
+        for bucket in tree.scan_prefix([keys::MESSAGE]) {
+            let (_, bucket) = bucket?;
+            for entry in MESSAGE_ENTRIES.iter(&bucket) {
+                let id = packed::entry_id(entry).unwrap_or(AlertId::MIN);
+                if !tree.contains_key(keys::alert(id))? {
+                    report
+                        .problems
+                        .push(format!("message dedup entry points at missing alert {id}"));
+                }
             }
         }
         for s in Status::ALL {
@@ -125,25 +124,22 @@ impl Store {
     }
 }
 
-/// The keys that must exist for `alert`.
-fn expected_entries(alert: &Alert) -> Vec<(&'static str, Vec<u8>)> {
-    let team = alert.slack.team_id.as_deref().unwrap_or("");
-    vec![
-        (
-            "status index",
-            keys::with_id(keys::state_prefix(alert.status, alert.urgency), alert.id),
-        ),
-        (
-            "channel index",
-            keys::with_id(
-                keys::channel_prefix(&alert.slack.channel_id, alert.status, alert.urgency),
-                alert.id,
-            ),
-        ),
-        ("change feed", keys::change(alert.seq).to_vec()),
-        (
-            "message dedup",
-            keys::message(team, &alert.slack.channel_id, &alert.slack.ts),
-        ),
-    ]
+/// Adds what `alert`, at ordinal `n`, puts in the packed keys.
+fn expect(expected: &mut BTreeMap<Vec<u8>, Vec<u8>>, alert: &Alert, n: u64) {
+    let block = packed::bitmap_block(n);
+    for prefix in keys::index_prefixes(alert) {
+        packed::set_bit(expected.entry(keys::bitmap(prefix, block)).or_default(), n);
+    }
+    packed::set_id(
+        expected.entry(keys::ordinal_block(n).to_vec()).or_default(),
+        n,
+        alert.id,
+    );
+    let entry = packed::entry(&alert.seq.to_be_bytes(), alert.id);
+    CHANGE_ENTRIES.insert(
+        expected
+            .entry(keys::change_block(alert.seq).to_vec())
+            .or_default(),
+        &entry,
+    );
 }

@@ -13,17 +13,23 @@ use sled::{Batch, IVec, Tree};
 use super::StoreError;
 
 /// The writes of one change: they join the group together or not at all.
+/// A later write of a key replaces an earlier one.
 #[derive(Default)]
-pub struct Writes(Vec<(Vec<u8>, Option<IVec>)>);
+pub struct Writes(BTreeMap<Vec<u8>, Option<IVec>>);
 
 impl Writes {
     pub fn insert(&mut self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) {
         self.0
-            .push((key.as_ref().to_vec(), Some(IVec::from(value.as_ref()))));
+            .insert(key.as_ref().to_vec(), Some(IVec::from(value.as_ref())));
     }
 
     pub fn remove(&mut self, key: impl AsRef<[u8]>) {
-        self.0.push((key.as_ref().to_vec(), None));
+        self.0.insert(key.as_ref().to_vec(), None);
+    }
+
+    /// This change's own write of `key`: `Some(None)` when it removes it.
+    pub fn get(&self, key: &[u8]) -> Option<&Option<IVec>> {
+        self.0.get(key)
     }
 }
 

@@ -2,24 +2,36 @@
 //! ids and sequence numbers are big-endian so keys sort the way we list them;
 //! variable parts are length-prefixed so no two keys can collide.
 
-use crate::alert::{AlertId, Status};
+use crate::alert::{Alert, AlertId, Status};
 use crate::urgency::Urgency;
 
-/// `A` id → alert JSON.
+/// `A` id → alert JSON. The one key per alert: everything else below packs
+/// many alerts into one sled value, because sled 0.34's memory and work grow
+/// with the number of keys (about 300 bytes of page metadata per 8 keys).
 pub const ALERT: u8 = b'A';
-/// `M` team channel ts → id: Slack messages already handled (any surface,
-/// any event naming the message, any retry). Thread replies get one too.
+/// `I` block → the ids of 64 consecutive ordinals. An ordinal numbers alerts
+/// densely in id order (0, 1, 2 ...), so that bitmaps can index them.
+pub const ORDINAL: u8 = b'I';
+/// `M` bucket → (message hash, id) entries: Slack messages already handled
+/// (any surface, any event naming the message, any retry). Thread replies
+/// get one too. 65,536 buckets by the hash's first two bytes.
 pub const MESSAGE: u8 = b'M';
-/// `S` status urgency id → (): index for status/urgency filters.
+/// `S` status urgency block → bitmap of ordinals: status/urgency filters.
 pub const STATE: u8 = b'S';
-/// `C` channel status urgency id → (): index for channel filters.
+/// `C` channel status urgency block → bitmap of ordinals: channel filters.
 pub const CHANNEL: u8 = b'C';
-/// `Q` seq → id: the change feed; each alert sits at its latest change.
+/// `Q` block → (seq, id) entries: the change feed, 64 sequence numbers per
+/// block; each alert sits at its latest change.
 pub const CHANGE: u8 = b'Q';
 /// `N` status urgency → u64 count: the summary.
 pub const COUNT: u8 = b'N';
-/// `Z` name → value: schema version, sequence, store id.
+/// `Z` name → value: schema version, sequence, ordinal count, store id.
 pub const META: u8 = b'Z';
+
+/// Ordinals per `I` block.
+pub const IDS_PER_BLOCK: u64 = 64;
+/// Sequence numbers per `Q` block.
+pub const SEQS_PER_BLOCK: u64 = 64;
 
 pub fn alert(id: AlertId) -> [u8; 9] {
     let mut key = [ALERT; 9];
@@ -27,10 +39,9 @@ pub fn alert(id: AlertId) -> [u8; 9] {
     key
 }
 
-/// The id in the last eight bytes of an alert or index key.
+/// The id in the last eight bytes of an alert key.
 pub fn id_suffix(key: &[u8]) -> Option<AlertId> {
-    let tail: [u8; 8] = key.get(key.len().checked_sub(8)?..)?.try_into().ok()?;
-    Some(AlertId::from_u64(u64::from_be_bytes(tail)))
+    u64_suffix(key).map(AlertId::from_u64)
 }
 
 pub fn id_value(id: AlertId) -> [u8; 8] {
@@ -43,11 +54,38 @@ pub fn id_from_value(value: &[u8]) -> Option<AlertId> {
     )))
 }
 
-pub fn message(team: &str, channel: &str, ts: &str) -> Vec<u8> {
-    let mut key = vec![MESSAGE];
-    push_part(&mut key, team);
-    push_part(&mut key, channel);
-    push_part(&mut key, ts);
+/// A Slack message's identity, hashed: 128 bits of SHA-256 over its team,
+/// channel and ts (length-prefixed), so that no two messages share one.
+pub fn message_hash(team: &str, channel: &str, ts: &str) -> [u8; 16] {
+    use sha2::Digest;
+    let mut parts = Vec::with_capacity(team.len() + channel.len() + ts.len() + 12);
+    push_part(&mut parts, team);
+    push_part(&mut parts, channel);
+    push_part(&mut parts, ts);
+    let digest = sha2::Sha256::digest(&parts);
+    let mut hash = [0; 16];
+    hash.copy_from_slice(&digest[..16]);
+    hash
+}
+
+/// The `M` bucket a message hash lives in.
+pub fn message_bucket(hash: &[u8; 16]) -> [u8; 3] {
+    [MESSAGE, hash[0], hash[1]]
+}
+
+/// The `I` block holding ordinal `n`.
+pub fn ordinal_block(n: u64) -> [u8; 9] {
+    block_key(ORDINAL, n / IDS_PER_BLOCK)
+}
+
+/// The `Q` block holding sequence number `seq`.
+pub fn change_block(seq: u64) -> [u8; 9] {
+    block_key(CHANGE, seq / SEQS_PER_BLOCK)
+}
+
+fn block_key(space: u8, block: u64) -> [u8; 9] {
+    let mut key = [space; 9];
+    key[1..].copy_from_slice(&block.to_be_bytes());
     key
 }
 
@@ -62,20 +100,24 @@ pub fn channel_prefix(channel: &str, status: Status, urgency: Urgency) -> Vec<u8
     key
 }
 
-/// `prefix` followed by `id`: an index entry.
-pub fn with_id(mut prefix: Vec<u8>, id: AlertId) -> Vec<u8> {
-    prefix.extend(id_value(id));
+/// The prefixes of the index bitmaps an alert is in.
+pub fn index_prefixes(alert: &Alert) -> [Vec<u8>; 2] {
+    [
+        state_prefix(alert.status, alert.urgency),
+        channel_prefix(&alert.slack.channel_id, alert.status, alert.urgency),
+    ]
+}
+
+/// `prefix` followed by a bitmap's block number: an index entry.
+pub fn bitmap(mut prefix: Vec<u8>, block: u64) -> Vec<u8> {
+    prefix.extend(block.to_be_bytes());
     prefix
 }
 
-pub fn change(seq: u64) -> [u8; 9] {
-    let mut key = [CHANGE; 9];
-    key[1..].copy_from_slice(&seq.to_be_bytes());
-    key
-}
-
-pub fn seq_of_change(key: &[u8]) -> Option<u64> {
-    Some(u64::from_be_bytes(key.get(1..9)?.try_into().ok()?))
+/// The number in the last eight bytes of a key (an id or a block number).
+pub fn u64_suffix(key: &[u8]) -> Option<u64> {
+    let tail: [u8; 8] = key.get(key.len().checked_sub(8)?..)?.try_into().ok()?;
+    Some(u64::from_be_bytes(tail))
 }
 
 pub fn count(status: Status, urgency: Urgency) -> [u8; 3] {
@@ -112,16 +154,26 @@ mod tests {
 
     #[test]
     fn length_prefixes_keep_parts_apart() {
-        assert_ne!(message("T1", "C1", "1.2"), message("T1C", "1", "1.2"));
-        assert_ne!(message("", "C1", "1.2"), message("C1", "", "1.2"));
+        assert_ne!(
+            message_hash("T1", "C1", "1.2"),
+            message_hash("T1C", "1", "1.2")
+        );
+        assert_ne!(message_hash("", "C1", "1.2"), message_hash("C1", "", "1.2"));
+        assert_eq!(
+            message_hash("T1", "C1", "1.2"),
+            message_hash("T1", "C1", "1.2")
+        );
     }
 
     #[test]
-    fn index_entries_keep_their_prefix_and_id() {
-        let id = AlertId::from_u64(42);
-        let key = with_id(channel_prefix("C9", Status::Open, Urgency::High), id);
-        assert!(key.starts_with(&channel_prefix("C9", Status::Open, Urgency::High)));
-        assert_eq!(id_suffix(&key), Some(id));
-        assert_eq!(seq_of_change(&change(7)), Some(7));
+    fn bitmap_keys_keep_their_prefix_and_sort_by_block() {
+        let prefix = channel_prefix("C9", Status::Open, Urgency::High);
+        let key = bitmap(prefix.clone(), 7);
+        assert!(key.starts_with(&prefix));
+        assert_eq!(u64_suffix(&key), Some(7));
+        assert!(bitmap(prefix.clone(), 255) < bitmap(prefix, 256));
+        assert_eq!(ordinal_block(63), ordinal_block(0));
+        assert!(ordinal_block(64) > ordinal_block(63));
+        assert_eq!(change_block(130), block_key(CHANGE, 2));
     }
 }

@@ -7,10 +7,11 @@
 
 use std::path::PathBuf;
 
-use sled::Tree;
+use sled::{IVec, Tree};
 
 use super::group::{Group, Writes};
 use super::keys;
+use super::packed::{self, Ordinals, CHANGE_ENTRIES, MESSAGE_ENTRIES};
 use super::StoreError;
 use crate::alert::{now_ms, rfc3339_ms, Alert, AlertId, NewAlert, Note, Status};
 
@@ -84,13 +85,15 @@ pub enum ReplyOutcome {
     Refused(AlertId, &'static str),
 }
 
-/// Writer-side state: the tree, the commit group, the id and sequence
-/// counters, and whether the disk has room for more.
+/// Writer-side state: the tree, the commit group, the id, sequence and
+/// ordinal counters, and whether the disk has room for more.
 pub struct Ledger {
     tree: Tree,
     group: Group,
     last_id: AlertId,
     seq: u64,
+    /// Alerts stored, which is the next alert's ordinal.
+    ordinals: u64,
     room: Room,
 }
 
@@ -108,6 +111,7 @@ impl Ledger {
         tree: Tree,
         last_id: AlertId,
         seq: u64,
+        ordinals: u64,
         data_dir: PathBuf,
         min_free_bytes: u64,
     ) -> Self {
@@ -121,6 +125,7 @@ impl Ledger {
             tree,
             last_id,
             seq,
+            ordinals,
             room,
         }
     }
@@ -161,9 +166,13 @@ impl Ledger {
         self.group.commit()
     }
 
-    /// Drops the group's pending writes (its commit failed).
+    /// Drops the group's pending writes (its commit failed). Ordinals must
+    /// stay dense, so the count goes back to what the tree holds.
     pub fn discard(&mut self) {
         self.group.discard();
+        if let Ok(count) = super::ordinal_count(&self.tree) {
+            self.ordinals = count;
+        }
     }
 
     /// The sequence number of the latest change.
@@ -175,16 +184,19 @@ impl Ledger {
         // Slack's retries, a message's `message` and `app_mention` events and
         // the same message through the other surface all name one message.
         let team = new.slack.team_id.as_deref().unwrap_or_default();
-        let message_key = keys::message(team, &new.slack.channel_id, &new.slack.ts);
-        if let Some(id) = self.lookup(&message_key)? {
+        let message = keys::message_hash(team, &new.slack.channel_id, &new.slack.ts);
+        let mut batch = Writes::default();
+        if let Some(id) = self.lookup(&batch, &message)? {
             return Ok(Inserted::Duplicate(self.load(id)?));
         }
         let id = self.next_id();
         let alert = Alert::open(id, self.next_seq(), new);
-        let mut batch = Writes::default();
-        batch.insert(message_key, keys::id_value(id));
-        self.put(&mut batch, None, &alert)?;
+        let n = self.ordinals;
+        self.remember(&mut batch, &message, id)?;
+        self.add_ordinal(&mut batch, n, id)?;
+        self.put(&mut batch, None, &alert, Some(n))?;
         self.apply(batch)?;
+        self.ordinals = n + 1;
         Ok(Inserted::Created(alert))
     }
 
@@ -215,18 +227,18 @@ impl Ledger {
 
     /// Applies a Slack thread reply to the alert its thread starts with.
     pub fn thread_reply(&mut self, reply: ThreadReply) -> Result<ReplyOutcome, StoreError> {
-        let message_key = keys::message(&reply.team, &reply.channel, &reply.ts);
-        if let Some(id) = self.lookup(&message_key)? {
+        let message = keys::message_hash(&reply.team, &reply.channel, &reply.ts);
+        let mut batch = Writes::default();
+        if let Some(id) = self.lookup(&batch, &message)? {
             return Ok(ReplyOutcome::Duplicate(id));
         }
-        let parent_key = keys::message(&reply.team, &reply.channel, &reply.thread_ts);
-        let Some(parent) = self.lookup(&parent_key)? else {
+        let parent_message = keys::message_hash(&reply.team, &reply.channel, &reply.thread_ts);
+        let Some(parent) = self.lookup(&batch, &parent_message)? else {
             return Ok(ReplyOutcome::NotAnAlert);
         };
         let before = self.load(parent)?;
-        // The dedup key goes in with the change: a retry changes nothing twice.
-        let mut batch = Writes::default();
-        batch.insert(message_key, keys::id_value(parent));
+        // The dedup entry goes in with the change: a retry changes nothing twice.
+        self.remember(&mut batch, &message, parent)?;
         let actor = Actor {
             by: reply.user,
             note: None,
@@ -268,61 +280,46 @@ impl Ledger {
     pub fn changed_since(&mut self, seq: u64) -> Result<(u64, Vec<sled::IVec>), StoreError> {
         self.group.apply()?;
         let mut records = Vec::new();
-        for entry in self
+        let after = seq.saturating_add(1);
+        for block in self
             .tree
-            .range(keys::change(seq.saturating_add(1))..=keys::change(u64::MAX))
+            .range(keys::change_block(after)..=keys::change_block(u64::MAX))
         {
-            let (_, id) = entry?;
-            let id = keys::id_from_value(&id)
-                .ok_or_else(|| StoreError::Corrupt("change entry is not an id".into()))?;
-            if let Some(json) = self.tree.get(keys::alert(id))? {
-                records.push(json);
+            let (_, block) = block?;
+            for entry in CHANGE_ENTRIES.iter(&block) {
+                if keys::u64_value(&entry[..8]).is_some_and(|s| s >= after) {
+                    let id = packed::entry_id(entry)
+                        .ok_or_else(|| StoreError::Corrupt("short change entry".into()))?;
+                    if let Some(json) = self.tree.get(keys::alert(id))? {
+                        records.push(json);
+                    }
+                }
             }
         }
         Ok((self.seq, records))
     }
 
-    /// Writes restored alerts with their indexes, dedup keys and counts, as
+    /// Writes restored alerts, each at its ordinal (its rank by id among all
+    /// the restored alerts), with their indexes, dedup entries and counts, as
     /// one atomic batch. The store must not already hold these ids.
-    pub fn import(&mut self, alerts: Vec<Alert>) -> Result<(), StoreError> {
+    pub fn import(&mut self, alerts: Vec<(u64, Alert)>) -> Result<(), StoreError> {
         let mut batch = Writes::default();
-        let mut counts = std::collections::HashMap::<[u8; 3], u64>::new();
-        for alert in &alerts {
-            let id = alert.id;
+        for (n, alert) in &alerts {
             let team = alert.slack.team_id.as_deref().unwrap_or("");
             let channel = &alert.slack.channel_id;
-            batch.insert(
-                keys::message(team, channel, &alert.slack.ts),
-                keys::id_value(id),
-            );
             // Thread replies kept as notes stay deduplicated after a restore.
-            for ts in alert.notes.iter().filter_map(|n| n.ts.as_deref()) {
-                batch.insert(keys::message(team, channel, ts), keys::id_value(id));
+            let replies = alert.notes.iter().filter_map(|n| n.ts.as_deref());
+            for ts in std::iter::once(alert.slack.ts.as_str()).chain(replies) {
+                self.remember(&mut batch, &keys::message_hash(team, channel, ts), alert.id)?;
             }
-            let json = serde_json::to_vec(alert).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            batch.insert(keys::alert(id), json);
-            batch.insert(
-                keys::with_id(keys::state_prefix(alert.status, alert.urgency), id),
-                [],
-            );
-            batch.insert(
-                keys::with_id(
-                    keys::channel_prefix(channel, alert.status, alert.urgency),
-                    id,
-                ),
-                [],
-            );
-            batch.insert(keys::change(alert.seq), keys::id_value(id));
-            *counts
-                .entry(keys::count(alert.status, alert.urgency))
-                .or_default() += 1;
-            self.last_id = self.last_id.max(id);
+            self.add_ordinal(&mut batch, *n, alert.id)?;
+            self.put(&mut batch, None, alert, Some(*n))?;
+            self.last_id = self.last_id.max(alert.id);
             self.seq = self.seq.max(alert.seq);
-        }
-        for (key, added) in counts {
-            batch.insert(key, (self.count(&key)? + added).to_be_bytes());
+            self.ordinals = self.ordinals.max(n + 1);
         }
         batch.insert(keys::meta("seq"), self.seq.to_be_bytes());
+        batch.insert(keys::meta("ordinals"), self.ordinals.to_be_bytes());
         self.apply(batch)?;
         Ok(())
     }
@@ -382,7 +379,7 @@ impl Ledger {
             });
         }
         after.seq = self.next_seq();
-        self.put(&mut batch, Some(&before), &after)?;
+        self.put(&mut batch, Some(&before), &after, None)?;
         self.apply(batch)?;
         Ok(Ok(Changed::Yes(after)))
     }
@@ -401,77 +398,136 @@ impl Ledger {
             at: rfc3339_ms(now_ms()),
         });
         after.seq = self.next_seq();
-        self.put(&mut batch, Some(&before), &after)?;
+        self.put(&mut batch, Some(&before), &after, None)?;
         self.apply(batch)?;
         Ok(after)
     }
 
-    /// Adds to `batch` the record `after` with its indexes, change-feed entry
-    /// and counts, replacing those of `before`.
+    /// Adds to `batch` the record `after` with its index bits, change-feed
+    /// entry and counts, replacing those of `before`. `ordinal` is given for
+    /// a new alert and looked up otherwise.
     fn put(
         &self,
         batch: &mut Writes,
         before: Option<&Alert>,
         after: &Alert,
+        ordinal: Option<u64>,
     ) -> Result<(), StoreError> {
-        let id = after.id;
         let json = serde_json::to_vec(after).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        batch.insert(keys::alert(id), json);
-        if let Some(old) = before {
-            batch.remove(keys::with_id(
-                keys::state_prefix(old.status, old.urgency),
-                id,
-            ));
-            batch.remove(keys::with_id(
-                keys::channel_prefix(&old.slack.channel_id, old.status, old.urgency),
-                id,
-            ));
-            batch.remove(keys::change(old.seq));
+        batch.insert(keys::alert(after.id), json);
+        let state = |a: &Alert| (a.status, a.urgency);
+        if before.map(state) != Some(state(after)) {
+            let n = match ordinal {
+                Some(n) => n,
+                None => self.ordinals().of(after.id)?,
+            };
+            let block = packed::bitmap_block(n);
+            for prefix in before.map(keys::index_prefixes).into_iter().flatten() {
+                self.update(batch, &keys::bitmap(prefix, block), |b| {
+                    packed::clear_bit(b, n)
+                })?;
+            }
+            for prefix in keys::index_prefixes(after) {
+                self.update(batch, &keys::bitmap(prefix, block), |b| {
+                    packed::set_bit(b, n)
+                })?;
+            }
         }
-        batch.insert(
-            keys::with_id(keys::state_prefix(after.status, after.urgency), id),
-            [],
-        );
-        batch.insert(
-            keys::with_id(
-                keys::channel_prefix(&after.slack.channel_id, after.status, after.urgency),
-                id,
-            ),
-            [],
-        );
-        batch.insert(keys::change(after.seq), keys::id_value(id));
-        batch.insert(keys::meta("seq"), after.seq.to_be_bytes());
+        if let Some(old) = before {
+            let seq = old.seq.to_be_bytes();
+            self.update(batch, &keys::change_block(old.seq), |b| {
+                CHANGE_ENTRIES.remove(b, &seq)
+            })?;
+        }
+        let entry = packed::entry(&after.seq.to_be_bytes(), after.id);
+        self.update(batch, &keys::change_block(after.seq), |b| {
+            CHANGE_ENTRIES.insert(b, &entry)
+        })?;
+        batch.insert(keys::meta("seq"), self.seq.max(after.seq).to_be_bytes());
         let counted = |a: &Alert| keys::count(a.status, a.urgency);
         if before.map(counted) != Some(counted(after)) {
             if let Some(old) = before {
-                batch.insert(
-                    counted(old),
-                    self.count(&counted(old))?.saturating_sub(1).to_be_bytes(),
-                );
+                let key = counted(old);
+                let n = self.count(batch, &key)?.saturating_sub(1);
+                batch.insert(key, n.to_be_bytes());
             }
-            batch.insert(
-                counted(after),
-                (self.count(&counted(after))? + 1).to_be_bytes(),
-            );
+            let key = counted(after);
+            let n = self.count(batch, &key)? + 1;
+            batch.insert(key, n.to_be_bytes());
         }
         Ok(())
     }
 
-    fn count(&self, key: &[u8]) -> Result<u64, StoreError> {
-        Ok(self
-            .group
-            .read(key)?
-            .and_then(|v| keys::u64_value(&v))
-            .unwrap_or(0))
+    /// Reads `key` as the change being built sees it: its own writes, then
+    /// the group's, then the tree.
+    fn read(&self, batch: &Writes, key: &[u8]) -> Result<Option<IVec>, StoreError> {
+        match batch.get(key) {
+            Some(value) => Ok(value.clone()),
+            None => self.group.read(key),
+        }
     }
 
-    fn lookup(&self, key: &[u8]) -> Result<Option<AlertId>, StoreError> {
-        match self.group.read(key)? {
-            None => Ok(None),
-            Some(v) => keys::id_from_value(&v)
-                .map(Some)
-                .ok_or_else(|| StoreError::Corrupt("dedup entry is not an alert id".into())),
+    /// Read-modify-write of a packed value; one left empty removes its key.
+    fn update(
+        &self,
+        batch: &mut Writes,
+        key: &[u8],
+        change: impl FnOnce(&mut Vec<u8>),
+    ) -> Result<(), StoreError> {
+        let mut value = self
+            .read(batch, key)?
+            .map(|v| v.to_vec())
+            .unwrap_or_default();
+        change(&mut value);
+        if value.is_empty() {
+            batch.remove(key);
+        } else {
+            batch.insert(key, value);
         }
+        Ok(())
+    }
+
+    /// Records `id` as ordinal `n`, and the new ordinal count.
+    fn add_ordinal(&self, batch: &mut Writes, n: u64, id: AlertId) -> Result<(), StoreError> {
+        self.update(batch, &keys::ordinal_block(n), |b| packed::set_id(b, n, id))?;
+        let count = self.ordinals.max(n + 1);
+        batch.insert(keys::meta("ordinals"), count.to_be_bytes());
+        Ok(())
+    }
+
+    /// The ordinal ↔ id mapping as the group sees it.
+    fn ordinals(&self) -> Ordinals<impl Fn(&[u8]) -> Result<Option<IVec>, StoreError> + '_> {
+        Ordinals::new(self.ordinals, |key| self.group.read(key))
+    }
+
+    /// Remembers that the message with this hash belongs to alert `id`.
+    fn remember(
+        &self,
+        batch: &mut Writes,
+        message: &[u8; 16],
+        id: AlertId,
+    ) -> Result<(), StoreError> {
+        let entry = packed::entry(message, id);
+        self.update(batch, &keys::message_bucket(message), |b| {
+            MESSAGE_ENTRIES.insert(b, &entry)
+        })
+    }
+
+    /// The alert of the message with this hash, if it was handled before.
+    fn lookup(&self, batch: &Writes, message: &[u8; 16]) -> Result<Option<AlertId>, StoreError> {
+        let Some(bucket) = self.read(batch, &keys::message_bucket(message))? else {
+            return Ok(None);
+        };
+        Ok(MESSAGE_ENTRIES
+            .find(&bucket, message)
+            .and_then(packed::entry_id))
+    }
+
+    fn count(&self, batch: &Writes, key: &[u8]) -> Result<u64, StoreError> {
+        Ok(self
+            .read(batch, key)?
+            .and_then(|v| keys::u64_value(&v))
+            .unwrap_or(0))
     }
 
     fn get(&self, id: AlertId) -> Result<Option<Alert>, StoreError> {
@@ -505,7 +561,7 @@ mod tests {
     fn ledger(dir: &std::path::Path) -> Ledger {
         let db = sled::Config::new().path(dir).open().unwrap();
         let tree = db.open_tree("t").unwrap();
-        Ledger::new(tree, AlertId::MIN, 0, dir.to_owned(), 0)
+        Ledger::new(tree, AlertId::MIN, 0, 0, dir.to_owned(), 0)
     }
 
     fn message(ts: &str) -> NewAlert {
@@ -552,7 +608,10 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(stored.status, Status::Acknowledged);
-        let count = |s| ledger.count(&keys::count(s, Urgency::High)).unwrap();
+        let count = |s| {
+            let key = keys::count(s, Urgency::High);
+            ledger.count(&Writes::default(), &key).unwrap()
+        };
         assert_eq!((count(Status::Open), count(Status::Acknowledged)), (0, 1));
     }
 

@@ -10,6 +10,8 @@ mod error;
 mod group;
 pub mod keys;
 mod ledger;
+mod migrate;
+mod packed;
 mod query;
 mod writer;
 
@@ -53,7 +55,9 @@ impl Default for StoreOptions {
 }
 
 /// The on-disk layout version; it names the sled directory inside the data dir.
-pub const SCHEMA_VERSION: u64 = 1;
+/// Version 2 packs the indexes into bitmaps and buckets (version 1 had one
+/// key per alert per index); a version 1 store is migrated on open.
+pub const SCHEMA_VERSION: u64 = 2;
 
 /// A handle to the store; cheap to clone.
 #[derive(Clone)]
@@ -76,6 +80,7 @@ impl Store {
     pub fn open(data_dir: &Path, options: &StoreOptions) -> Result<Store, StoreError> {
         fs::create_dir_all(data_dir).map_err(|e| StoreError::io(data_dir, e))?;
         refuse_newer_schema(data_dir)?;
+        migrate::from_v1(data_dir, options)?;
         let path = data_dir.join(format!("v{SCHEMA_VERSION}"));
         let db = sled::Config::new()
             .path(&path)
@@ -109,6 +114,7 @@ impl Store {
             .get(keys::meta("seq"))?
             .and_then(|v| keys::u64_value(&v))
             .unwrap_or(0);
+        let ordinals = ordinal_count(&tree)?;
         let syncer = Syncer::new(db, &path)?;
         syncer.sync()?;
         sync_dir(&path)?;
@@ -120,6 +126,7 @@ impl Store {
             tree.clone(),
             last_id,
             seq,
+            ordinals,
             data_dir.to_owned(),
             options.min_free_bytes,
         );
@@ -273,6 +280,14 @@ pub(crate) fn decode_alert(json: Option<IVec>) -> Result<Option<Alert>, StoreErr
             .map_err(|e| StoreError::Corrupt(format!("alert record: {e}")))
     })
     .transpose()
+}
+
+/// How many alerts the store holds (the next ordinal).
+pub(crate) fn ordinal_count(tree: &sled::Tree) -> Result<u64, StoreError> {
+    Ok(tree
+        .get(keys::meta("ordinals"))?
+        .and_then(|v| keys::u64_value(&v))
+        .unwrap_or(0))
 }
 
 fn initialise(tree: &sled::Tree, path: &Path) -> Result<u64, StoreError> {

@@ -3,6 +3,7 @@
 use sled::{IVec, Tree};
 
 use super::keys;
+use super::packed::{self, Ordinals, CHANGE_ENTRIES};
 use super::StoreError;
 use crate::alert::{AlertId, Status};
 use crate::urgency::Urgency;
@@ -46,10 +47,11 @@ pub struct ChangePage {
     pub next_after: u64,
 }
 
-type IdIter = Box<dyn Iterator<Item = Result<AlertId, StoreError>>>;
+type Newest = std::iter::Peekable<Box<dyn Iterator<Item = Result<u64, StoreError>>>>;
 
-/// Newest first: a k-way merge of one index range per (status, urgency)
-/// combination, so the cost grows with `limit`, not with the store.
+/// Newest first. Unfiltered, it walks the records by id. Filtered, it merges
+/// the index bitmaps of every (status, urgency) combination asked for,
+/// newest ordinal first, so the cost grows with `limit`, not with the store.
 pub fn list(tree: &Tree, q: &ListQuery) -> Result<Page, StoreError> {
     let low = AlertId::first_at(q.since_ms.unwrap_or(0));
     let mut high = q
@@ -64,35 +66,55 @@ pub fn list(tree: &Tree, q: &ListQuery) -> Result<Page, StoreError> {
             next: None,
         });
     }
-    let all_states = q.statuses.is_empty() && q.urgencies.is_empty();
-    let mut sources: Vec<std::iter::Peekable<IdIter>> = Vec::new();
-    if all_states && q.channel.is_none() {
-        sources.push(ids_in(tree, vec![keys::ALERT], low, high).peekable());
+    if q.statuses.is_empty() && q.urgencies.is_empty() && q.channel.is_none() {
+        let start = keys::alert(low);
+        let ids = tree.range(start..keys::alert(high)).rev().map(|entry| {
+            let (key, _) = entry?;
+            keys::id_suffix(&key).ok_or_else(|| StoreError::Corrupt("short alert key".into()))
+        });
+        return page(tree, q.limit, ids);
+    }
+    let statuses = if q.statuses.is_empty() {
+        &Status::ALL[..]
     } else {
-        let statuses = if q.statuses.is_empty() {
-            &Status::ALL[..]
-        } else {
-            &q.statuses
-        };
-        let urgencies = if q.urgencies.is_empty() {
-            &Urgency::ALL[..]
-        } else {
-            &q.urgencies
-        };
-        for &s in statuses {
-            for &u in urgencies {
-                let prefix = match &q.channel {
-                    Some(channel) => keys::channel_prefix(channel, s, u),
-                    None => keys::state_prefix(s, u),
-                };
-                sources.push(ids_in(tree, prefix, low, high).peekable());
-            }
+        &q.statuses
+    };
+    let urgencies = if q.urgencies.is_empty() {
+        &Urgency::ALL[..]
+    } else {
+        &q.urgencies
+    };
+    let mut ordinals = Ordinals::new(super::ordinal_count(tree)?, |key: &[u8]| Ok(tree.get(key)?));
+    let (low, high) = (
+        ordinals.first_at_or_after(low)?,
+        ordinals.first_at_or_after(high)?,
+    );
+    let mut sources: Vec<Newest> = Vec::new();
+    for &s in statuses {
+        for &u in urgencies {
+            let prefix = match &q.channel {
+                Some(channel) => keys::channel_prefix(channel, s, u),
+                None => keys::state_prefix(s, u),
+            };
+            sources.push(in_bitmaps(tree, prefix, low, high).peekable());
         }
     }
-    let mut alerts = Vec::with_capacity(q.limit.min(1024));
+    let ids = std::iter::from_fn(|| next_newest(&mut sources).transpose())
+        .map(|n| n.and_then(|n| ordinals.id(n)));
+    page(tree, q.limit, ids)
+}
+
+/// Up to `limit` records of `ids` (newest first), and the cursor after them.
+fn page(
+    tree: &Tree,
+    limit: usize,
+    ids: impl Iterator<Item = Result<AlertId, StoreError>>,
+) -> Result<Page, StoreError> {
+    let mut alerts = Vec::with_capacity(limit.min(1024));
     let mut last = None;
-    while let Some(id) = next_newest(&mut sources)? {
-        if alerts.len() == q.limit {
+    for id in ids {
+        let id = id?;
+        if alerts.len() == limit {
             return Ok(Page { alerts, next: last });
         }
         // An index entry can outlive its record by a moment while a change is applied.
@@ -104,29 +126,45 @@ pub fn list(tree: &Tree, q: &ListQuery) -> Result<Page, StoreError> {
     Ok(Page { alerts, next: None })
 }
 
-/// Ids under `prefix` in `[low, high)`, newest first.
-fn ids_in(tree: &Tree, prefix: Vec<u8>, low: AlertId, high: AlertId) -> IdIter {
-    let start = keys::with_id(prefix.clone(), low);
-    let end = keys::with_id(prefix, high);
-    Box::new(tree.range(start..end).rev().map(|entry| {
-        let (key, _) = entry?;
-        keys::id_suffix(&key).ok_or_else(|| StoreError::Corrupt("short index key".into()))
+/// Ordinals in `[low, high)` set in the bitmaps under `prefix`, largest first.
+fn in_bitmaps(
+    tree: &Tree,
+    prefix: Vec<u8>,
+    low: u64,
+    high: u64,
+) -> Box<dyn Iterator<Item = Result<u64, StoreError>>> {
+    if low >= high {
+        return Box::new(std::iter::empty());
+    }
+    let first = keys::bitmap(prefix.clone(), packed::bitmap_block(low));
+    let last = keys::bitmap(prefix, packed::bitmap_block(high - 1));
+    Box::new(tree.range(first..=last).rev().flat_map(move |entry| {
+        let found = entry.map_err(StoreError::from).and_then(|(key, bitmap)| {
+            let block = keys::u64_suffix(&key)
+                .ok_or_else(|| StoreError::Corrupt("short index key".into()))?;
+            Ok(packed::bits_desc(&bitmap, block, low, high))
+        });
+        let (ok, err) = match found {
+            Ok(ordinals) => (ordinals, None),
+            Err(e) => (Vec::new(), Some(Err(e))),
+        };
+        ok.into_iter().map(Ok).chain(err)
     }))
 }
 
 /// Pops the largest head among the sources.
-fn next_newest(sources: &mut [std::iter::Peekable<IdIter>]) -> Result<Option<AlertId>, StoreError> {
-    let mut best: Option<(usize, AlertId)> = None;
+fn next_newest(sources: &mut [Newest]) -> Result<Option<u64>, StoreError> {
+    let mut best: Option<(usize, u64)> = None;
     for (i, source) in sources.iter_mut().enumerate() {
         match source.peek() {
-            Some(Ok(id)) if best.is_none_or(|(_, b)| *id > b) => best = Some((i, *id)),
+            Some(Ok(n)) if best.is_none_or(|(_, b)| *n > b) => best = Some((i, *n)),
             Some(Err(_)) => return source.next().transpose().map(|_| None),
             _ => {}
         }
     }
-    Ok(best.map(|(i, id)| {
+    Ok(best.map(|(i, n)| {
         sources[i].next();
-        id
+        n
     }))
 }
 
@@ -159,23 +197,29 @@ pub fn changes(
     if after >= up_to {
         return Ok(page);
     }
-    for entry in tree.range(keys::change(after + 1)..=keys::change(up_to)) {
-        if page.alerts.len() == limit {
-            break;
-        }
-        let (key, value) = entry?;
-        let seq = keys::seq_of_change(&key)
-            .ok_or_else(|| StoreError::Corrupt("short change key".into()))?;
-        page.next_after = seq;
-        let Some(id) = keys::id_from_value(&value) else {
-            continue;
-        };
-        let Some(json) = tree.get(keys::alert(id))? else {
-            continue;
-        };
-        // If the alert changed again meanwhile, it is listed at that later seq instead.
-        if super::decode_alert(Some(json.clone()))?.is_some_and(|a| a.seq == seq) {
-            page.alerts.push(json);
+    let blocks = tree.range(keys::change_block(after + 1)..=keys::change_block(up_to));
+    for block in blocks {
+        let (_, block) = block?;
+        for entry in CHANGE_ENTRIES.iter(&block) {
+            let seq = keys::u64_value(&entry[..8])
+                .ok_or_else(|| StoreError::Corrupt("short change entry".into()))?;
+            if seq <= after || seq > up_to {
+                continue;
+            }
+            if page.alerts.len() == limit {
+                return Ok(page);
+            }
+            page.next_after = seq;
+            let Some(id) = packed::entry_id(entry) else {
+                continue;
+            };
+            let Some(json) = tree.get(keys::alert(id))? else {
+                continue;
+            };
+            // If the alert changed again meanwhile, it is listed at that later seq instead.
+            if super::decode_alert(Some(json.clone()))?.is_some_and(|a| a.seq == seq) {
+                page.alerts.push(json);
+            }
         }
     }
     Ok(page)

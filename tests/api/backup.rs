@@ -75,16 +75,17 @@ async fn a_backup_taken_while_serving_restores_every_alert_note_and_status() {
     );
     // Restore leaves sled's snapshot behind, so the first start does not
     // read the whole log.
-    let snapshots = std::fs::read_dir(restored_dir.join("v1"))
-        .unwrap()
-        .filter(|e| {
-            e.as_ref()
-                .unwrap()
-                .file_name()
-                .to_string_lossy()
-                .starts_with("snap.")
-        })
-        .count();
+    let snapshots =
+        std::fs::read_dir(restored_dir.join(format!("v{}", klaxon::store::SCHEMA_VERSION)))
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with("snap.")
+            })
+            .count();
     assert_eq!(snapshots, 1, "restore should leave one sled snapshot");
 
     let server = start_server(&server_env(&restored_dir));

@@ -1,0 +1,146 @@
+//! Moves a schema 1 store (one key per alert per index) to the current
+//! layout. It runs once, on open, when `v1` exists and the current version's
+//! directory does not. The new store is built beside the old one and renamed
+//! into place only when complete, so a crash midway just starts it again;
+//! the old directory is kept as `v1.migrated` until an operator removes it.
+
+use std::fs;
+use std::path::Path;
+
+use super::{decode_alert, keys, sync_dir, Store, StoreError, StoreOptions, SCHEMA_VERSION};
+
+const BATCH: usize = 100;
+
+/// Migrates `data_dir/v1` if there is one to migrate.
+pub fn from_v1(data_dir: &Path, options: &StoreOptions) -> Result<(), StoreError> {
+    let old = data_dir.join("v1");
+    let new = data_dir.join(format!("v{SCHEMA_VERSION}"));
+    if !old.is_dir() || new.exists() {
+        return Ok(());
+    }
+    let work = data_dir.join(".migrating");
+    if work.exists() {
+        fs::remove_dir_all(&work).map_err(|e| StoreError::io(&work, e))?;
+    }
+    tracing::info!(from = %old.display(), "migrating the store to schema {SCHEMA_VERSION}");
+    let v1 = sled::Config::new().path(&old).open()?.open_tree("klaxon")?;
+    let store = Store::open(&work, options)?;
+    let mut batch = Vec::with_capacity(BATCH);
+    let mut alerts = 0u64;
+    // Records come in id order, so each alert's ordinal is its position.
+    for entry in v1.scan_prefix([keys::ALERT]) {
+        let (_, json) = entry?;
+        if let Some(alert) = decode_alert(Some(json))? {
+            batch.push((alerts, alert));
+            alerts += 1;
+        }
+        if batch.len() == BATCH {
+            let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
+            store.write_blocking(move |ledger| ledger.import(full))?;
+        }
+    }
+    store.write_blocking(move |ledger| ledger.import(batch))?;
+    let seq = v1
+        .get(keys::meta("seq"))?
+        .and_then(|v| keys::u64_value(&v))
+        .unwrap_or(0);
+    store.write_blocking(move |ledger| ledger.raise_seq(seq))?;
+    store.close();
+    drop(store);
+    drop(v1);
+    let built = work.join(format!("v{SCHEMA_VERSION}"));
+    fs::rename(&built, &new).map_err(|e| StoreError::io(&new, e))?;
+    sync_dir(data_dir)?;
+    let kept = data_dir.join("v1.migrated");
+    fs::rename(&old, &kept).map_err(|e| StoreError::io(&kept, e))?;
+    fs::remove_dir_all(&work).map_err(|e| StoreError::io(&work, e))?;
+    sync_dir(data_dir)?;
+    tracing::info!(alerts, kept = %kept.display(), "store migrated");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alert::{Alert, AlertId, NewAlert, SlackRef, Source, Status};
+    use crate::store::ListQuery;
+    use crate::urgency::{Urgency, UrgencySource};
+
+    fn alert(i: u64, urgency: Urgency, status: Status) -> Alert {
+        let mut alert = Alert::open(
+            AlertId::first_at(1_700_000_000_000 + i),
+            i + 1,
+            NewAlert {
+                urgency,
+                urgency_source: UrgencySource::Message,
+                title: format!("alert {i}"),
+                text: format!("outage alert {i}"),
+                source: Source::EventsApi,
+                slack: SlackRef {
+                    team_id: Some("T1".into()),
+                    channel_id: format!("C{}", i % 2),
+                    ts: format!("1700000000.{i:06}"),
+                    ..SlackRef::default()
+                },
+            },
+        );
+        alert.status = status;
+        alert
+    }
+
+    #[test]
+    fn a_schema_1_store_is_migrated_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let alerts = [
+            alert(0, Urgency::Low, Status::Resolved),
+            alert(1, Urgency::Critical, Status::Open),
+            alert(2, Urgency::Critical, Status::Acknowledged),
+        ];
+        {
+            // Schema 1's layout: the records, plus index keys that are left behind.
+            let db = sled::Config::new()
+                .path(dir.path().join("v1"))
+                .open()
+                .unwrap();
+            let tree = db.open_tree("klaxon").unwrap();
+            tree.insert(keys::meta("schema"), &1u64.to_be_bytes())
+                .unwrap();
+            tree.insert(keys::meta("seq"), &9u64.to_be_bytes()).unwrap();
+            for a in &alerts {
+                tree.insert(keys::alert(a.id), serde_json::to_vec(a).unwrap())
+                    .unwrap();
+                tree.insert(
+                    [&[keys::STATE][..], &a.id.as_u64().to_be_bytes()].concat(),
+                    &[],
+                )
+                .unwrap();
+            }
+            db.flush().unwrap();
+        }
+        let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
+        assert!(dir.path().join("v1.migrated").is_dir());
+        assert!(!dir.path().join("v1").exists());
+        assert!(!dir.path().join(".migrating").exists());
+
+        let report = store.check().unwrap();
+        assert_eq!(report.alerts, 3);
+        assert!(report.problems.is_empty(), "{:?}", report.problems);
+        let query = ListQuery {
+            urgencies: vec![Urgency::Critical],
+            statuses: vec![Status::Open],
+            limit: 10,
+            ..ListQuery::default()
+        };
+        let page = crate::store::query::list(&store.inner.tree, &query).unwrap();
+        let ids: Vec<AlertId> = page
+            .alerts
+            .iter()
+            .map(|json| serde_json::from_slice::<Alert>(json).unwrap().id)
+            .collect();
+        assert_eq!(ids, vec![alerts[1].id]);
+        // Changes continue after the old store's sequence.
+        let seq = store.write_blocking(|ledger| Ok(ledger.seq())).unwrap();
+        assert_eq!(seq, 9);
+        store.close();
+    }
+}
