@@ -16,6 +16,14 @@ use klaxon::telemetry;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Hands back to the OS what opening the store allocated and freed: sled
+/// reads its whole page table while recovering, and mimalloc would keep the
+/// freed pages resident (at 1,000,000 alerts, about 16 MiB).
+fn release_freed_memory() {
+    // SAFETY: mi_collect only walks and purges mimalloc's own free lists.
+    unsafe { libmimalloc_sys::mi_collect(true) };
+}
+
 /// klaxon turns Slack messages into durable on-call alerts.
 #[derive(Parser)]
 #[command(name = "klaxon", version, about, propagate_version = true)]
@@ -244,6 +252,7 @@ fn serve(args: ServeArgs) -> ExitCode {
                 return ExitCode::from(3);
             }
         };
+        release_freed_memory();
         match app.run_until_stopped().await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
