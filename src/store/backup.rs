@@ -204,3 +204,57 @@ fn read_backup(
     }
     trailer.ok_or(RestoreError::Truncated)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alert::Status;
+    use crate::store::testing::alert;
+    use crate::store::{ListQuery, StoreOptions};
+    use crate::urgency::Urgency;
+
+    #[test]
+    fn restore_numbers_alerts_in_id_order_whatever_the_line_order() {
+        // As a backup taken while serving: the scan, then alerts changed
+        // during it again, out of id order, with a newer seq.
+        let mut changed = alert(1, Urgency::High, Status::Resolved);
+        changed.seq = 10;
+        let lines = [
+            alert(0, Urgency::High, Status::Open),
+            alert(1, Urgency::High, Status::Open),
+            alert(2, Urgency::High, Status::Open),
+            alert(3, Urgency::Low, Status::Open),
+            changed.clone(),
+        ];
+        let mut text = format!("{{\"klaxon_backup\":{FORMAT},\"schema\":1}}\n");
+        for a in &lines {
+            text.push_str(&serde_json::to_string(a).unwrap());
+            text.push('\n');
+        }
+        text.push_str("{\"klaxon_backup_end\":{\"lines\":5,\"seq\":10}}\n");
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
+        let open = || -> std::io::Result<Box<dyn BufRead>> {
+            Ok(Box::new(std::io::Cursor::new(text.clone().into_bytes())))
+        };
+        let summary = store.restore(&open).unwrap();
+        assert_eq!((summary.alerts, summary.seq), (4, 10));
+
+        let report = store.check().unwrap();
+        assert!(report.problems.is_empty(), "{:?}", report.problems);
+        let open_high = ListQuery {
+            statuses: vec![Status::Open],
+            urgencies: vec![Urgency::High],
+            limit: 10,
+            ..ListQuery::default()
+        };
+        let page = super::super::query::list(&store.inner.tree, &open_high).unwrap();
+        let ids: Vec<AlertId> = page
+            .alerts
+            .iter()
+            .map(|json| serde_json::from_slice::<Alert>(json).unwrap().id)
+            .collect();
+        assert_eq!(ids, vec![lines[2].id, lines[0].id]);
+        store.close();
+    }
+}

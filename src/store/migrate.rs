@@ -62,31 +62,10 @@ pub fn from_v1(data_dir: &Path, options: &StoreOptions) -> Result<(), StoreError
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::alert::{Alert, AlertId, NewAlert, SlackRef, Source, Status};
+    use crate::alert::{Alert, AlertId, Status};
+    use crate::store::testing::alert;
     use crate::store::ListQuery;
-    use crate::urgency::{Urgency, UrgencySource};
-
-    fn alert(i: u64, urgency: Urgency, status: Status) -> Alert {
-        let mut alert = Alert::open(
-            AlertId::first_at(1_700_000_000_000 + i),
-            i + 1,
-            NewAlert {
-                urgency,
-                urgency_source: UrgencySource::Message,
-                title: format!("alert {i}"),
-                text: format!("outage alert {i}"),
-                source: Source::EventsApi,
-                slack: SlackRef {
-                    team_id: Some("T1".into()),
-                    channel_id: format!("C{}", i % 2),
-                    ts: format!("1700000000.{i:06}"),
-                    ..SlackRef::default()
-                },
-            },
-        );
-        alert.status = status;
-        alert
-    }
+    use crate::urgency::Urgency;
 
     #[test]
     fn a_schema_1_store_is_migrated_on_open() {

@@ -13,6 +13,8 @@ mod ledger;
 mod migrate;
 mod packed;
 mod query;
+#[cfg(test)]
+mod testing;
 mod writer;
 
 use std::fs;

@@ -87,6 +87,16 @@ async fn a_backup_taken_while_serving_restores_every_alert_note_and_status() {
             })
             .count();
     assert_eq!(snapshots, 1, "restore should leave one sled snapshot");
+    // Indexes, ordinals, the change feed and counts are rebuilt exactly.
+    let dir = restored_dir.display().to_string();
+    let check = command(&["check-store", "--data-dir", &dir], &[])
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stdout)
+    );
 
     let server = start_server(&server_env(&restored_dir));
     let restored = all_alerts_at(&server.address).await;
