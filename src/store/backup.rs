@@ -209,8 +209,8 @@ fn read_backup(
 mod tests {
     use super::*;
     use crate::alert::Status;
-    use crate::store::testing::alert;
-    use crate::store::{ListQuery, StoreOptions};
+    use crate::store::testing::{alert, listed};
+    use crate::store::StoreOptions;
     use crate::urgency::Urgency;
 
     #[test]
@@ -242,18 +242,7 @@ mod tests {
 
         let report = store.check().unwrap();
         assert!(report.problems.is_empty(), "{:?}", report.problems);
-        let open_high = ListQuery {
-            statuses: vec![Status::Open],
-            urgencies: vec![Urgency::High],
-            limit: 10,
-            ..ListQuery::default()
-        };
-        let page = super::super::query::list(&store.inner.tree, &open_high).unwrap();
-        let ids: Vec<AlertId> = page
-            .alerts
-            .iter()
-            .map(|json| serde_json::from_slice::<Alert>(json).unwrap().id)
-            .collect();
+        let ids = listed(&store, Status::Open, Urgency::High);
         assert_eq!(ids, vec![lines[2].id, lines[0].id]);
         store.close();
     }

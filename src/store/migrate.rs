@@ -62,9 +62,8 @@ pub fn from_v1(data_dir: &Path, options: &StoreOptions) -> Result<(), StoreError
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::alert::{Alert, AlertId, Status};
-    use crate::store::testing::alert;
-    use crate::store::ListQuery;
+    use crate::alert::Status;
+    use crate::store::testing::{alert, listed};
     use crate::urgency::Urgency;
 
     #[test]
@@ -104,18 +103,7 @@ mod tests {
         let report = store.check().unwrap();
         assert_eq!(report.alerts, 3);
         assert!(report.problems.is_empty(), "{:?}", report.problems);
-        let query = ListQuery {
-            urgencies: vec![Urgency::Critical],
-            statuses: vec![Status::Open],
-            limit: 10,
-            ..ListQuery::default()
-        };
-        let page = crate::store::query::list(&store.inner.tree, &query).unwrap();
-        let ids: Vec<AlertId> = page
-            .alerts
-            .iter()
-            .map(|json| serde_json::from_slice::<Alert>(json).unwrap().id)
-            .collect();
+        let ids = listed(&store, Status::Open, Urgency::Critical);
         assert_eq!(ids, vec![alerts[1].id]);
         // Changes continue after the old store's sequence.
         let seq = store.write_blocking(|ledger| Ok(ledger.seq())).unwrap();

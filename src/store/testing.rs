@@ -1,5 +1,6 @@
 //! Alerts for the store's unit tests.
 
+use super::{query, ListQuery, Store};
 use crate::alert::{Alert, AlertId, NewAlert, SlackRef, Source, Status};
 use crate::urgency::{Urgency, UrgencySource};
 
@@ -24,4 +25,19 @@ pub fn alert(i: u64, urgency: Urgency, status: Status) -> Alert {
     );
     alert.status = status;
     alert
+}
+
+/// The ids a filtered listing returns, newest first.
+pub fn listed(store: &Store, status: Status, urgency: Urgency) -> Vec<AlertId> {
+    let filter = ListQuery {
+        statuses: vec![status],
+        urgencies: vec![urgency],
+        limit: 100,
+        ..ListQuery::default()
+    };
+    let page = query::list(&store.inner.tree, &filter).unwrap();
+    page.alerts
+        .iter()
+        .map(|json| serde_json::from_slice::<Alert>(json).unwrap().id)
+        .collect()
 }

@@ -4,7 +4,7 @@ use reqwest::Client;
 use serde_json::{json, Value};
 
 use crate::helpers::{assert_error, event_fixture, spawn_app, TestApp, READ_TOKEN, WRITE_TOKEN};
-use crate::process::{command, server_env, start_server};
+use crate::process::{assert_store_clean, command, server_env, start_server};
 
 /// A store with every kind of state: open, acknowledged, resolved, notes, both surfaces.
 async fn populate(app: &TestApp) -> Vec<Value> {
@@ -88,15 +88,7 @@ async fn a_backup_taken_while_serving_restores_every_alert_note_and_status() {
             .count();
     assert_eq!(snapshots, 1, "restore should leave one sled snapshot");
     // Indexes, ordinals, the change feed and counts are rebuilt exactly.
-    let dir = restored_dir.display().to_string();
-    let check = command(&["check-store", "--data-dir", &dir], &[])
-        .output()
-        .unwrap();
-    assert!(
-        check.status.success(),
-        "{}",
-        String::from_utf8_lossy(&check.stdout)
-    );
+    assert_store_clean(&restored_dir, "after restore");
 
     let server = start_server(&server_env(&restored_dir));
     let restored = all_alerts_at(&server.address).await;

@@ -7,7 +7,7 @@ use reqwest::Client;
 use serde_json::Value;
 
 use crate::helpers::{event_fixture, fixture, send_event, send_outgoing, TestApp};
-use crate::process::{command, server_env, start_server};
+use crate::process::{assert_store_clean, server_env, start_server};
 
 const CYCLES: u64 = 20;
 const LOADERS: u64 = 6;
@@ -85,15 +85,7 @@ async fn sigkill_under_load_loses_nothing_that_was_answered() {
         }
         in_flight_at_kill += counter.load(Ordering::Relaxed) - sent_before_kill;
 
-        let dir = data_dir.path().display().to_string();
-        let check = command(&["check-store", "--data-dir", &dir], &[])
-            .output()
-            .unwrap();
-        assert!(
-            check.status.success(),
-            "cycle {cycle}: {}",
-            String::from_utf8_lossy(&check.stdout)
-        );
+        assert_store_clean(data_dir.path(), &format!("cycle {cycle}"));
     }
 
     let server = start_server(&env);

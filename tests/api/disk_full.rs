@@ -4,7 +4,7 @@ use reqwest::Client;
 use serde_json::Value;
 
 use crate::helpers::{event_fixture, TestApp};
-use crate::process::{command, server_env, start_server};
+use crate::process::{assert_store_clean, server_env, start_server};
 
 /// Unmounts on drop, even when the test fails.
 struct Tmpfs(std::path::PathBuf);
@@ -89,21 +89,7 @@ async fn a_full_disk_answers_503_and_loses_nothing_answered() {
         .status()
         .unwrap()
         .success());
-    let check = command(
-        &[
-            "check-store",
-            "--data-dir",
-            &dir.path().display().to_string(),
-        ],
-        &[],
-    )
-    .output()
-    .unwrap();
-    assert!(
-        check.status.success(),
-        "{}",
-        String::from_utf8_lossy(&check.stdout)
-    );
+    assert_store_clean(dir.path(), "after the disk had room again");
     let server = start_server(&env);
     let app = TestApp {
         address: server.address.clone(),

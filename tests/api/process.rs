@@ -41,6 +41,20 @@ pub fn command(args: &[&str], env: &[(&str, String)]) -> Command {
 }
 
 /// Starts `klaxon serve` and waits until it logs its listening address.
+/// Runs `klaxon check-store` on `data_dir` and fails the test, saying
+/// `context` and what the check found, unless the store is clean.
+pub fn assert_store_clean(data_dir: &Path, context: &str) {
+    let dir = data_dir.display().to_string();
+    let check = command(&["check-store", "--data-dir", &dir], &[])
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{context}: {}",
+        String::from_utf8_lossy(&check.stdout)
+    );
+}
+
 pub fn start_server(env: &[(&str, String)]) -> Process {
     let mut child = command(&["serve"], env)
         .stdout(Stdio::piped())
