@@ -765,8 +765,9 @@ class Bench:
 HOT_SPOTS = [
     ("klaxon writer thread, all of it", r"klaxon::store::writer::spawn::\{closure_env"),
     ("  writer: the changes (dedup lookup, record JSON, index keys)", r"klaxon::store::writer::run$"),
-    ("  writer: the group's sled batch (Ledger::commit)", r"klaxon::store::ledger::Ledger::commit"),
-    ("  writer: flush and fdatasync (Syncer::sync)", r"klaxon::store::writer::Syncer::sync"),
+    # Ledger::commit and Syncer::sync are often inlined into the writer loop; their callees are not.
+    ("  writer: the group's sled batch (Group::commit)", r"klaxon::store::(ledger::Ledger::commit|group::Group::(commit|apply))"),
+    ("  writer: flush and fdatasync (Syncer::sync)", r"klaxon::store::writer::Syncer::sync|sled::(db::Db|tree::Tree)::flush"),
     ("sled Tree::apply_batch", r"sled::tree::Tree::apply_batch"),
     ("sled IO threadpool (write_to_log, thread spawns)", r"sled::threadpool::perform_work"),
     ("sled flush: sync_file_range", r"^\[\.\] sync_file_range|__x64_sys_sync_file_range"),
