@@ -42,7 +42,8 @@ pub struct StoreOptions {
     pub cache_bytes: u64,
     /// Writes stop (503) while the data dir's file system has less free space.
     pub min_free_bytes: u64,
-    /// Longest a request waits for its commit before answering 503.
+    /// Longest a request waits for its commit before answering 503, so that
+    /// no request is answered later than this even on a stalled disk.
     pub commit_timeout: Duration,
 }
 
@@ -51,7 +52,7 @@ impl Default for StoreOptions {
         Self {
             cache_bytes: 64 << 20,
             min_free_bytes: 64 << 20,
-            commit_timeout: Duration::from_secs(5),
+            commit_timeout: Duration::from_secs(1),
         }
     }
 }
@@ -333,4 +334,31 @@ fn sync_dir(dir: &Path) -> Result<(), StoreError> {
     fs::File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(|e| StoreError::io(dir, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_commit_slower_than_the_timeout_is_answered_with_a_timeout() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = StoreOptions {
+            commit_timeout: Duration::from_millis(200),
+            ..StoreOptions::default()
+        };
+        let store = Store::open(dir.path(), &options).unwrap();
+        // A stalled disk, as the writer sees it: the group takes longer than the timeout.
+        let slow = store
+            .write(|ledger| {
+                std::thread::sleep(Duration::from_millis(600));
+                ledger.probe()
+            })
+            .await;
+        assert!(matches!(slow, Err(StoreError::Timeout(_))), "{slow:?}");
+        // The writer carries on: once the slow group is done, changes commit normally.
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        store.probe().await.unwrap();
+        store.close();
+    }
 }
