@@ -44,16 +44,6 @@ pub fn id_suffix(key: &[u8]) -> Option<AlertId> {
     u64_suffix(key).map(AlertId::from_u64)
 }
 
-pub fn id_value(id: AlertId) -> [u8; 8] {
-    id.as_u64().to_be_bytes()
-}
-
-pub fn id_from_value(value: &[u8]) -> Option<AlertId> {
-    Some(AlertId::from_u64(u64::from_be_bytes(
-        value.try_into().ok()?,
-    )))
-}
-
 /// A Slack message's identity, hashed: 128 bits of SHA-256 over its team,
 /// channel and ts (length-prefixed), so that no two messages share one.
 pub fn message_hash(team: &str, channel: &str, ts: &str) -> [u8; 16] {
