@@ -118,11 +118,9 @@ impl Store {
             newest.push((key.id, key.seq));
             Ok(())
         })?;
-        // Sorted by id, newest line last: keep that one of each id.
-        newest.sort_unstable();
-        newest.reverse();
+        // By id, the newest line of each first: keep that one.
+        newest.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
         newest.dedup_by_key(|(id, _)| *id);
-        newest.reverse();
         let count = newest.len() as u64;
         let seq = end
             .seq

@@ -69,6 +69,36 @@ impl Group {
         }
     }
 
+    /// Reads `key` as a change being built sees it: its own writes `batch`,
+    /// then the group's, then the tree.
+    pub fn read_through(&self, batch: &Writes, key: &[u8]) -> Result<Option<IVec>, StoreError> {
+        match batch.get(key) {
+            Some(value) => Ok(value.clone()),
+            None => self.read(key),
+        }
+    }
+
+    /// Read-modify-write of a packed value into `batch`; a value left
+    /// empty removes its key.
+    pub fn update(
+        &self,
+        batch: &mut Writes,
+        key: &[u8],
+        change: impl FnOnce(&mut Vec<u8>),
+    ) -> Result<(), StoreError> {
+        let mut value = self
+            .read_through(batch, key)?
+            .map(|v| v.to_vec())
+            .unwrap_or_default();
+        change(&mut value);
+        if value.is_empty() {
+            batch.remove(key);
+        } else {
+            batch.insert(key, value);
+        }
+        Ok(())
+    }
+
     /// Ends the group: applies its pending writes as one atomic batch; the
     /// writer flushes after this. Fails if any part of the group could not be
     /// applied, so that no change of the group is answered 2xx.

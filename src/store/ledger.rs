@@ -186,13 +186,14 @@ impl Ledger {
         let team = new.slack.team_id.as_deref().unwrap_or_default();
         let message = keys::message_hash(team, &new.slack.channel_id, &new.slack.ts);
         let mut batch = Writes::default();
-        if let Some(id) = self.lookup(&batch, &message)? {
+        let bucket = self.bucket(&batch, &message)?;
+        if let Some(id) = bucket.find(&message) {
             return Ok(Inserted::Duplicate(self.load(id)?));
         }
         let id = self.next_id();
         let alert = Alert::open(id, self.next_seq(), new);
         let n = self.ordinals;
-        self.remember(&mut batch, &message, id)?;
+        bucket.add(&mut batch, &message, id);
         self.add_ordinal(&mut batch, n, id)?;
         self.put(&mut batch, None, &alert, Some(n))?;
         self.apply(batch)?;
@@ -229,16 +230,17 @@ impl Ledger {
     pub fn thread_reply(&mut self, reply: ThreadReply) -> Result<ReplyOutcome, StoreError> {
         let message = keys::message_hash(&reply.team, &reply.channel, &reply.ts);
         let mut batch = Writes::default();
-        if let Some(id) = self.lookup(&batch, &message)? {
+        let bucket = self.bucket(&batch, &message)?;
+        if let Some(id) = bucket.find(&message) {
             return Ok(ReplyOutcome::Duplicate(id));
         }
         let parent_message = keys::message_hash(&reply.team, &reply.channel, &reply.thread_ts);
-        let Some(parent) = self.lookup(&batch, &parent_message)? else {
+        let Some(parent) = self.bucket(&batch, &parent_message)?.find(&parent_message) else {
             return Ok(ReplyOutcome::NotAnAlert);
         };
         let before = self.load(parent)?;
         // The dedup entry goes in with the change: a retry changes nothing twice.
-        self.remember(&mut batch, &message, parent)?;
+        bucket.add(&mut batch, &message, parent);
         let actor = Actor {
             by: reply.user,
             note: None,
@@ -310,7 +312,9 @@ impl Ledger {
             // Thread replies kept as notes stay deduplicated after a restore.
             let replies = alert.notes.iter().filter_map(|n| n.ts.as_deref());
             for ts in std::iter::once(alert.slack.ts.as_str()).chain(replies) {
-                self.remember(&mut batch, &keys::message_hash(team, channel, ts), alert.id)?;
+                let message = keys::message_hash(team, channel, ts);
+                self.bucket(&batch, &message)?
+                    .add(&mut batch, &message, alert.id);
             }
             self.add_ordinal(&mut batch, *n, alert.id)?;
             self.put(&mut batch, None, alert, Some(*n))?;
@@ -423,26 +427,30 @@ impl Ledger {
             };
             let block = packed::bitmap_block(n);
             for prefix in before.map(keys::index_prefixes).into_iter().flatten() {
-                self.update(batch, &keys::bitmap(prefix, block), |b| {
-                    packed::clear_bit(b, n)
-                })?;
+                self.group
+                    .update(batch, &keys::bitmap(prefix, block), |b| {
+                        packed::clear_bit(b, n)
+                    })?;
             }
             for prefix in keys::index_prefixes(after) {
-                self.update(batch, &keys::bitmap(prefix, block), |b| {
-                    packed::set_bit(b, n)
-                })?;
+                self.group
+                    .update(batch, &keys::bitmap(prefix, block), |b| {
+                        packed::set_bit(b, n)
+                    })?;
             }
         }
         if let Some(old) = before {
             let seq = old.seq.to_be_bytes();
-            self.update(batch, &keys::change_block(old.seq), |b| {
-                CHANGE_ENTRIES.remove(b, &seq)
-            })?;
+            self.group
+                .update(batch, &keys::change_block(old.seq), |b| {
+                    CHANGE_ENTRIES.remove(b, &seq)
+                })?;
         }
         let entry = packed::entry(&after.seq.to_be_bytes(), after.id);
-        self.update(batch, &keys::change_block(after.seq), |b| {
-            CHANGE_ENTRIES.insert(b, &entry)
-        })?;
+        self.group
+            .update(batch, &keys::change_block(after.seq), |b| {
+                CHANGE_ENTRIES.insert(b, &entry)
+            })?;
         batch.insert(keys::meta("seq"), self.seq.max(after.seq).to_be_bytes());
         let counted = |a: &Alert| keys::count(a.status, a.urgency);
         if before.map(counted) != Some(counted(after)) {
@@ -458,38 +466,10 @@ impl Ledger {
         Ok(())
     }
 
-    /// Reads `key` as the change being built sees it: its own writes, then
-    /// the group's, then the tree.
-    fn read(&self, batch: &Writes, key: &[u8]) -> Result<Option<IVec>, StoreError> {
-        match batch.get(key) {
-            Some(value) => Ok(value.clone()),
-            None => self.group.read(key),
-        }
-    }
-
-    /// Read-modify-write of a packed value; one left empty removes its key.
-    fn update(
-        &self,
-        batch: &mut Writes,
-        key: &[u8],
-        change: impl FnOnce(&mut Vec<u8>),
-    ) -> Result<(), StoreError> {
-        let mut value = self
-            .read(batch, key)?
-            .map(|v| v.to_vec())
-            .unwrap_or_default();
-        change(&mut value);
-        if value.is_empty() {
-            batch.remove(key);
-        } else {
-            batch.insert(key, value);
-        }
-        Ok(())
-    }
-
     /// Records `id` as ordinal `n`, and the new ordinal count.
     fn add_ordinal(&self, batch: &mut Writes, n: u64, id: AlertId) -> Result<(), StoreError> {
-        self.update(batch, &keys::ordinal_block(n), |b| packed::set_id(b, n, id))?;
+        self.group
+            .update(batch, &keys::ordinal_block(n), |b| packed::set_id(b, n, id))?;
         let count = self.ordinals.max(n + 1);
         batch.insert(keys::meta("ordinals"), count.to_be_bytes());
         Ok(())
@@ -500,32 +480,20 @@ impl Ledger {
         Ordinals::new(self.ordinals, |key| self.group.read(key))
     }
 
-    /// Remembers that the message with this hash belongs to alert `id`.
-    fn remember(
-        &self,
-        batch: &mut Writes,
-        message: &[u8; 16],
-        id: AlertId,
-    ) -> Result<(), StoreError> {
-        let entry = packed::entry(message, id);
-        self.update(batch, &keys::message_bucket(message), |b| {
-            MESSAGE_ENTRIES.insert(b, &entry)
+    /// The message bucket `message` falls in, as this change sees it.
+    fn bucket(&self, batch: &Writes, message: &[u8; 16]) -> Result<Bucket, StoreError> {
+        let key = keys::message_bucket(message);
+        let value = self.group.read_through(batch, &key)?;
+        Ok(Bucket {
+            key,
+            value: value.map(|v| v.to_vec()).unwrap_or_default(),
         })
-    }
-
-    /// The alert of the message with this hash, if it was handled before.
-    fn lookup(&self, batch: &Writes, message: &[u8; 16]) -> Result<Option<AlertId>, StoreError> {
-        let Some(bucket) = self.read(batch, &keys::message_bucket(message))? else {
-            return Ok(None);
-        };
-        Ok(MESSAGE_ENTRIES
-            .find(&bucket, message)
-            .and_then(packed::entry_id))
     }
 
     fn count(&self, batch: &Writes, key: &[u8]) -> Result<u64, StoreError> {
         Ok(self
-            .read(batch, key)?
+            .group
+            .read_through(batch, key)?
             .and_then(|v| keys::u64_value(&v))
             .unwrap_or(0))
     }
@@ -549,6 +517,27 @@ impl Ledger {
     fn next_seq(&mut self) -> u64 {
         self.seq += 1;
         self.seq
+    }
+}
+
+/// A message bucket read once: to find a message and then add one.
+struct Bucket {
+    key: [u8; 3],
+    value: Vec<u8>,
+}
+
+impl Bucket {
+    /// The alert of `message`, if it was handled before.
+    fn find(&self, message: &[u8; 16]) -> Option<AlertId> {
+        MESSAGE_ENTRIES
+            .find(&self.value, message)
+            .and_then(packed::entry_id)
+    }
+
+    /// Remembers that `message` belongs to alert `id`.
+    fn add(mut self, batch: &mut Writes, message: &[u8; 16], id: AlertId) {
+        MESSAGE_ENTRIES.insert(&mut self.value, &packed::entry(message, id));
+        batch.insert(self.key, self.value);
     }
 }
 

@@ -156,7 +156,7 @@ pub fn id_at(block: &[u8], n: u64) -> Option<AlertId> {
 /// Maps ordinals to ids through `read` (a reader of `I` blocks), and ids
 /// back to ordinals by binary search: ordinals follow id order.
 pub struct Ordinals<R> {
-    pub count: u64,
+    count: u64,
     read: R,
     cached: Option<(u64, IVec)>,
 }
