@@ -40,7 +40,7 @@ pub async fn list(
     params: web::Query<ListParams>,
     store: web::Data<Store>,
 ) -> Result<HttpResponse, ApiError> {
-    let tag = etag::for_store(&store, &req);
+    let tag = etag::for_store(&store, &req).await?;
     if let Some(unchanged) = etag::not_modified(&req, &tag) {
         return Ok(unchanged);
     }
@@ -118,7 +118,7 @@ pub async fn summary(
     req: HttpRequest,
     store: web::Data<Store>,
 ) -> Result<HttpResponse, ApiError> {
-    let tag = etag::for_store(&store, &req);
+    let tag = etag::for_store(&store, &req).await?;
     if let Some(unchanged) = etag::not_modified(&req, &tag) {
         return Ok(unchanged);
     }

@@ -6,19 +6,21 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, HttpResponseBuilder};
 
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 
 /// A tag that changes with any change to the store, and differs per query.
-pub fn for_store(store: &Store, req: &HttpRequest) -> String {
+/// It covers every change answered before the request.
+pub async fn for_store(store: &Store, req: &HttpRequest) -> Result<String, StoreError> {
+    let seq = store.settled_seq().await?;
     let mut hasher = DefaultHasher::new();
     req.path().hash(&mut hasher);
     req.query_string().hash(&mut hasher);
-    format!(
+    Ok(format!(
         "\"{:x}.{}.{:x}\"",
         store.instance(),
-        store.durable_seq(),
+        seq,
         hasher.finish() & 0xffff_ffff
-    )
+    ))
 }
 
 /// A tag for one alert: its latest change.

@@ -1,16 +1,17 @@
 //! The commit group's pending writes. Every change on the writer adds its
-//! writes here whole; reads on the writer see them over the tree; at the end
-//! of the group they go to sled as one atomic batch, before its flush.
+//! writes here whole; reads on the writer see them over the tree. At the end
+//! of the group, all its writes go to the journal as one record; once that is
+//! durable, they go to sled as one atomic batch.
 //!
 //! One batch per group rather than per change matters for speed: sled 0.34
-//! writes its log buffer out (a `pwrite` and a `sync_file_range` on its IO
-//! threads) twice for every batch it applies.
+//! does work on its IO threads for every batch it applies.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use sled::{Batch, IVec, Tree};
 
-use super::StoreError;
+use super::{keys, StoreError};
 
 /// The writes of one change: they join the group together or not at all.
 /// A later write of a key replaces an earlier one.
@@ -33,11 +34,17 @@ impl Writes {
     }
 }
 
-/// Writes of the current group not yet applied to the tree.
+/// Key → value, `None` when removed; ordered, as sled likes its batches.
+pub type WriteMap = BTreeMap<Vec<u8>, Option<IVec>>;
+
+/// The writes of the current group.
 pub struct Group {
     tree: Tree,
-    /// Key → value, `None` when removed; ordered, as sled likes its batches.
-    pending: BTreeMap<Vec<u8>, Option<IVec>>,
+    /// Not yet applied to the tree.
+    pending: WriteMap,
+    /// Applied to the tree before the group ended, for a change that had to
+    /// see them there; they still belong in the group's journal record.
+    early: WriteMap,
     /// Set when applying part of the group failed: the whole group fails.
     failed: Option<StoreError>,
     /// Tests: the next apply to the tree fails.
@@ -50,6 +57,7 @@ impl Group {
         Self {
             tree,
             pending: BTreeMap::new(),
+            early: BTreeMap::new(),
             failed: None,
             #[cfg(test)]
             fail_next_apply: false,
@@ -99,20 +107,38 @@ impl Group {
         Ok(())
     }
 
-    /// Ends the group: applies its pending writes as one atomic batch; the
-    /// writer flushes after this. Fails if any part of the group could not be
-    /// applied, so that no change of the group is answered 2xx.
-    pub fn commit(&mut self) -> Result<(), StoreError> {
+    /// Ends the group's changes: all its writes, for the journal. Fails if
+    /// part of the group could not be applied, so that no change of the group
+    /// is answered 2xx.
+    pub fn seal(&mut self) -> Result<Cow<'_, WriteMap>, StoreError> {
         if let Some(e) = self.failed.take() {
-            self.pending.clear();
+            self.discard();
             return Err(e);
         }
-        self.apply()
+        if self.early.is_empty() {
+            return Ok(Cow::Borrowed(&self.pending));
+        }
+        let mut all = self.early.clone();
+        all.extend(self.pending.iter().map(|(k, v)| (k.clone(), v.clone())));
+        Ok(Cow::Owned(all))
+    }
+
+    /// Applies the rest of a sealed group to the tree as one atomic batch,
+    /// with the number of the journal record that holds the group.
+    pub fn finish(&mut self, record: u64) -> Result<(), StoreError> {
+        self.pending.insert(
+            keys::meta("journal"),
+            Some(IVec::from(&record.to_be_bytes())),
+        );
+        self.apply()?;
+        self.early.clear();
+        Ok(())
     }
 
     /// Drops the pending writes (the group's commit failed).
     pub fn discard(&mut self) {
         self.pending.clear();
+        self.early.clear();
         self.failed = None;
     }
 
@@ -123,12 +149,13 @@ impl Group {
             return Ok(());
         }
         let mut batch = Batch::default();
-        for (key, value) in std::mem::take(&mut self.pending) {
+        for (key, value) in &self.pending {
             match value {
-                Some(value) => batch.insert(key, value),
-                None => batch.remove(key),
+                Some(value) => batch.insert(key.as_slice(), value.clone()),
+                None => batch.remove(key.as_slice()),
             }
         }
+        let applied = std::mem::take(&mut self.pending);
         #[cfg(test)]
         if std::mem::take(&mut self.fail_next_apply) {
             let e = StoreError::Corrupt("injected apply failure".into());
@@ -139,6 +166,8 @@ impl Group {
             let e = StoreError::from(e);
             self.failed = Some(e.clone());
             e
-        })
+        })?;
+        self.early.extend(applied);
+        Ok(())
     }
 }

@@ -1,15 +1,16 @@
 //! The write side: every change to the store, run one at a time on the
 //! writer thread. A change's writes (the record, its index entries, dedup
 //! key, change-feed entry and counts) join the commit group ([`Group`]) all
-//! together or not at all; the writer applies the whole group as one atomic
-//! sled batch before its flush, so a crash leaves either all of a change or
-//! none of it. Reads on the writer see the group's pending writes.
+//! together or not at all; the writer journals the whole group as one record,
+//! then applies it as one atomic sled batch, so a crash leaves either all of
+//! a change or none of it. Reads on the writer see the group's pending writes.
 
+use std::borrow::Cow;
 use std::path::PathBuf;
 
 use sled::{IVec, Tree};
 
-use super::group::{Group, Writes};
+use super::group::{Group, WriteMap, Writes};
 use super::keys;
 use super::packed::{self, Ordinals, CHANGE_ENTRIES, MESSAGE_ENTRIES};
 use super::StoreError;
@@ -161,9 +162,14 @@ impl Ledger {
         self.apply(writes)
     }
 
-    /// Ends the commit group (see [`Group::commit`]).
-    pub fn commit(&mut self) -> Result<(), StoreError> {
-        self.group.commit()
+    /// Ends the commit group's changes (see [`Group::seal`]).
+    pub fn seal(&mut self) -> Result<Cow<'_, WriteMap>, StoreError> {
+        self.group.seal()
+    }
+
+    /// Applies the sealed group to the tree (see [`Group::finish`]).
+    pub fn finish(&mut self, record: u64) -> Result<(), StoreError> {
+        self.group.finish(record)
     }
 
     /// Drops the group's pending writes (its commit failed). Ordinals must
@@ -570,6 +576,12 @@ mod tests {
         }
     }
 
+    /// Ends the group as the writer does, without a journal.
+    fn commit(ledger: &mut Ledger) -> Result<(), StoreError> {
+        ledger.seal()?;
+        ledger.finish(0)
+    }
+
     /// Offers the message with this ts; it must be new.
     fn create(ledger: &mut Ledger, ts: &str) -> Alert {
         match ledger.insert_if_new(message(ts)).unwrap() {
@@ -592,7 +604,7 @@ mod tests {
         assert!(matches!(changed, Ok(Changed::Yes(_))));
         assert!(ledger.tree.get(keys::alert(first.id)).unwrap().is_none());
 
-        ledger.commit().unwrap();
+        commit(&mut ledger).unwrap();
         let stored = super::super::decode_alert(ledger.tree.get(keys::alert(first.id)).unwrap())
             .unwrap()
             .unwrap();
@@ -615,9 +627,9 @@ mod tests {
         create(&mut ledger, "3.4");
         // The end of the group must fail too, and apply nothing more: the first
         // alert's writes are lost, so no change of the group may be answered 2xx.
-        assert!(ledger.commit().is_err());
+        assert!(commit(&mut ledger).is_err());
         ledger.discard();
-        ledger.commit().unwrap();
+        commit(&mut ledger).unwrap();
         assert!(ledger.tree.scan_prefix([keys::ALERT]).next().is_none());
     }
 
@@ -627,8 +639,9 @@ mod tests {
         let mut ledger = ledger(dir.path());
         let alert = create(&mut ledger, "2.2");
         ledger.discard();
-        ledger.commit().unwrap();
-        assert!(ledger.tree.iter().next().is_none());
+        commit(&mut ledger).unwrap();
+        assert!(ledger.tree.scan_prefix([keys::ALERT]).next().is_none());
+        assert!(ledger.tree.scan_prefix([keys::MESSAGE]).next().is_none());
         assert!(ledger.get(alert.id).unwrap().is_none());
     }
 }

@@ -1,13 +1,15 @@
 //! The alert store: sled behind one domain-named type. Nothing else touches sled.
 //!
 //! All changes go through one writer thread ([`writer`]) that commits them in
-//! groups: a change is answered only after the flush and fsync that cover it.
-//! Reads go straight to sled on the blocking pool.
+//! groups: a change is answered only after the journal record that holds it
+//! is on disk ([`journal`]). Reads go straight to sled on the blocking pool,
+//! once the tree holds every change answered before them.
 
 pub mod backup;
 pub mod check;
 mod error;
 mod group;
+mod journal;
 pub mod keys;
 mod ledger;
 mod migrate;
@@ -19,7 +21,6 @@ mod writer;
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -32,8 +33,9 @@ pub use ledger::{Action, Actor, Changed, Inserted, Refused, ReplyOutcome, Thread
 pub use query::{ChangePage, Counts, ListQuery, Page};
 
 use crate::alert::{now_ms, Alert, AlertId, NewAlert};
+use journal::Journal;
 use ledger::Ledger;
-use writer::{Completion, Job, Syncer};
+use writer::{Completion, Job, Progress, Syncer};
 
 /// How the store runs.
 #[derive(Clone, Debug)]
@@ -72,7 +74,7 @@ struct Inner {
     tree: sled::Tree,
     jobs: Mutex<Option<mpsc::Sender<Job>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
-    durable_seq: Arc<AtomicU64>,
+    progress: Arc<Progress>,
     /// Random per database: tells one store's ETags from another's.
     instance: u64,
     commit_timeout: Duration,
@@ -106,6 +108,8 @@ impl Store {
             }
             None => initialise(&tree, &path)?,
         };
+        let syncer = Syncer::new(db, &path)?;
+        let journal = recover(&tree, &syncer, &path, instance)?;
         let last_id = tree
             .scan_prefix([keys::ALERT])
             .keys()
@@ -118,12 +122,10 @@ impl Store {
             .and_then(|v| keys::u64_value(&v))
             .unwrap_or(0);
         let ordinals = ordinal_count(&tree)?;
-        let syncer = Syncer::new(db, &path)?;
-        syncer.sync()?;
         sync_dir(&path)?;
         sync_dir(data_dir)?;
 
-        let durable_seq = Arc::new(AtomicU64::new(seq));
+        let progress = Arc::new(Progress::new(seq));
         let (tx, rx) = mpsc::channel();
         let ledger = Ledger::new(
             tree.clone(),
@@ -133,14 +135,14 @@ impl Store {
             data_dir.to_owned(),
             options.min_free_bytes,
         );
-        let handle = writer::spawn(ledger, syncer, rx, durable_seq.clone())
+        let handle = writer::spawn(ledger, journal, syncer, rx, progress.clone())
             .map_err(|e| StoreError::io(&path, e))?;
         Ok(Store {
             inner: Arc::new(Inner {
                 tree,
                 jobs: Mutex::new(Some(tx)),
                 writer: Mutex::new(Some(handle)),
-                durable_seq,
+                progress,
                 instance,
                 commit_timeout: options.commit_timeout,
             }),
@@ -193,16 +195,17 @@ impl Store {
         self.read(query::counts).await
     }
 
-    /// Changes after `after`, up to the latest durable one.
+    /// Changes after `after`, up to the latest one in the tree.
     pub async fn changes(&self, after: u64, limit: usize) -> Result<ChangePage, StoreError> {
-        let up_to = self.durable_seq();
+        let up_to = self.settled_seq().await?;
         self.read(move |tree| query::changes(tree, after, up_to, limit))
             .await
     }
 
-    /// Sequence number of the latest change known to be on disk.
-    pub fn durable_seq(&self) -> u64 {
-        self.inner.durable_seq.load(Ordering::Acquire)
+    /// Sequence number of the latest change readers see, once they see
+    /// every change answered before this call (on disk, and in the tree).
+    pub async fn settled_seq(&self) -> Result<u64, StoreError> {
+        self.inner.progress.settled().await
     }
 
     /// Identifies this database (changes when a store is recreated or restored).
@@ -266,10 +269,13 @@ impl Store {
         Ok(rx)
     }
 
+    /// Runs `query` on the blocking pool once the tree holds every change
+    /// answered before the call.
     async fn read<T: Send + 'static>(
         &self,
         query: impl FnOnce(&sled::Tree) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
+        self.inner.progress.settled().await?;
         let tree = self.inner.tree.clone();
         actix_web::rt::task::spawn_blocking(move || query(&tree))
             .await
@@ -306,6 +312,41 @@ fn initialise(tree: &sled::Tree, path: &Path) -> Result<u64, StoreError> {
     batch.insert(keys::meta("instance"), &instance.to_be_bytes());
     tree.apply_batch(batch)?;
     Ok(instance)
+}
+
+/// Opens the journal, and applies to the tree the groups it holds that the
+/// tree lacks (the server stopped before applying them), then checkpoints.
+fn recover(
+    tree: &sled::Tree,
+    syncer: &Syncer,
+    path: &Path,
+    instance: u64,
+) -> Result<Journal, StoreError> {
+    let applied = tree
+        .get(keys::meta("journal"))?
+        .and_then(|v| keys::u64_value(&v))
+        .unwrap_or(0);
+    let (journal, unapplied) = Journal::open(path, instance, applied, journal::FILE_BYTES)?;
+    if let Some(last) = unapplied.last() {
+        tracing::info!(
+            groups = unapplied.len(),
+            up_to = last.number,
+            "applying journalled groups the store had not applied"
+        );
+    }
+    for group in unapplied {
+        let mut batch = sled::Batch::default();
+        for (key, value) in group.writes {
+            match value {
+                Some(value) => batch.insert(key, value),
+                None => batch.remove(key),
+            }
+        }
+        batch.insert(keys::meta("journal"), &group.number.to_be_bytes());
+        tree.apply_batch(batch)?;
+    }
+    syncer.sync()?;
+    Ok(journal)
 }
 
 /// A `v{N}` directory with N above ours means a newer klaxon wrote here.
