@@ -110,7 +110,7 @@ pub fn event_ignored(reason: &str) {
         .increment(1);
 }
 
-/// One group commit: how long its flush and fsync took and how many changes it covered.
+/// One group commit: how long its journal write and fsync took and how many changes it covered.
 pub fn flushed(elapsed: Duration, group: usize) {
     histogram!("klaxon_store_flush_duration_seconds").record(elapsed.as_secs_f64());
     histogram!("klaxon_store_group_size").record(group as f64);
