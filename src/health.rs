@@ -6,21 +6,25 @@ use serde_json::json;
 use crate::api::responses::{HeadersTooLarge, Unavailable};
 use crate::api::schemas::Health;
 use crate::error::ApiError;
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 
-/// `GET /healthz`: the process is up and answering.
+/// `GET /healthz`: the process is up and answering, and its store has not
+/// stopped on a storage failure (only a restart recovers from that).
 #[utoipa::path(
     get,
     path = "/healthz",
     tag = "health",
-    summary = "Liveness: the process is up and answering",
+    summary = "Liveness: the process is up and answering; its store has not stopped on a storage failure",
     responses(
         (status = 200, description = "Up.", body = Health, example = json!({"status": "ok"})),
-        HeadersTooLarge
+        HeadersTooLarge, Unavailable
     )
 )]
-pub async fn healthz() -> HttpResponse {
-    HttpResponse::Ok().json(json!({"status": "ok"}))
+pub async fn healthz(store: web::Data<Store>) -> Result<HttpResponse, ApiError> {
+    if store.stopped() {
+        return Err(StoreError::Closed.into());
+    }
+    Ok(HttpResponse::Ok().json(json!({"status": "ok"})))
 }
 
 /// `GET /readyz`: the store can be written (durably) and read back.

@@ -68,7 +68,8 @@ impl Store {
     /// Writes a consistent snapshot to `out`. Blocking: run it off the async workers.
     pub fn backup(&self, out: &mut dyn Write) -> Result<Summary, StoreError> {
         let io = |e: std::io::Error| StoreError::io("backup output", e);
-        let started_at = self.inner.progress.visible();
+        self.settle_blocking()?;
+        let started_at = self.inner.progress.seq();
         serde_json::to_writer(
             &mut *out,
             &Header {

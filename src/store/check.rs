@@ -20,6 +20,7 @@ pub struct Report {
 impl Store {
     /// Checks the store's invariants. Blocking; run it while no writes happen for an exact answer.
     pub fn check(&self) -> Result<Report, StoreError> {
+        self.settle_blocking()?;
         let tree = &self.inner.tree;
         let mut report = Report::default();
         // What the records say every packed key should hold.

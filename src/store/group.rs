@@ -112,7 +112,6 @@ impl Group {
     /// is answered 2xx.
     pub fn seal(&mut self) -> Result<Cow<'_, WriteMap>, StoreError> {
         if let Some(e) = self.failed.take() {
-            self.discard();
             return Err(e);
         }
         if self.early.is_empty() {
@@ -133,6 +132,11 @@ impl Group {
         self.apply()?;
         self.early.clear();
         Ok(())
+    }
+
+    /// Whether part of the group is in the tree already (see [`Group::apply`]).
+    pub fn applied_early(&self) -> bool {
+        !self.early.is_empty()
     }
 
     /// Drops the pending writes (the group's commit failed).

@@ -66,6 +66,9 @@ pub struct Journal {
     next: u64,
     file_bytes: u64,
     buf: Vec<u8>,
+    /// A record write or fsync failed: what the file holds is uncertain, so
+    /// nothing more is written until a restart recovers from the journal.
+    broken: bool,
 }
 
 impl Journal {
@@ -114,6 +117,7 @@ impl Journal {
             next: last.max(applied) + 1,
             file_bytes,
             buf: Vec::new(),
+            broken: false,
         };
         Ok((journal, unapplied))
     }
@@ -126,6 +130,7 @@ impl Journal {
         writes: impl Iterator<Item = (&'a [u8], Option<&'a [u8]>)>,
         checkpoint: impl FnOnce() -> Result<(), StoreError>,
     ) -> Result<Appended, StoreError> {
+        self.usable()?;
         let number = self.next;
         encode(&mut self.buf, self.instance, number, GROUP, writes);
         let len = self.buf.len() as u64;
@@ -138,19 +143,35 @@ impl Journal {
             self.current = 1 - self.current;
             self.offset = 0;
         }
-        let start = self.offset;
-        if let Err(e) = self.write_record().and_then(|()| self.sync()) {
-            // The next record goes over this one, which was never answered.
-            self.offset = start;
-            return Err(e);
-        }
+        self.write_record()?;
+        self.sync()?;
         self.next += 1;
         Ok(Appended::Durable(number))
+    }
+
+    /// Marks the journal unusable: a group got a number it may never have a
+    /// record for, and records after a gap would not be read back.
+    pub fn break_off(&mut self) {
+        self.broken = true;
+    }
+
+    pub fn is_broken(&self) -> bool {
+        self.broken
+    }
+
+    fn usable(&self) -> Result<(), StoreError> {
+        if self.broken {
+            return Err(StoreError::Corrupt(
+                "an earlier journal write failed; restart klaxon to recover".into(),
+            ));
+        }
+        Ok(())
     }
 
     /// Notes that sled holds every record up to `number` durably (after a
     /// [`Appended::TooBig`] group). Not synced: sled's own record covers it.
     pub fn checkpointed(&mut self, number: u64) -> Result<(), StoreError> {
+        self.usable()?;
         encode(
             &mut self.buf,
             self.instance,
@@ -166,6 +187,9 @@ impl Journal {
         self.write_record()
     }
 
+    /// Writes the record in `buf` at the offset. A failure to grow the file
+    /// (a full disk) leaves the journal as it was; a failure once the
+    /// record's bytes are being written breaks it (see [`Journal::break_off`]).
     fn write_record(&mut self) -> Result<(), StoreError> {
         let end = self.offset + self.buf.len() as u64;
         let file = &self.files[self.current];
@@ -176,15 +200,22 @@ impl Journal {
             file.write_all_at(&vec![0; grow as usize], at).map_err(io)?;
             self.filled[self.current] = at + grow;
         }
-        file.write_all_at(&self.buf, self.offset).map_err(io)?;
+        if let Err(e) = file.write_all_at(&self.buf, self.offset) {
+            self.broken = true;
+            return Err(io(e));
+        }
         self.offset = end;
         Ok(())
     }
 
-    fn sync(&self) -> Result<(), StoreError> {
-        self.files[self.current]
-            .sync_data()
-            .map_err(|e| StoreError::io(&self.paths[self.current], e))
+    fn sync(&mut self) -> Result<(), StoreError> {
+        let synced = self.files[self.current].sync_data();
+        synced.map_err(|e| {
+            // After a failed fsync the kernel may have dropped the pages:
+            // what the file holds is unknown (PostgreSQL's "fsyncgate").
+            self.broken = true;
+            StoreError::io(&self.paths[self.current], e)
+        })
     }
 }
 
@@ -445,6 +476,27 @@ mod tests {
         // sled holds record 2: only record 3 is left to apply.
         let (_, unapplied) = Journal::open(dir.path(), INSTANCE, 2, small).unwrap();
         assert_eq!(keys_of(&unapplied), vec![(3, vec!["b".to_string()])]);
+    }
+
+    #[test]
+    fn a_failed_record_write_breaks_the_journal_until_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut journal, _) = Journal::open(dir.path(), INSTANCE, 0, FILE_BYTES).unwrap();
+        append(&mut journal, &[write("a", "1")]);
+        // The disk starts failing writes where the file has room already.
+        let path = journal.paths[journal.current].clone();
+        journal.files[journal.current] = File::open(&path).unwrap();
+        let writes = [write("b", "2")];
+        let iter = borrowed(writes.iter().map(|(k, v)| (k, v)));
+        assert!(journal.append(iter, || Ok(())).is_err());
+        assert!(journal.is_broken());
+        // Nothing more is written, even where it would work again.
+        journal.files[journal.current] = OpenOptions::new().write(true).open(&path).unwrap();
+        let iter = borrowed(writes.iter().map(|(k, v)| (k, v)));
+        assert!(journal.append(iter, || Ok(())).is_err());
+        drop(journal);
+        let (_, unapplied) = Journal::open(dir.path(), INSTANCE, 0, FILE_BYTES).unwrap();
+        assert_eq!(keys_of(&unapplied), vec![(1, vec!["a".to_string()])]);
     }
 
     #[test]

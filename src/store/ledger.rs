@@ -172,6 +172,11 @@ impl Ledger {
         self.group.finish(record)
     }
 
+    /// Whether part of the group is in the tree already, without a journal record.
+    pub fn applied_early(&self) -> bool {
+        self.group.applied_early()
+    }
+
     /// Drops the group's pending writes (its commit failed). Ordinals must
     /// stay dense, so the count goes back to what the tree holds.
     pub fn discard(&mut self) {

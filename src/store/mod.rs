@@ -205,7 +205,22 @@ impl Store {
     /// Sequence number of the latest change readers see, once they see
     /// every change answered before this call (on disk, and in the tree).
     pub async fn settled_seq(&self) -> Result<u64, StoreError> {
-        self.inner.progress.settled().await
+        let timeout = self.inner.commit_timeout;
+        match tokio::time::timeout(timeout, self.inner.progress.settled()).await {
+            Ok(seq) => seq,
+            Err(_) => Err(StoreError::Timeout(timeout)),
+        }
+    }
+
+    /// Blocking callers: returns once the tree holds every change answered
+    /// before the call (a no-op change passes through the writer after them).
+    fn settle_blocking(&self) -> Result<(), StoreError> {
+        self.write_blocking(|_| Ok(()))
+    }
+
+    /// The writer has stopped on a storage failure: only a restart recovers.
+    pub fn stopped(&self) -> bool {
+        self.inner.progress.stopped()
     }
 
     /// Identifies this database (changes when a store is recreated or restored).
@@ -275,7 +290,7 @@ impl Store {
         &self,
         query: impl FnOnce(&sled::Tree) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        self.inner.progress.settled().await?;
+        self.settled_seq().await?;
         let tree = self.inner.tree.clone();
         actix_web::rt::task::spawn_blocking(move || query(&tree))
             .await

@@ -49,13 +49,15 @@ impl Syncer {
     }
 }
 
-/// What readers may see: a change is answered once it is committed (in the
+/// What readers may see: a group is answered once it is committed (in the
 /// journal) and visible once it is in the tree, a moment later.
 pub struct Progress {
     committed: AtomicU64,
-    visible: AtomicU64,
-    /// A committed group could not be applied to the tree: the store stops
-    /// until a restart applies it from the journal.
+    applied: AtomicU64,
+    /// The sequence number of the latest change in the tree.
+    seq: AtomicU64,
+    /// The writer has stopped (a committed group could not be applied, or
+    /// the journal broke): reads fail until a restart recovers.
     stopped: AtomicBool,
     changed: Notify,
 }
@@ -63,19 +65,24 @@ pub struct Progress {
 impl Progress {
     pub fn new(seq: u64) -> Self {
         Self {
-            committed: AtomicU64::new(seq),
-            visible: AtomicU64::new(seq),
+            committed: AtomicU64::new(0),
+            applied: AtomicU64::new(0),
+            seq: AtomicU64::new(seq),
             stopped: AtomicBool::new(false),
             changed: Notify::new(),
         }
     }
 
     /// The sequence number of the latest change in the tree.
-    pub fn visible(&self) -> u64 {
-        self.visible.load(Ordering::Acquire)
+    pub fn seq(&self) -> u64 {
+        self.seq.load(Ordering::Acquire)
     }
 
-    /// Waits until the tree holds every change answered before this call;
+    pub fn stopped(&self) -> bool {
+        self.stopped.load(Ordering::Acquire)
+    }
+
+    /// Waits until the tree holds every group answered before this call;
     /// returns the sequence number it holds then.
     pub async fn settled(&self) -> Result<u64, StoreError> {
         let target = self.committed.load(Ordering::Acquire);
@@ -83,25 +90,41 @@ impl Progress {
             let changed = self.changed.notified();
             tokio::pin!(changed);
             changed.as_mut().enable();
-            if self.stopped.load(Ordering::Acquire) {
+            if self.stopped() {
                 return Err(StoreError::Closed);
             }
-            let visible = self.visible();
-            if visible >= target {
-                return Ok(visible);
+            if self.applied.load(Ordering::Acquire) >= target {
+                return Ok(self.seq());
             }
             changed.await;
         }
     }
 
-    fn publish(&self, visible: u64) {
-        self.visible.store(visible, Ordering::Release);
+    fn commit(&self, groups: u64) {
+        self.committed.store(groups, Ordering::Release);
+    }
+
+    fn publish(&self, groups: u64, seq: u64) {
+        self.seq.store(seq, Ordering::Release);
+        self.applied.store(groups, Ordering::Release);
         self.changed.notify_waiters();
     }
 
     fn stop(&self) {
         self.stopped.store(true, Ordering::Release);
         self.changed.notify_waiters();
+    }
+}
+
+/// Stops the store if the writer thread ends by panicking, so that no read
+/// waits for it.
+struct StopOnPanic(Arc<Progress>);
+
+impl Drop for StopOnPanic {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.stop();
+        }
     }
 }
 
@@ -116,7 +139,10 @@ pub fn spawn(
     std::thread::Builder::new()
         .name("klaxon-writer".into())
         .spawn(move || {
+            let _guard = StopOnPanic(progress.clone());
             let mut group: Vec<Completion> = Vec::with_capacity(MAX_GROUP);
+            // Groups committed to the journal so far.
+            let mut groups = 0;
             while let Ok(first) = jobs.recv() {
                 ledger.measure_room();
                 run(first, &mut ledger, &mut group);
@@ -128,17 +154,19 @@ pub fn spawn(
                 }
                 let started = std::time::Instant::now();
                 let committed = commit(&mut ledger, &mut journal, &syncer);
+                let mut usable = true;
                 match &committed {
-                    Ok(_) => {
+                    Ok(record) => {
                         crate::metrics::flushed(started.elapsed(), group.len());
-                        progress
-                            .committed
-                            .store(ledger.seq(), Ordering::Release);
+                        if record.is_some() {
+                            groups += 1;
+                            progress.commit(groups);
+                        }
                     }
                     Err(e) => {
-                        ledger.discard();
                         crate::metrics::flush_failed();
                         tracing::error!(error = %e, "committing to the store failed");
+                        usable = recover_from_failure(&mut ledger, &journal, &syncer);
                     }
                 }
                 for done in group.drain(..) {
@@ -146,12 +174,16 @@ pub fn spawn(
                 }
                 if let Ok(Some(record)) = committed {
                     if let Err(e) = ledger.finish(record) {
-                        tracing::error!(error = %e, record, "applying a committed group to the store failed; the store stops, and a restart applies it from the journal");
-                        progress.stop();
-                        return;
+                        tracing::error!(error = %e, record, "applying a committed group to the store failed");
+                        usable = false;
                     }
                 }
-                progress.publish(ledger.seq());
+                if !usable {
+                    tracing::error!("the store has stopped; restart klaxon to recover from its journal");
+                    progress.stop();
+                    return;
+                }
+                progress.publish(groups, ledger.seq());
             }
             if let Err(e) = syncer.sync() {
                 tracing::error!(error = %e, "final flush of the store failed");
@@ -176,12 +208,34 @@ fn commit(
         Appended::Durable(record) => Ok(Some(record)),
         Appended::TooBig(record) => {
             // Rare (a group of huge messages): sled's own flush makes it durable.
-            ledger.finish(record)?;
-            syncer.sync()?;
-            journal.checkpointed(record)?;
-            Ok(None)
+            let durable = ledger
+                .finish(record)
+                .and_then(|()| syncer.sync())
+                .and_then(|()| journal.checkpointed(record));
+            if durable.is_err() {
+                journal.break_off();
+            }
+            durable.map(|()| None)
         }
     }
+}
+
+/// After a failed commit: drops the group, and says whether the writer can
+/// go on. Part of the group may be in the tree already, with no journal
+/// record; later groups build on it, so it is made durable in sled now.
+fn recover_from_failure(ledger: &mut Ledger, journal: &Journal, syncer: &Syncer) -> bool {
+    let early = ledger.applied_early();
+    ledger.discard();
+    if journal.is_broken() {
+        return false;
+    }
+    if early {
+        if let Err(e) = syncer.sync() {
+            tracing::error!(error = %e, "flushing what a failed group left in the store failed");
+            return false;
+        }
+    }
+    true
 }
 
 /// Runs one job; a panic in it (a bug) fails that request, not the writer.
@@ -195,13 +249,38 @@ fn run(job: Job, ledger: &mut Ledger, group: &mut Vec<Completion>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::alert::AlertId;
     use std::time::Duration;
+
+    #[test]
+    fn what_a_failed_group_left_in_the_tree_is_flushed_before_the_writer_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::Config::new().path(dir.path()).open().unwrap();
+        let tree = db.open_tree("t").unwrap();
+        let mut ledger = Ledger::new(tree, AlertId::MIN, 0, 0, dir.path().to_owned(), 0);
+        let (journal, _) = Journal::open(dir.path(), 1, 0, journal::FILE_BYTES).unwrap();
+        let syncer = Syncer::new(db.clone(), dir.path()).unwrap();
+        syncer.sync().unwrap();
+        // A readiness probe in the group puts the group's writes in the tree
+        // early; then the group's journal record cannot be written.
+        ledger.raise_seq(5).unwrap();
+        ledger.probe().unwrap();
+        assert!(ledger.applied_early());
+
+        assert!(recover_from_failure(&mut ledger, &journal, &syncer));
+        // Later groups build on those writes, so they are on disk already.
+        assert_eq!(
+            db.flush().unwrap(),
+            0,
+            "the early writes were left unflushed"
+        );
+    }
 
     #[tokio::test]
     async fn a_read_waits_until_the_tree_holds_every_answered_change() {
         let progress = Arc::new(Progress::new(4));
-        // Change 5 is answered (in the journal) but not yet applied to the tree.
-        progress.committed.store(5, Ordering::Release);
+        // A group is answered (in the journal) but not yet applied to the tree.
+        progress.commit(1);
         let reader = tokio::spawn({
             let progress = progress.clone();
             async move { progress.settled().await }
@@ -211,7 +290,7 @@ mod tests {
             !reader.is_finished(),
             "a read went ahead of an answered change"
         );
-        progress.publish(5);
+        progress.publish(1, 5);
         assert_eq!(reader.await.unwrap().unwrap(), 5);
         assert_eq!(progress.settled().await.unwrap(), 5, "nothing to wait for");
     }
@@ -219,7 +298,7 @@ mod tests {
     #[tokio::test]
     async fn reads_fail_rather_than_wait_once_the_writer_has_stopped() {
         let progress = Arc::new(Progress::new(4));
-        progress.committed.store(5, Ordering::Release);
+        progress.commit(1);
         let reader = tokio::spawn({
             let progress = progress.clone();
             async move { progress.settled().await }
