@@ -765,12 +765,13 @@ class Bench:
 HOT_SPOTS = [
     ("klaxon writer thread, all of it", r"klaxon::store::writer::spawn::\{closure_env"),
     ("  writer: the changes (dedup lookup, record JSON, index keys)", r"klaxon::store::writer::run$"),
-    # Ledger::commit and Syncer::sync are often inlined into the writer loop; their callees are not.
-    ("  writer: the group's sled batch (Group::commit)", r"klaxon::store::(ledger::Ledger::commit|group::Group::(commit|apply))"),
-    ("  writer: flush and fdatasync (Syncer::sync)", r"klaxon::store::writer::Syncer::sync|sled::(db::Db|tree::Tree)::flush"),
+    # Ledger::finish and Journal::append may be inlined into the writer loop; their callees are not.
+    ("  writer: journal record and fdatasync (Journal::append)", r"klaxon::store::journal::Journal::(append|sync|write_record)"),
+    ("  writer: the group's sled batch, after answering (Group::finish)", r"klaxon::store::(ledger::Ledger::finish|group::Group::(finish|apply))"),
+    ("  writer: checkpoints (sled flush and fdatasync)", r"klaxon::store::writer::Syncer::sync|sled::(db::Db|tree::Tree)::flush"),
     ("sled Tree::apply_batch", r"sled::tree::Tree::apply_batch"),
     ("sled IO threadpool (write_to_log, thread spawns)", r"sled::threadpool::perform_work"),
-    ("sled flush: sync_file_range", r"^\[\.\] sync_file_range|__x64_sys_sync_file_range"),
+    ("sled IO threads: sync_file_range", r"^\[\.\] sync_file_range|__x64_sys_sync_file_range"),
     ("fdatasync", r"fdatasync|__x64_sys_fdatasync"),
     ("actix-web HTTP/1 dispatcher", r"actix_http::h1::dispatcher::Dispatcher<.*Future>::poll"),
     ("signature check (HMAC-SHA256)", r"klaxon::slack::signature::SignedBody as actix_web::extract::FromRequest"),
