@@ -417,4 +417,51 @@ mod tests {
         store.probe().await.unwrap();
         store.close();
     }
+
+    /// Copies a data dir as a crash would leave it: what is on disk now.
+    fn copy_dir(from: &Path, to: &Path) {
+        fs::create_dir_all(to).unwrap();
+        for entry in fs::read_dir(from).unwrap() {
+            let entry = entry.unwrap();
+            let target = to.join(entry.file_name());
+            if entry.file_type().unwrap().is_dir() {
+                copy_dir(&entry.path(), &target);
+            } else {
+                fs::copy(entry.path(), &target).unwrap();
+            }
+        }
+    }
+
+    #[test]
+    fn a_crash_after_a_group_too_big_for_the_journal_keeps_every_answered_change() {
+        use crate::alert::Status;
+        use crate::urgency::Urgency;
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
+        // 100 alerts of 30 KB: one group of about 3 MB, more than a record may hold.
+        let big: Vec<_> = (0..100)
+            .map(|i| {
+                let mut a = testing::alert(i, Urgency::High, Status::Open);
+                a.text = "x".repeat(30_000);
+                (i, a)
+            })
+            .collect();
+        store.write_blocking(move |l| l.import(big)).unwrap();
+        // Then ordinary groups: journalled, answered, applied, but not flushed by sled.
+        let small = vec![(100, testing::alert(100, Urgency::Low, Status::Open))];
+        store.write_blocking(move |l| l.import(small)).unwrap();
+        store.write_blocking(|l| l.raise_seq(500)).unwrap();
+        store.settle_blocking().unwrap();
+        let crashed = tempfile::tempdir().unwrap();
+        copy_dir(dir.path(), crashed.path());
+        store.close();
+
+        let reopened = Store::open(crashed.path(), &StoreOptions::default()).unwrap();
+        let report = reopened.check().unwrap();
+        assert_eq!(report.alerts, 101);
+        assert!(report.problems.is_empty(), "{:?}", report.problems);
+        let seq = reopened.inner.tree.get(keys::meta("seq")).unwrap();
+        assert_eq!(seq.and_then(|v| keys::u64_value(&v)), Some(500));
+        reopened.close();
+    }
 }
