@@ -3,11 +3,13 @@
 //! applies it to sled as one batch. sled itself is flushed only at
 //! checkpoints (see [`super::journal`]).
 
+use std::collections::HashSet;
+use std::ffi::OsString;
 use std::fs::File;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
 
 use tokio::sync::Notify;
@@ -27,25 +29,64 @@ pub type Completion = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
 
 /// Makes sled's writes durable (a checkpoint): sled 0.34's `flush` ends in
 /// `sync_file_range`, which survives a killed process but not a power cut,
-/// so the log file is fsynced after it.
+/// so the log file is fsynced after it. sled writes a node too big for its
+/// log (over 128 KiB: big messages) to a file of its own under `blobs/` and
+/// never fsyncs it, so new blob files are fsynced here too.
 pub struct Syncer {
     db: sled::Db,
     log: File,
-    log_path: std::path::PathBuf,
+    log_path: PathBuf,
+    blobs: PathBuf,
+    /// Blob files fsynced already.
+    synced_blobs: Mutex<HashSet<OsString>>,
 }
 
 impl Syncer {
     pub fn new(db: sled::Db, dir: &Path) -> Result<Self, StoreError> {
         let log_path = dir.join("db");
         let log = File::open(&log_path).map_err(|e| StoreError::io(&log_path, e))?;
-        Ok(Self { db, log, log_path })
+        Ok(Self {
+            db,
+            log,
+            log_path,
+            blobs: dir.join("blobs"),
+            synced_blobs: Mutex::default(),
+        })
     }
 
     pub fn sync(&self) -> Result<(), StoreError> {
         self.db.flush()?;
         self.log
             .sync_data()
-            .map_err(|e| StoreError::io(&self.log_path, e))
+            .map_err(|e| StoreError::io(&self.log_path, e))?;
+        self.sync_blobs()
+    }
+
+    fn sync_blobs(&self) -> Result<(), StoreError> {
+        let io = |path: &Path, e| StoreError::io(path, e);
+        let Ok(entries) = std::fs::read_dir(&self.blobs) else {
+            return Ok(()); // no blobs yet
+        };
+        let mut synced = self.synced_blobs.lock().unwrap_or_else(|e| e.into_inner());
+        let mut present = HashSet::new();
+        let mut new_files = false;
+        for entry in entries {
+            let entry = entry.map_err(|e| io(&self.blobs, e))?;
+            let name = entry.file_name();
+            if !synced.contains(&name) {
+                let path = entry.path();
+                File::open(&path)
+                    .and_then(|f| f.sync_data())
+                    .map_err(|e| io(&path, e))?;
+                new_files = true;
+            }
+            present.insert(name);
+        }
+        if new_files {
+            super::sync_dir(&self.blobs)?;
+        }
+        *synced = present;
+        Ok(())
     }
 }
 
@@ -274,6 +315,24 @@ mod tests {
             0,
             "the early writes were left unflushed"
         );
+    }
+
+    #[test]
+    fn a_checkpoint_fsyncs_the_blob_files_sled_wrote_for_big_nodes() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::Config::new().path(dir.path()).open().unwrap();
+        let syncer = Syncer::new(db.clone(), dir.path()).unwrap();
+        syncer.sync().unwrap();
+        assert!(syncer.synced_blobs.lock().unwrap().is_empty());
+        // A value bigger than a log message may be: sled puts it in a blob file.
+        db.insert(b"big", vec![7u8; 300_000]).unwrap();
+        syncer.sync().unwrap();
+        let on_disk: HashSet<OsString> = std::fs::read_dir(dir.path().join("blobs"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert!(!on_disk.is_empty(), "sled wrote no blob file");
+        assert_eq!(*syncer.synced_blobs.lock().unwrap(), on_disk);
     }
 
     #[tokio::test]
