@@ -15,7 +15,8 @@
 //! A record: magic `u32`, CRC-32 of the rest `u32`, store instance `u64`,
 //! number `u64`, kind `u8`, payload length `u32`, payload. A group's payload
 //! is its writes: key length `u16`, key, `1` and value length `u32` and value
-//! (or `0` for a removal). Records are numbered without gaps; reading stops at
+//! (or `0` for a removal). Each record starts on a 4 KiB boundary, so that a
+//! torn write cannot reach the record before it. Records are numbered without gaps; reading stops at
 //! the first record that is torn, from another store, or out of sequence (the
 //! older contents of a reused file).
 
@@ -31,6 +32,9 @@ use super::StoreError;
 pub const FILE_BYTES: u64 = 8 << 20;
 /// Files grow by this much at a time, zero-filled, so that records overwrite.
 const GROW_BYTES: u64 = 1 << 20;
+/// Records start on this boundary, so that writing one never rewrites a
+/// disk sector holding the one before (a torn write cannot damage it).
+const ALIGN: u64 = 4096;
 const MAGIC: u32 = 0x4b4c_4a31; // "KLJ1"
 const HEADER: usize = 4 + 4 + 8 + 8 + 1 + 4;
 const GROUP: u8 = 1;
@@ -204,7 +208,7 @@ impl Journal {
             self.broken = true;
             return Err(io(e));
         }
-        self.offset = end;
+        self.offset = aligned(end);
         Ok(())
     }
 
@@ -268,7 +272,10 @@ fn read_run(bytes: &[u8], instance: u64) -> Vec<Record<'_>> {
             break;
         }
         run.push(record);
-        at += len;
+        at = aligned((at + len) as u64) as usize;
+        if at >= bytes.len() {
+            break;
+        }
     }
     run
 }
@@ -335,6 +342,10 @@ fn decode(mut payload: &[u8]) -> Option<Vec<Write>> {
         writes.push((key, value));
     }
     Some(writes)
+}
+
+fn aligned(offset: u64) -> u64 {
+    offset.div_ceil(ALIGN) * ALIGN
 }
 
 fn read_all(file: &File) -> std::io::Result<Vec<u8>> {
@@ -409,13 +420,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (mut journal, _) = Journal::open(dir.path(), INSTANCE, 0, FILE_BYTES).unwrap();
         append(&mut journal, &[write("a", "1")]);
+        let (file, start) = (journal.current, journal.offset);
+        assert_eq!(start % ALIGN, 0, "a record starts on a sector boundary");
         append(&mut journal, &[write("b", "2")]);
-        let (file, end) = (journal.current, journal.offset);
         drop(journal);
-        // The last record's final byte never reached the disk.
+        // Part of the last record never reached the disk.
         let path = dir.path().join(format!("journal.{file}"));
         let f = OpenOptions::new().write(true).open(&path).unwrap();
-        f.write_all_at(&[0xff], end - 1).unwrap();
+        f.write_all_at(&[0xff], start + HEADER as u64).unwrap();
 
         let (mut journal, unapplied) = Journal::open(dir.path(), INSTANCE, 0, FILE_BYTES).unwrap();
         assert_eq!(keys_of(&unapplied), vec![(1, vec!["a".to_string()])]);
@@ -429,7 +441,7 @@ mod tests {
     #[test]
     fn a_full_file_checkpoints_and_the_other_file_is_written_over() {
         let dir = tempfile::tempdir().unwrap();
-        let small = 4096;
+        let small = 4 * ALIGN; // four records a file
         let (mut journal, _) = Journal::open(dir.path(), INSTANCE, 0, small).unwrap();
         let value = "x".repeat(500);
         let mut checkpoints = 0;
