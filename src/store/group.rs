@@ -152,13 +152,7 @@ impl Group {
         if self.pending.is_empty() {
             return Ok(());
         }
-        let mut batch = Batch::default();
-        for (key, value) in &self.pending {
-            match value {
-                Some(value) => batch.insert(key.as_slice(), value.clone()),
-                None => batch.remove(key.as_slice()),
-            }
-        }
+        let batch = batch_of(self.pending.iter().map(|(k, v)| (k.as_slice(), v.clone())));
         let applied = std::mem::take(&mut self.pending);
         #[cfg(test)]
         if std::mem::take(&mut self.fail_next_apply) {
@@ -174,4 +168,18 @@ impl Group {
         self.early.extend(applied);
         Ok(())
     }
+}
+
+/// A sled batch of writes (`None`: remove the key).
+pub fn batch_of<K: Into<IVec>, V: Into<IVec>>(
+    writes: impl IntoIterator<Item = (K, Option<V>)>,
+) -> Batch {
+    let mut batch = Batch::default();
+    for (key, value) in writes {
+        match value {
+            Some(value) => batch.insert(key, value),
+            None => batch.remove(key),
+        }
+    }
+    batch
 }

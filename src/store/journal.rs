@@ -372,10 +372,18 @@ mod tests {
         (key.as_bytes().to_vec(), Some(IVec::from(value.as_bytes())))
     }
 
+    /// Offers one group's writes to the journal.
+    fn try_append(
+        journal: &mut Journal,
+        writes: &[(Vec<u8>, Option<IVec>)],
+        checkpoint: impl FnOnce() -> Result<(), StoreError>,
+    ) -> Result<Appended, StoreError> {
+        journal.append(borrowed(writes.iter().map(|(k, v)| (k, v))), checkpoint)
+    }
+
     /// Appends one group and returns its record number.
     fn append(journal: &mut Journal, writes: &[(Vec<u8>, Option<IVec>)]) -> u64 {
-        let iter = borrowed(writes.iter().map(|(k, v)| (k, v)));
-        match journal.append(iter, || Ok(())).unwrap() {
+        match try_append(journal, writes, || Ok(())).unwrap() {
             Appended::Durable(n) => n,
             other => panic!("not journalled: {other:?}"),
         }
@@ -447,13 +455,11 @@ mod tests {
         let mut checkpoints = 0;
         for n in 1..=40u64 {
             let writes = [write(&format!("k{n}"), &value)];
-            let iter = borrowed(writes.iter().map(|(k, v)| (k, v)));
-            let appended = journal
-                .append(iter, || {
-                    checkpoints += 1;
-                    Ok(())
-                })
-                .unwrap();
+            let appended = try_append(&mut journal, &writes, || {
+                checkpoints += 1;
+                Ok(())
+            })
+            .unwrap();
             assert_eq!(appended, Appended::Durable(n));
         }
         assert!(checkpoints >= 4, "{checkpoints} checkpoints");
@@ -477,9 +483,8 @@ mod tests {
         let (mut journal, _) = Journal::open(dir.path(), INSTANCE, 0, small).unwrap();
         append(&mut journal, &[write("a", "1")]);
         let huge = [write("big", &"x".repeat(2000))];
-        let iter = borrowed(huge.iter().map(|(k, v)| (k, v)));
         assert_eq!(
-            journal.append(iter, || Ok(())).unwrap(),
+            try_append(&mut journal, &huge, || Ok(())).unwrap(),
             Appended::TooBig(2)
         );
         journal.checkpointed(2).unwrap();
@@ -499,13 +504,11 @@ mod tests {
         let path = journal.paths[journal.current].clone();
         journal.files[journal.current] = File::open(&path).unwrap();
         let writes = [write("b", "2")];
-        let iter = borrowed(writes.iter().map(|(k, v)| (k, v)));
-        assert!(journal.append(iter, || Ok(())).is_err());
+        assert!(try_append(&mut journal, &writes, || Ok(())).is_err());
         assert!(journal.is_broken());
         // Nothing more is written, even where it would work again.
         journal.files[journal.current] = OpenOptions::new().write(true).open(&path).unwrap();
-        let iter = borrowed(writes.iter().map(|(k, v)| (k, v)));
-        assert!(journal.append(iter, || Ok(())).is_err());
+        assert!(try_append(&mut journal, &writes, || Ok(())).is_err());
         drop(journal);
         let (_, unapplied) = Journal::open(dir.path(), INSTANCE, 0, FILE_BYTES).unwrap();
         assert_eq!(keys_of(&unapplied), vec![(1, vec!["a".to_string()])]);

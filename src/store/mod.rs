@@ -350,13 +350,7 @@ fn recover(
         );
     }
     for group in unapplied {
-        let mut batch = sled::Batch::default();
-        for (key, value) in group.writes {
-            match value {
-                Some(value) => batch.insert(key, value),
-                None => batch.remove(key),
-            }
-        }
+        let mut batch = group::batch_of(group.writes);
         batch.insert(keys::meta("journal"), &group.number.to_be_bytes());
         tree.apply_batch(batch)?;
     }

@@ -335,16 +335,24 @@ mod tests {
         assert_eq!(*syncer.synced_blobs.lock().unwrap(), on_disk);
     }
 
-    #[tokio::test]
-    async fn a_read_waits_until_the_tree_holds_every_answered_change() {
-        let progress = Arc::new(Progress::new(4));
-        // A group is answered (in the journal) but not yet applied to the tree.
-        progress.commit(1);
+    /// A read started now, given time to reach its wait.
+    async fn waiting_reader(
+        progress: &Arc<Progress>,
+    ) -> tokio::task::JoinHandle<Result<u64, StoreError>> {
         let reader = tokio::spawn({
             let progress = progress.clone();
             async move { progress.settled().await }
         });
         tokio::time::sleep(Duration::from_millis(50)).await;
+        reader
+    }
+
+    #[tokio::test]
+    async fn a_read_waits_until_the_tree_holds_every_answered_change() {
+        let progress = Arc::new(Progress::new(4));
+        // A group is answered (in the journal) but not yet applied to the tree.
+        progress.commit(1);
+        let reader = waiting_reader(&progress).await;
         assert!(
             !reader.is_finished(),
             "a read went ahead of an answered change"
@@ -358,11 +366,7 @@ mod tests {
     async fn reads_fail_rather_than_wait_once_the_writer_has_stopped() {
         let progress = Arc::new(Progress::new(4));
         progress.commit(1);
-        let reader = tokio::spawn({
-            let progress = progress.clone();
-            async move { progress.settled().await }
-        });
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        let reader = waiting_reader(&progress).await;
         progress.stop();
         assert!(matches!(reader.await.unwrap(), Err(StoreError::Closed)));
     }
