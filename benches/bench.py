@@ -374,6 +374,21 @@ def klaxon_total(port: int) -> int:
     return json.loads(body)["total"]
 
 
+def klaxon_commits(port: int) -> tuple[float, float, float]:
+    """(groups, changes, seconds) committed so far, from klaxon's /metrics."""
+    status, _, body = call(port, "GET", "/metrics", headers=auth())
+    if status != 200:
+        raise RuntimeError(f"/metrics answered {status}: {body[:300]!r}")
+    found = {}
+    for line in body.decode().splitlines():
+        name, _, value = line.partition(" ")
+        if name in ("klaxon_store_group_size_count", "klaxon_store_group_size_sum",
+                    "klaxon_store_flush_duration_seconds_sum"):
+            found[name] = float(value)
+    return (found.get("klaxon_store_group_size_count", 0.0), found.get("klaxon_store_group_size_sum", 0.0),
+            found.get("klaxon_store_flush_duration_seconds_sum", 0.0))
+
+
 def send_raw(port: int, raw: bytes) -> tuple[int, bytes]:
     """Sends one pre-generated raw request (used to check a pool before a run)."""
     head, body = raw.split(b"\r\n\r\n", 1)
@@ -499,18 +514,25 @@ class Bench:
             before = check_total = None
             if key.startswith("klaxon"):
                 before = klaxon_total(server.port)
+                commits_before = klaxon_commits(server.port)
             run = wrk(server.port, prefix, "cycle" if cycle else "once", self.a.threads, conns,
                       duration, server)
             if key.startswith("klaxon"):
                 check_total = klaxon_total(server.port) - before
                 run.raw["created"] = check_total
+                groups, changes, secs = (b - a for a, b in zip(commits_before, klaxon_commits(server.port)))
+                run.raw["group_size"] = changes / groups if groups else None
+                run.raw["commit_ms"] = 1000 * secs / groups if groups else None
             if not cycle:
                 self.est[key] = max(self.est[key], run.rps)
             if run.exhausted:
                 self.est[key] = max(self.est[key], run.rps) * 2
                 log(f"  {key}: request pool ran out ({count}); again with a bigger pool")
                 continue
-            extra = f", created {check_total}" if check_total is not None else ""
+            extra = ""
+            if check_total is not None:
+                extra = (f", created {check_total}, mean group {run.raw['group_size'] or 0:.1f} changes, "
+                         f"mean commit {run.raw['commit_ms'] or 0:.3f} ms")
             if check_total is not None and check_total < run.requests * 0.98:
                 log(f"  warning: {key}: {run.requests} answers but only {check_total} alerts created")
             log(f"  {key}: {run.rps:,.0f} req/s, p50 {run.p50_ms:.2f} ms, p99 {run.p99_ms:.2f} ms, "

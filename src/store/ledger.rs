@@ -167,9 +167,22 @@ impl Ledger {
         self.group.seal()
     }
 
-    /// Applies the sealed group to the tree (see [`Group::finish`]).
+    /// Applies the sealed group, whose journal record is durable, to the
+    /// tree (see [`Group::finish`]).
     pub fn finish(&mut self, record: u64) -> Result<(), StoreError> {
         self.group.finish(record)
+    }
+
+    /// Tests: the next group's apply stops after `keys` keys, as a crash would.
+    #[cfg(test)]
+    pub fn stop_finish_after(&mut self, keys: usize) {
+        self.group.stop_finish_after = Some(keys);
+    }
+
+    /// Applies the sealed group, which has no journal record, to the tree
+    /// as one atomic batch.
+    pub fn finish_atomically(&mut self, record: u64) -> Result<(), StoreError> {
+        self.group.finish_atomically(record)
     }
 
     /// Whether part of the group is in the tree already, without a journal record.

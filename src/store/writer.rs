@@ -250,7 +250,7 @@ fn commit(
         Appended::TooBig(record) => {
             // Rare (a group of huge messages): sled's own flush makes it durable.
             let durable = ledger
-                .finish(record)
+                .finish_atomically(record)
                 .and_then(|()| syncer.sync())
                 .and_then(|()| journal.checkpointed(record));
             if durable.is_err() {
