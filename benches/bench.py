@@ -789,7 +789,7 @@ HOT_SPOTS = [
     ("  writer: the changes (dedup lookup, record JSON, index keys)", r"klaxon::store::writer::run$"),
     # Ledger::finish and Journal::append may be inlined into the writer loop; their callees are not.
     ("  writer: journal record and fdatasync (Journal::append)", r"klaxon::store::journal::Journal::(append|sync|write_record)"),
-    ("  writer: the group's sled batch, after answering (Group::finish)", r"klaxon::store::(ledger::Ledger::finish|group::Group::(finish|apply))"),
+    ("  writer: the group into sled key by key, after answering (Group::finish)", r"klaxon::store::(ledger::Ledger::finish|group::Group::(finish|apply))"),
     ("  writer: checkpoints (sled flush and fdatasync)", r"klaxon::store::writer::Syncer::sync|sled::(db::Db|tree::Tree)::flush"),
     ("sled Tree::apply_batch", r"sled::tree::Tree::apply_batch"),
     ("sled IO threadpool (write_to_log, thread spawns)", r"sled::threadpool::perform_work"),
