@@ -6,11 +6,15 @@
 //! Key by key rather than as a sled batch matters for speed: sled 0.34 seals
 //! and writes out its IO buffer twice for every batch (`pin_log`), each time
 //! waking all its IO threads; that was a quarter of klaxon's CPU under ingest.
-//! Atomicity comes from the journal instead. sled recovers a prefix of its
-//! log, and the record number (`Z journal`) goes in last, so after a crash
-//! the tree holds every group up to that number and at most part of the
-//! next, whose record is in the journal (it was durable before any of it
-//! went in): recovery writes that group whole again. Writes that reach the
+//! Atomicity comes from the journal instead. After a killed process sled
+//! recovers a prefix of its log (it stops at the first tear), and the record
+//! number (`Z journal`) goes in last, so the tree holds every group up to
+//! that number and at most part of the next, whose record is in the journal
+//! (it was durable before any of it went in): recovery writes that group
+//! whole again. After a power cut, what sled wrote since the last checkpoint
+//! was only `sync_file_range`d, and sled's recovery skips a damaged message
+//! below its recorded stable point rather than stopping; a sled batch relied
+//! on the same guarantee, so this is no weaker than before. Writes that reach the
 //! tree without a durable record (applied early, or a group too big for the
 //! journal) still go in as one atomic batch.
 

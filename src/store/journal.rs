@@ -2,10 +2,10 @@
 //!
 //! Each group is one record, written in place into a file that was filled
 //! with zeros beforehand, then made durable with one `fdatasync`. The writer
-//! answers the group's requests at that point and applies the group to sled
-//! right after, without sled's own flush. Every sled batch of a group carries
-//! its record's number (`Z journal`); after a crash, [`Journal::open`] returns
-//! the records sled does not have, to apply again.
+//! answers the group's requests at that point and puts the group into sled
+//! right after, without sled's own flush, its record's number (`Z journal`)
+//! last; after a crash, [`Journal::open`] returns the records sled does not
+//! have, to apply again.
 //!
 //! Two files take turns. A file is written over only after a checkpoint (a
 //! sled flush and fsync) has made everything in it durable in sled. Because

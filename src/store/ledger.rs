@@ -2,7 +2,8 @@
 //! writer thread. A change's writes (the record, its index entries, dedup
 //! key, change-feed entry and counts) join the commit group ([`Group`]) all
 //! together or not at all; the writer journals the whole group as one record,
-//! then applies it as one atomic sled batch, so a crash leaves either all of
+//! then puts it into sled, and after a crash the journal completes a group
+//! sled has only part of (see [`super::group`]): a crash leaves either all of
 //! a change or none of it. Reads on the writer see the group's pending writes.
 
 use std::borrow::Cow;
@@ -327,7 +328,7 @@ impl Ledger {
 
     /// Writes restored alerts, each at its ordinal (its rank by id among all
     /// the restored alerts), with their indexes, dedup entries and counts, as
-    /// one atomic batch. The store must not already hold these ids.
+    /// one change (all or nothing). The store must not already hold these ids.
     pub fn import(&mut self, alerts: Vec<(u64, Alert)>) -> Result<(), StoreError> {
         let mut batch = Writes::default();
         for (n, alert) in &alerts {

@@ -117,7 +117,7 @@ fn page(
         if alerts.len() == limit {
             return Ok(Page { alerts, next: last });
         }
-        // An index entry can outlive its record by a moment while a change is applied.
+        // A record missing here is skipped rather than failing the page.
         if let Some(json) = tree.get(keys::alert(id))? {
             alerts.push(json);
             last = Some(id);

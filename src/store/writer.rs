@@ -1,7 +1,7 @@
 //! Group commit: one thread runs every change, writes the whole group to the
 //! journal as one record made durable by one `fdatasync`, answers it, then
-//! applies it to sled as one batch. sled itself is flushed only at
-//! checkpoints (see [`super::journal`]).
+//! puts it into sled key by key (see [`super::group`]). sled itself is
+//! flushed only at checkpoints (see [`super::journal`]).
 
 use std::collections::HashSet;
 use std::ffi::OsString;
@@ -19,7 +19,7 @@ use super::ledger::Ledger;
 use super::StoreError;
 
 /// Most changes made durable by one journal record: bounds how long any one
-/// waits, and the size of the group's sled batch (sled's memory grows with it).
+/// waits, and the size of the record.
 pub const MAX_GROUP: usize = 256;
 
 /// A change to run on the writer; it returns what to do once the group is durable.
