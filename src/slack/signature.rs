@@ -102,9 +102,11 @@ impl FromRequest for SignedBody {
         let req = req.clone();
         let mut payload = payload.take();
         Box::pin(async move {
-            let secrets = req
-                .app_data::<web::Data<SlackSettings>>()
-                .and_then(|s| s.signing_secrets.clone())
+            // The shared settings, not a copy of the secrets, per request.
+            let settings = req.app_data::<web::Data<SlackSettings>>().cloned();
+            let secrets = settings
+                .as_deref()
+                .and_then(|s| s.signing_secrets.as_ref())
                 .ok_or(SignatureError::NotConfigured)?;
             // Header checks first: an unsigned request costs no body read.
             let timestamp = single_header(
@@ -121,7 +123,7 @@ impl FromRequest for SignedBody {
             .ok_or(SignatureError::MissingSignature)?;
             let body = read_body(&req, &mut payload, BODY_LIMIT).await?;
             verify(
-                Some(&secrets),
+                Some(secrets),
                 Some(&timestamp),
                 Some(&signature),
                 &body,
