@@ -14,9 +14,10 @@
 //! whole again. After a power cut, what sled wrote since the last checkpoint
 //! was only `sync_file_range`d, and sled's recovery skips a damaged message
 //! below its recorded stable point rather than stopping; a sled batch relied
-//! on the same guarantee, so this is no weaker than before. Writes that reach the
-//! tree without a durable record (applied early, or a group too big for the
-//! journal) still go in as one atomic batch.
+//! on the same guarantee, so this is no weaker than before.
+//!
+//! Writes that reach the tree without a durable record (applied early, or a
+//! group too big for the journal) still go in as one atomic batch.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
