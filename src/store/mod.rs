@@ -456,7 +456,13 @@ mod tests {
         // What sled alone recovers (from a second copy, since opening it
         // writes): part of the answered group, under the first group's number.
         let v2 = inspected.path().join(format!("v{SCHEMA_VERSION}"));
-        let partial = sled::open(&v2).unwrap().open_tree("klaxon").unwrap();
+        // No background flusher: nothing of sled may outlive this copy.
+        let db = sled::Config::new()
+            .path(&v2)
+            .flush_every_ms(None)
+            .open()
+            .unwrap();
+        let partial = db.open_tree("klaxon").unwrap();
         let before = partial.scan_prefix([keys::ALERT]).count();
         assert!(
             (11..20).contains(&before),
@@ -464,7 +470,7 @@ mod tests {
         );
         let applied = partial.get(keys::meta("journal")).unwrap();
         assert_eq!(applied.and_then(|v| keys::u64_value(&v)), Some(1));
-        drop(partial);
+        drop((partial, db));
 
         let reopened = Store::open(crashed.path(), &StoreOptions::default()).unwrap();
         let report = reopened.check().unwrap();
