@@ -83,9 +83,14 @@ impl FromStr for AlertId {
     }
 }
 
+/// Its 13 digits in JSON; its number in binary formats (stored records).
 impl Serialize for AlertId {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
+        if serializer.is_human_readable() {
+            serializer.collect_str(self)
+        } else {
+            serializer.serialize_u64(self.0)
+        }
     }
 }
 
@@ -111,6 +116,9 @@ impl ToSchema for AlertId {}
 
 impl<'de> Deserialize<'de> for AlertId {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        if !deserializer.is_human_readable() {
+            return u64::deserialize(deserializer).map(Self);
+        }
         let s = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
         s.parse().map_err(serde::de::Error::custom)
     }

@@ -81,8 +81,8 @@ impl Store {
         out.write_all(b"\n").map_err(io)?;
         let mut lines = 0;
         for entry in self.inner.tree.scan_prefix([keys::ALERT]) {
-            let (_, json) = entry?;
-            out.write_all(&json).map_err(io)?;
+            let (_, record) = entry?;
+            out.write_all(&super::record::json(record)?).map_err(io)?;
             out.write_all(b"\n").map_err(io)?;
             lines += 1;
         }

@@ -302,7 +302,7 @@ impl Ledger {
         }
     }
 
-    /// The records of alerts whose latest change is after `seq`, and the
+    /// The alerts (as JSON) whose latest change is after `seq`, and the
     /// current sequence: run on the writer, so nothing changes meanwhile.
     pub fn changed_since(&mut self, seq: u64) -> Result<(u64, Vec<sled::IVec>), StoreError> {
         self.group.apply()?;
@@ -317,8 +317,8 @@ impl Ledger {
                 if keys::u64_value(&entry[..8]).is_some_and(|s| s >= after) {
                     let id = packed::entry_id(entry)
                         .ok_or_else(|| StoreError::Corrupt("short change entry".into()))?;
-                    if let Some(json) = self.tree.get(keys::alert(id))? {
-                        records.push(json);
+                    if let Some(record) = self.tree.get(keys::alert(id))? {
+                        records.push(super::record::json(record)?);
                     }
                 }
             }
@@ -442,8 +442,7 @@ impl Ledger {
         after: &Alert,
         ordinal: Option<u64>,
     ) -> Result<(), StoreError> {
-        let json = serde_json::to_vec(after).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        batch.insert(keys::alert(after.id), json);
+        batch.insert(keys::alert(after.id), super::record::encode(after)?);
         let state = |a: &Alert| (a.status, a.urgency);
         if before.map(state) != Some(state(after)) {
             let n = match ordinal {

@@ -15,6 +15,7 @@ mod ledger;
 mod migrate;
 mod packed;
 mod query;
+mod record;
 #[cfg(test)]
 mod testing;
 mod writer;
@@ -298,12 +299,8 @@ impl Store {
     }
 }
 
-pub(crate) fn decode_alert(json: Option<IVec>) -> Result<Option<Alert>, StoreError> {
-    json.map(|bytes| {
-        serde_json::from_slice(&bytes)
-            .map_err(|e| StoreError::Corrupt(format!("alert record: {e}")))
-    })
-    .transpose()
+pub(crate) fn decode_alert(record: Option<IVec>) -> Result<Option<Alert>, StoreError> {
+    record.map(|bytes| record::decode(&bytes)).transpose()
 }
 
 /// How many alerts the store holds (the next ordinal).

@@ -2,9 +2,9 @@
 
 use sled::{IVec, Tree};
 
-use super::keys;
 use super::packed::{self, Ordinals, CHANGE_ENTRIES};
 use super::StoreError;
+use super::{keys, record};
 use crate::alert::{AlertId, Status};
 use crate::urgency::Urgency;
 
@@ -23,7 +23,7 @@ pub struct ListQuery {
     pub limit: usize,
 }
 
-/// One page of a listing, newest first, as stored JSON.
+/// One page of a listing, newest first, each alert as JSON.
 pub struct Page {
     pub alerts: Vec<IVec>,
     /// Pass as `before` to get the next page; `None` on the last page.
@@ -118,8 +118,8 @@ fn page(
             return Ok(Page { alerts, next: last });
         }
         // A record missing here is skipped rather than failing the page.
-        if let Some(json) = tree.get(keys::alert(id))? {
-            alerts.push(json);
+        if let Some(record) = tree.get(keys::alert(id))? {
+            alerts.push(record::json(record)?);
             last = Some(id);
         }
     }
@@ -213,12 +213,13 @@ pub fn changes(
             let Some(id) = packed::entry_id(entry) else {
                 continue;
             };
-            let Some(json) = tree.get(keys::alert(id))? else {
+            let Some(record) = tree.get(keys::alert(id))? else {
                 continue;
             };
+            let alert = record::decode(&record)?;
             // If the alert changed again meanwhile, it is listed at that later seq instead.
-            if super::decode_alert(Some(json.clone()))?.is_some_and(|a| a.seq == seq) {
-                page.alerts.push(json);
+            if alert.seq == seq {
+                page.alerts.push(record::to_json(&alert)?.into());
             }
         }
     }
