@@ -409,6 +409,70 @@ mod tests {
         store.close();
     }
 
+    #[test]
+    fn records_written_as_json_by_earlier_versions_are_served_and_changed_as_before() {
+        use crate::alert::Status;
+        use crate::urgency::Urgency;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
+        let alerts: Vec<_> = (0..3)
+            .map(|i| (i, testing::alert(i, Urgency::High, Status::Open)))
+            .collect();
+        let imported = alerts.clone();
+        store.write_blocking(move |l| l.import(imported)).unwrap();
+        // Before the binary format, records were the alert's JSON.
+        for (_, alert) in &alerts {
+            let stored = store
+                .inner
+                .tree
+                .get(keys::alert(alert.id))
+                .unwrap()
+                .unwrap();
+            assert_eq!(stored[0], 1, "a new record is not in the binary format");
+            let json = serde_json::to_vec(alert).unwrap();
+            store
+                .inner
+                .tree
+                .insert(keys::alert(alert.id), json)
+                .unwrap();
+        }
+        let (_, old) = &alerts[1];
+        assert_eq!(rt.block_on(store.get(old.id)).unwrap().as_ref(), Some(old));
+        let listing = ListQuery {
+            limit: 10,
+            ..ListQuery::default()
+        };
+        let list = |query: ListQuery| -> Vec<Alert> {
+            let page = rt.block_on(store.list(query)).unwrap();
+            page.alerts
+                .iter()
+                .map(|json| serde_json::from_slice(json).unwrap())
+                .collect()
+        };
+        let newest_first: Vec<_> = alerts.iter().rev().map(|(_, a)| a.clone()).collect();
+        assert_eq!(list(listing.clone()), newest_first);
+        // A change writes the record anew, in the current format.
+        let changed = rt
+            .block_on(store.change(old.id, Action::Acknowledge, Actor::default()))
+            .unwrap();
+        assert!(matches!(changed, Ok(Changed::Yes(_))), "{changed:?}");
+        let stored = store.inner.tree.get(keys::alert(old.id)).unwrap().unwrap();
+        assert_eq!(stored[0], 1);
+        let listed = list(listing);
+        assert_eq!(listed[1].status, Status::Acknowledged);
+        assert_eq!(
+            (listed[0].id, listed[2].id),
+            (alerts[2].1.id, alerts[0].1.id)
+        );
+        let report = store.check().unwrap();
+        assert!(report.problems.is_empty(), "{:?}", report.problems);
+        store.close();
+    }
+
     /// Copies a data dir as a crash would leave it: what is on disk now.
     fn copy_dir(from: &Path, to: &Path) {
         fs::create_dir_all(to).unwrap();

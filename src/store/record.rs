@@ -38,7 +38,10 @@ pub fn json(bytes: IVec) -> Result<IVec, StoreError> {
 }
 
 pub fn to_json(alert: &Alert) -> Result<Vec<u8>, StoreError> {
-    serde_json::to_vec(alert).map_err(|e| corrupt("encoding", e))
+    // JSON is about 2.5 times the record: one allocation, no regrowth.
+    let mut json = Vec::with_capacity(1024);
+    serde_json::to_writer(&mut json, alert).map_err(|e| corrupt("encoding", e))?;
+    Ok(json)
 }
 
 fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
