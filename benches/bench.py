@@ -803,7 +803,7 @@ class Bench:
 # Inclusive ("children") time of a few frames that say where klaxon's ingest time goes.
 HOT_SPOTS = [
     ("klaxon writer thread, all of it", r"klaxon::store::writer::spawn::\{closure_env"),
-    ("  writer: the changes (dedup lookup, record JSON, index keys)", r"klaxon::store::writer::run$"),
+    ("  writer: the changes (dedup lookup, record, index keys)", r"klaxon::store::writer::run$"),
     # Ledger::finish and Journal::append may be inlined into the writer loop; their callees are not.
     ("  writer: journal record and fdatasync (Journal::append)", r"klaxon::store::journal::Journal::(append|sync|write_record)"),
     ("  writer: the group into sled key by key, after answering (Group::finish)", r"klaxon::store::(ledger::Ledger::finish|group::Group::(finish|apply))"),

@@ -5,7 +5,7 @@
 use crate::alert::{Alert, AlertId, Status};
 use crate::urgency::Urgency;
 
-/// `A` id → alert JSON. The one key per alert: everything else below packs
+/// `A` id → the alert (see [`super::record`]). The one key per alert: everything else below packs
 /// many alerts into one sled value, because sled 0.34's memory and work grow
 /// with the number of keys (about 300 bytes of page metadata per 8 keys).
 pub const ALERT: u8 = b'A';
