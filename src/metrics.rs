@@ -1,12 +1,15 @@
 //! Prometheus metrics: every name in one place, recorded through the
 //! `metrics` facade, rendered at `GET /metrics`.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use actix_web::http::Method;
 use actix_web::{web, HttpResponse};
-use metrics::{counter, gauge, histogram};
+use metrics::{counter, gauge, histogram, Counter, Histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 use crate::alert::Status;
@@ -63,16 +66,56 @@ fn spawn_upkeep(handle: PrometheusHandle) {
 
 const UPKEEP_EVERY: Duration = Duration::from_secs(5);
 
-/// One request: by route pattern, method and status.
-pub fn request(route: &str, method: &str, status: u16, elapsed: Duration) {
-    let labels = [
-        ("route", route.to_owned()),
-        ("method", method.to_owned()),
-        ("status", status.to_string()),
+/// One request: by route pattern, method and status. Each thread keeps the
+/// handles it has used, so a request costs no label allocations and no
+/// registry lookup; the labels are bounded (route patterns, "unmatched",
+/// the standard methods or "OTHER", status codes), and so are the handles.
+pub fn request(route: &str, method: &Method, status: u16, elapsed: Duration) {
+    type Handles = (Histogram, Vec<(&'static str, u16, Counter)>);
+    thread_local! {
+        static SEEN: RefCell<HashMap<String, Handles>> = RefCell::default();
+    }
+    let method = method_label(method);
+    SEEN.with_borrow_mut(|seen| {
+        if !seen.contains_key(route) {
+            let latency =
+                histogram!("klaxon_http_request_duration_seconds", "route" => route.to_owned());
+            seen.insert(route.to_owned(), (latency, Vec::new()));
+        }
+        let Some((latency, counters)) = seen.get_mut(route) else {
+            return;
+        };
+        latency.record(elapsed.as_secs_f64());
+        let counter = match counters
+            .iter()
+            .find(|(m, s, _)| *m == method && *s == status)
+        {
+            Some((_, _, counter)) => counter,
+            None => {
+                let labels = [
+                    ("route", route.to_owned()),
+                    ("method", method.to_owned()),
+                    ("status", status.to_string()),
+                ];
+                let counter = counter!("klaxon_http_requests_total", &labels);
+                counters.push((method, status, counter));
+                &counters[counters.len() - 1].2
+            }
+        };
+        counter.increment(1);
+    });
+}
+
+/// A method as a label: clients can send any token as a method, and each
+/// new label value would be a new series kept forever.
+fn method_label(method: &Method) -> &'static str {
+    const STANDARD: [&str; 9] = [
+        "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE",
     ];
-    counter!("klaxon_http_requests_total", &labels).increment(1);
-    histogram!("klaxon_http_request_duration_seconds", "route" => route.to_owned())
-        .record(elapsed.as_secs_f64());
+    STANDARD
+        .into_iter()
+        .find(|m| *m == method.as_str())
+        .unwrap_or("OTHER")
 }
 
 /// A refused request: authentication failures by surface, other refusals by reason.

@@ -74,7 +74,7 @@ pub async fn log_requests(
         .request()
         .match_pattern()
         .unwrap_or_else(|| "unmatched".to_owned());
-    crate::metrics::request(&route, method.as_str(), status, start.elapsed());
+    crate::metrics::request(&route, &method, status, start.elapsed());
     if let Some(e) = api_error {
         crate::metrics::refused(e);
     }

@@ -37,6 +37,15 @@ async fn metrics_count_what_happened_on_their_own_listener() {
     )
     .await;
     app.get_with("/api/v1/alerts", None).await;
+    // Any token is a method to HTTP; each would be a new series.
+    for method in ["FROBNICATE", "PURGE"] {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        app.client
+            .request(method, format!("{}/api/v1/alerts", app.address))
+            .send()
+            .await
+            .unwrap();
+    }
 
     let log = server.output.lock().unwrap().clone();
     let port = log
@@ -103,6 +112,14 @@ async fn metrics_count_what_happened_on_their_own_listener() {
         ),
         3.0
     );
+    assert_eq!(
+        has(
+            "klaxon_http_requests_total",
+            &["route=\"/api/v1/alerts\"", "method=\"OTHER\""]
+        ),
+        2.0
+    );
+    assert!(!text.contains("FROBNICATE") && !text.contains("PURGE"));
     assert!(
         has(
             "klaxon_http_request_duration_seconds_count",
