@@ -65,6 +65,13 @@ impl Default for StoreOptions {
 /// key per alert per index); a version 1 store is migrated on open.
 pub const SCHEMA_VERSION: u64 = 2;
 
+/// The schema number the tree holds (`Z schema`): 3 since alert records are
+/// postcard (see [`record`]), in the same `v2/` layout. A klaxon from before
+/// knows only 2, so it refuses such a store (exit code 3) instead of serving
+/// binary records as JSON. A store marked 2 is marked 3 when opened, and the
+/// open's checkpoint makes that durable before anything else is written.
+const TREE_SCHEMA: u64 = 3;
+
 /// A handle to the store; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
@@ -95,17 +102,21 @@ impl Store {
             .open()?;
         let tree = db.open_tree("klaxon")?;
         let instance = match tree.get(keys::meta("schema"))? {
-            Some(v) if keys::u64_value(&v) == Some(SCHEMA_VERSION) => tree
-                .get(keys::meta("instance"))?
-                .and_then(|v| keys::u64_value(&v))
-                .ok_or_else(|| StoreError::Corrupt("store has no instance id".into()))?,
             Some(v) => {
                 let found = keys::u64_value(&v).unwrap_or(u64::MAX);
-                return Err(StoreError::SchemaTooNew {
-                    path,
-                    found,
-                    supported: SCHEMA_VERSION,
-                });
+                if !(SCHEMA_VERSION..=TREE_SCHEMA).contains(&found) {
+                    return Err(StoreError::SchemaTooNew {
+                        path,
+                        found,
+                        supported: TREE_SCHEMA,
+                    });
+                }
+                if found < TREE_SCHEMA {
+                    tree.insert(keys::meta("schema"), &TREE_SCHEMA.to_be_bytes())?;
+                }
+                tree.get(keys::meta("instance"))?
+                    .and_then(|v| keys::u64_value(&v))
+                    .ok_or_else(|| StoreError::Corrupt("store has no instance id".into()))?
             }
             None => initialise(&tree, &path)?,
         };
@@ -320,7 +331,7 @@ fn initialise(tree: &sled::Tree, path: &Path) -> Result<u64, StoreError> {
     }
     let instance = now_ms() ^ (u64::from(std::process::id()) << 40);
     let mut batch = sled::Batch::default();
-    batch.insert(keys::meta("schema"), &SCHEMA_VERSION.to_be_bytes());
+    batch.insert(keys::meta("schema"), &TREE_SCHEMA.to_be_bytes());
     batch.insert(keys::meta("instance"), &instance.to_be_bytes());
     tree.apply_batch(batch)?;
     Ok(instance)
@@ -457,6 +468,22 @@ mod tests {
         };
         let newest_first: Vec<_> = alerts.iter().rev().map(|(_, a)| a.clone()).collect();
         assert_eq!(list(listing.clone()), newest_first);
+        let oldest_first: Vec<_> = alerts.iter().map(|(_, a)| a.clone()).collect();
+        let feed = rt.block_on(store.changes(0, 10)).unwrap();
+        let fed: Vec<Alert> = feed
+            .alerts
+            .iter()
+            .map(|json| serde_json::from_slice(json).unwrap())
+            .collect();
+        assert_eq!(fed, oldest_first);
+        let mut backup = Vec::new();
+        store.backup(&mut backup).unwrap();
+        let lines: Vec<&[u8]> = backup.split(|&b| b == b'\n').collect();
+        let backed_up: Vec<Alert> = lines[1..=3]
+            .iter()
+            .map(|line| serde_json::from_slice(line).unwrap())
+            .collect();
+        assert_eq!(backed_up, oldest_first);
         // A change writes the record anew, in the current format.
         let changed = rt
             .block_on(store.change(old.id, Action::Acknowledge, Actor::default()))
@@ -474,6 +501,44 @@ mod tests {
         let report = store.check().unwrap();
         assert!(report.problems.is_empty(), "{:?}", report.problems);
         store.close();
+    }
+
+    #[test]
+    fn a_store_opened_by_this_version_is_marked_so_that_older_versions_refuse_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let open = || Store::open(dir.path(), &StoreOptions::default());
+        // `Z schema` as sled has it, optionally set first.
+        let schema = |set: Option<u64>| {
+            let db = sled::Config::new()
+                .path(dir.path().join(format!("v{SCHEMA_VERSION}")))
+                .flush_every_ms(None)
+                .open()
+                .unwrap();
+            let tree = db.open_tree("klaxon").unwrap();
+            if let Some(schema) = set {
+                tree.insert(keys::meta("schema"), &schema.to_be_bytes())
+                    .unwrap();
+                db.flush().unwrap();
+            }
+            let found = tree.get(keys::meta("schema")).unwrap();
+            found.and_then(|v| keys::u64_value(&v)).unwrap()
+        };
+        let store = open().unwrap();
+        store.close();
+        drop(store);
+        assert_eq!(schema(None), TREE_SCHEMA);
+        // A store last written by a version that stored records as JSON.
+        assert_eq!(schema(Some(2)), 2);
+        let store = open().unwrap();
+        store.close();
+        drop(store);
+        assert_eq!(schema(None), 3, "not marked for binary records");
+        // A store marked by a later version is refused.
+        schema(Some(4));
+        assert!(matches!(
+            open(),
+            Err(StoreError::SchemaTooNew { found: 4, .. })
+        ));
     }
 
     /// Copies a data dir as a crash would leave it: what is on disk now.

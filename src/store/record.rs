@@ -1,10 +1,11 @@
 //! How an alert is kept under its `A` key: a format byte, then the alert in
 //! postcard (a compact binary serde format: field names left out, integers
-//! as varints, the id as its 8 bytes). That is 40% of the alert's JSON, and
+//! and the id as varints). That is 40% of the alert's JSON, and
 //! the record is what sled copies around and writes to its log most, so
 //! ingest gets cheaper and the store smaller (see the README's performance
 //! section). Records written before this format are JSON, which always
-//! starts with `{`; both are read.
+//! starts with `{`; both are read, and any other first byte is an error
+//! (a damaged record, or a format from a later version), never served.
 //!
 //! Postcard writes enum variants by position: the variants of `Status`,
 //! `Urgency`, `UrgencySource` and `Source` may only be added at the end
@@ -17,24 +18,28 @@ use crate::alert::Alert;
 
 /// The first byte of a postcard record.
 const POSTCARD: u8 = 1;
+/// The first byte of a record written as JSON (before postcard).
+const JSON: u8 = b'{';
 
 pub fn encode(alert: &Alert) -> Result<Vec<u8>, StoreError> {
     postcard::to_extend(alert, vec![POSTCARD]).map_err(|e| corrupt("encoding", e))
 }
 
 pub fn decode(bytes: &[u8]) -> Result<Alert, StoreError> {
-    match bytes.split_first() {
-        Some((&POSTCARD, rest)) => postcard::from_bytes(rest).map_err(|e| corrupt("decoding", e)),
-        _ => serde_json::from_slice(bytes).map_err(|e| corrupt("decoding", e)),
+    match bytes.first() {
+        Some(&POSTCARD) => postcard::from_bytes(&bytes[1..]).map_err(|e| corrupt("decoding", e)),
+        Some(&JSON) => serde_json::from_slice(bytes).map_err(|e| corrupt("decoding", e)),
+        other => Err(unknown(other)),
     }
 }
 
 /// The alert's JSON as the API serves it.
 pub fn json(bytes: IVec) -> Result<IVec, StoreError> {
-    if bytes.first() != Some(&POSTCARD) {
-        return Ok(bytes);
+    match bytes.first() {
+        Some(&JSON) => Ok(bytes),
+        Some(&POSTCARD) => to_json(&decode(&bytes)?).map(IVec::from),
+        other => Err(unknown(other)),
     }
-    to_json(&decode(&bytes)?).map(IVec::from)
 }
 
 pub fn to_json(alert: &Alert) -> Result<Vec<u8>, StoreError> {
@@ -42,6 +47,13 @@ pub fn to_json(alert: &Alert) -> Result<Vec<u8>, StoreError> {
     let mut json = Vec::with_capacity(1024);
     serde_json::to_writer(&mut json, alert).map_err(|e| corrupt("encoding", e))?;
     Ok(json)
+}
+
+fn unknown(first: Option<&u8>) -> StoreError {
+    match first {
+        Some(byte) => StoreError::Corrupt(format!("alert record of unknown format {byte}")),
+        None => StoreError::Corrupt("empty alert record".into()),
+    }
 }
 
 fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
@@ -120,6 +132,15 @@ mod tests {
         }
         assert!(decode(&[]).is_err());
         assert!(decode(&[POSTCARD, 0xff, 0xff, 0xff]).is_err());
+        // A later format, or a damaged first byte, is never passed on as JSON.
+        let mut later = record.clone();
+        later[0] = 2;
+        assert!(matches!(decode(&later), Err(StoreError::Corrupt(_))));
+        assert!(matches!(
+            json(IVec::from(later)),
+            Err(StoreError::Corrupt(_))
+        ));
+        assert!(json(IVec::from(&[][..])).is_err());
     }
 
     #[test]
