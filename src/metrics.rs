@@ -82,27 +82,28 @@ pub fn request(route: &str, method: &Method, status: u16, elapsed: Duration) {
                 histogram!("klaxon_http_request_duration_seconds", "route" => route.to_owned());
             seen.insert(route.to_owned(), (latency, Vec::new()));
         }
-        let Some((latency, counters)) = seen.get_mut(route) else {
-            return;
-        };
+        let (latency, counters) = seen.get_mut(route).expect("inserted above");
         latency.record(elapsed.as_secs_f64());
-        let counter = match counters
+        let at = match counters
             .iter()
-            .find(|(m, s, _)| *m == method && *s == status)
+            .position(|(m, s, _)| *m == method && *s == status)
         {
-            Some((_, _, counter)) => counter,
+            Some(at) => at,
             None => {
                 let labels = [
                     ("route", route.to_owned()),
                     ("method", method.to_owned()),
                     ("status", status.to_string()),
                 ];
-                let counter = counter!("klaxon_http_requests_total", &labels);
-                counters.push((method, status, counter));
-                &counters[counters.len() - 1].2
+                counters.push((
+                    method,
+                    status,
+                    counter!("klaxon_http_requests_total", &labels),
+                ));
+                counters.len() - 1
             }
         };
-        counter.increment(1);
+        counters[at].2.increment(1);
     });
 }
 

@@ -16,6 +16,7 @@ mod migrate;
 mod packed;
 mod query;
 mod record;
+pub(crate) use record::decode_alert;
 #[cfg(test)]
 mod testing;
 mod writer;
@@ -26,7 +27,6 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use sled::IVec;
 use tokio::sync::oneshot;
 
 pub use error::StoreError;
@@ -308,10 +308,6 @@ impl Store {
             .await
             .map_err(|_| StoreError::Closed)?
     }
-}
-
-pub(crate) fn decode_alert(record: Option<IVec>) -> Result<Option<Alert>, StoreError> {
-    record.map(|bytes| record::decode(&bytes)).transpose()
 }
 
 /// How many alerts the store holds (the next ordinal).

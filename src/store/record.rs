@@ -33,6 +33,11 @@ pub fn decode(bytes: &[u8]) -> Result<Alert, StoreError> {
     }
 }
 
+/// A record read from the tree, if there was one.
+pub(crate) fn decode_alert(record: Option<IVec>) -> Result<Option<Alert>, StoreError> {
+    record.map(|bytes| decode(&bytes)).transpose()
+}
+
 /// The alert's JSON as the API serves it.
 pub fn json(bytes: IVec) -> Result<IVec, StoreError> {
     match bytes.first() {
