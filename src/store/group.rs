@@ -6,21 +6,15 @@
 //! Key by key rather than as a sled batch matters for speed: sled 0.34 seals
 //! and writes out its IO buffer twice for every batch (`pin_log`), each time
 //! waking all its IO threads; that was a quarter of klaxon's CPU under ingest.
-//! Atomicity comes from the journal instead. After a killed process sled
-//! recovers a prefix of its log (it stops at the first tear), and the record
-//! number (`Z journal`) goes in last, so the tree holds every group up to
-//! that number and at most part of the next, whose record is in the journal
-//! (it was durable before any of it went in): recovery writes that group
-//! whole again. After a power cut, what sled wrote since the last checkpoint
-//! was only `sync_file_range`d, and sled's recovery skips a damaged message
-//! below its recorded stable point rather than stopping; a sled batch relied
-//! on the same guarantee, so this is no weaker than before.
-//!
-//! Writes that reach the tree without a durable record (applied early, or a
-//! group too big for the journal) still go in as one atomic batch.
+//! Atomicity comes from the journal instead: after a crash or a power cut,
+//! every group recorded since the last checkpoint is applied again, whatever
+//! part of it sled kept (see [`super::journal`]). So nothing reaches the tree
+//! before its group's record is durable, and a group too big for a record
+//! goes in as one atomic batch between two checkpoints.
 
-use std::borrow::Cow;
 use std::collections::BTreeMap;
+
+use std::ops::RangeInclusive;
 
 use sled::{Batch, IVec, Tree};
 
@@ -55,14 +49,6 @@ pub struct Group {
     tree: Tree,
     /// Not yet applied to the tree.
     pending: WriteMap,
-    /// Applied to the tree before the group ended, for a change that had to
-    /// see them there; they still belong in the group's journal record.
-    early: WriteMap,
-    /// Set when applying part of the group failed: the whole group fails.
-    failed: Option<StoreError>,
-    /// Tests: the next apply to the tree fails.
-    #[cfg(test)]
-    pub fail_next_apply: bool,
     /// Tests: the next [`Group::finish`] stops after this many keys, as a
     /// crash would.
     #[cfg(test)]
@@ -74,10 +60,6 @@ impl Group {
         Self {
             tree,
             pending: BTreeMap::new(),
-            early: BTreeMap::new(),
-            failed: None,
-            #[cfg(test)]
-            fail_next_apply: false,
             #[cfg(test)]
             stop_finish_after: None,
         }
@@ -126,79 +108,60 @@ impl Group {
         Ok(())
     }
 
-    /// Ends the group's changes: all its writes, for the journal. Fails if
-    /// part of the group could not be applied, so that no change of the group
-    /// is answered 2xx.
-    pub fn seal(&mut self) -> Result<Cow<'_, WriteMap>, StoreError> {
-        if let Some(e) = self.failed.take() {
-            return Err(e);
+    /// Reads the keys in `range` as the group sees them, in key order.
+    pub fn range(
+        &self,
+        range: RangeInclusive<Vec<u8>>,
+    ) -> Result<Vec<(Vec<u8>, IVec)>, StoreError> {
+        let mut seen: BTreeMap<Vec<u8>, IVec> = BTreeMap::new();
+        for entry in self.tree.range(range.clone()) {
+            let (key, value) = entry?;
+            seen.insert(key.to_vec(), value);
         }
-        if self.early.is_empty() {
-            return Ok(Cow::Borrowed(&self.pending));
+        for (key, value) in self.pending.range(range) {
+            match value {
+                Some(value) => seen.insert(key.clone(), value.clone()),
+                None => seen.remove(key),
+            };
         }
-        let mut all = self.early.clone();
-        all.extend(self.pending.iter().map(|(k, v)| (k.clone(), v.clone())));
-        Ok(Cow::Owned(all))
+        Ok(seen.into_iter().collect())
     }
 
-    /// Applies the rest of a group whose journal record `record` is durable,
-    /// key by key in key order (records before the indexes that point at
-    /// them), then the record number.
+    /// The group's writes, for its journal record.
+    pub fn writes(&self) -> &WriteMap {
+        &self.pending
+    }
+
+    /// Applies a group whose journal record `record` is durable, key by key
+    /// in key order, then the record number.
     pub fn finish(&mut self, record: u64) -> Result<(), StoreError> {
-        let writes = std::mem::take(&mut self.pending);
-        let applied = self.check_injected_failure().and_then(|()| {
-            for (key, value) in writes {
-                self.count_down_to_injected_stop()?;
-                match value {
-                    Some(value) => self.tree.insert(key, value)?,
-                    None => self.tree.remove(key)?,
-                };
-            }
-            self.tree
-                .insert(keys::meta("journal"), &record.to_be_bytes())?;
-            Ok(())
-        });
-        self.early.clear();
-        applied.inspect_err(|e| self.failed = Some(e.clone()))
-    }
-
-    /// Applies the rest of a group that has no journal record (too big for
-    /// one) as one atomic batch, with the number that stands for it.
-    pub fn finish_atomically(&mut self, record: u64) -> Result<(), StoreError> {
-        self.pending.insert(
-            keys::meta("journal"),
-            Some(IVec::from(&record.to_be_bytes())),
-        );
-        self.apply()?;
-        self.early.clear();
+        for (key, value) in std::mem::take(&mut self.pending) {
+            self.count_down_to_injected_stop()?;
+            match value {
+                Some(value) => self.tree.insert(key, value)?,
+                None => self.tree.remove(key)?,
+            };
+        }
+        self.tree
+            .insert(keys::meta("journal"), &record.to_be_bytes())?;
         Ok(())
     }
 
-    /// Whether part of the group is in the tree already (see [`Group::apply`]).
-    pub fn applied_early(&self) -> bool {
-        !self.early.is_empty()
+    /// Applies a group that has no journal record (too big for one) as one
+    /// atomic batch, with the number that stands for it.
+    pub fn finish_atomically(&mut self, record: u64) -> Result<(), StoreError> {
+        let mut writes = std::mem::take(&mut self.pending);
+        writes.insert(
+            keys::meta("journal"),
+            Some(IVec::from(&record.to_be_bytes())),
+        );
+        self.tree.apply_batch(batch_of(writes))?;
+        Ok(())
     }
 
     /// Drops the pending writes (the group's commit failed).
     pub fn discard(&mut self) {
         self.pending.clear();
-        self.early.clear();
-        self.failed = None;
-    }
-
-    /// Applies the pending writes now, for a change that must see them in
-    /// the tree (a range scan). A failure here fails the whole group.
-    pub fn apply(&mut self) -> Result<(), StoreError> {
-        if self.pending.is_empty() {
-            return Ok(());
-        }
-        let batch = batch_of(self.pending.iter().map(|(k, v)| (k.as_slice(), v.clone())));
-        let applied = std::mem::take(&mut self.pending);
-        self.check_injected_failure()
-            .and_then(|()| Ok(self.tree.apply_batch(batch)?))
-            .inspect_err(|e| self.failed = Some(e.clone()))?;
-        self.early.extend(applied);
-        Ok(())
     }
 
     /// Tests: fails once `stop_finish_after` keys have gone in.
@@ -211,15 +174,6 @@ impl Group {
             }
             Some(left) => *left -= 1,
             None => {}
-        }
-        Ok(())
-    }
-
-    /// Tests: fails once when told to (`fail_next_apply`).
-    fn check_injected_failure(&mut self) -> Result<(), StoreError> {
-        #[cfg(test)]
-        if std::mem::take(&mut self.fail_next_apply) {
-            return Err(StoreError::Corrupt("injected apply failure".into()));
         }
         Ok(())
     }

@@ -3,22 +3,31 @@
 //! Each group is one record, written in place into a file that was filled
 //! with zeros beforehand, then made durable with one `fdatasync`. The writer
 //! answers the group's requests at that point and puts the group into sled
-//! right after, without sled's own flush, its record's number (`Z journal`)
-//! last; after a crash, [`Journal::open`] returns the records sled does not
-//! have, to apply again.
+//! right after, without sled's own flush.
 //!
-//! Two files take turns. A file is written over only after a checkpoint (a
-//! sled flush and fsync) has made everything in it durable in sled. Because
-//! the files are overwritten rather than appended to, `fdatasync` has no file
-//! size to commit: on ext4 it takes about half as long as after an append.
+//! A checkpoint (a sled flush and fsync) makes everything sled has durable;
+//! a checkpoint record marks it in the journal. After a crash or a power cut,
+//! [`Journal::open`] returns every group recorded after the last mark, to
+//! apply again in order. Records hold whole values, so applying one again is
+//! harmless, and sled may have kept any part of what it wrote after the
+//! checkpoint: after a power cut, sled's recovery may skip a damaged message
+//! and keep later ones, so the tree's own note of the last group it applied
+//! (`Z journal`) cannot say what is missing.
+//!
+//! Two files take turns. Each starts with a mark: a file is begun only after
+//! a checkpoint, so the other file, older, is never needed again and is
+//! written over. A mark carries the number of the last group before it. Because the files are overwritten rather than appended to,
+//! `fdatasync` has no file size to commit: on ext4 it takes about half as
+//! long as after an append.
 //!
 //! A record: magic `u32`, CRC-32 of the rest `u32`, store instance `u64`,
 //! number `u64`, kind `u8`, payload length `u32`, payload. A group's payload
 //! is its writes: key length `u16`, key, `1` and value length `u32` and value
-//! (or `0` for a removal). Each record starts on a 4 KiB boundary, so that a
-//! torn write cannot reach the record before it. Records are numbered without gaps; reading stops at
-//! the first record that is torn, from another store, or out of sequence (the
-//! older contents of a reused file).
+//! (or `0` for a removal); a mark's is empty. Each record starts on a 4 KiB
+//! boundary, so that a torn write cannot reach the record before it. Groups
+//! are numbered without gaps; reading stops at the first record that is torn,
+//! from another store, or out of sequence (the older contents of a reused
+//! file).
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
@@ -43,8 +52,8 @@ const CHECKPOINT: u8 = 2;
 /// A key and its new value (`None`: removed).
 pub type Write = (Vec<u8>, Option<Vec<u8>>);
 
-/// A journalled group sled had not applied when the store was last closed.
-pub struct Unapplied {
+/// A journalled group sled may lack: recorded after the last checkpoint.
+pub struct Replay {
     pub number: u64,
     pub writes: Vec<Write>,
 }
@@ -54,8 +63,9 @@ pub struct Unapplied {
 pub enum Appended {
     /// On disk under this number.
     Durable(u64),
-    /// Too big for a record: the caller makes it durable in sled itself,
-    /// under this number, then calls [`Journal::checkpointed`].
+    /// Too big for a record: the caller makes it durable in sled itself
+    /// (everything before it is already), under this number, then calls
+    /// [`Journal::mark_checkpoint`].
     TooBig(u64),
 }
 
@@ -76,16 +86,18 @@ pub struct Journal {
 }
 
 impl Journal {
-    /// Opens the journal in `dir` for store `instance`, whose sled tree has
-    /// applied every record up to `applied`. Returns it with the records after
-    /// `applied`, in order, for the caller to apply and checkpoint before the
-    /// first [`Journal::append`]. Writing starts afresh in the other file.
+    /// Opens the journal in `dir` for store `instance`, whose sled tree says
+    /// it applied every record up to `applied`. Returns it with the groups to
+    /// apply again, in order: those after the newest file's last checkpoint
+    /// mark. The caller applies them, checkpoints and calls
+    /// [`Journal::mark_checkpoint`] before the first [`Journal::append`];
+    /// writing starts afresh in the other file.
     pub fn open(
         dir: &Path,
         instance: u64,
         applied: u64,
         file_bytes: u64,
-    ) -> Result<(Journal, Vec<Unapplied>), StoreError> {
+    ) -> Result<(Journal, Vec<Replay>), StoreError> {
         let paths = [dir.join("journal.0"), dir.join("journal.1")];
         let open = |p: &PathBuf| {
             OpenOptions::new()
@@ -104,13 +116,14 @@ impl Journal {
             let bytes = read_all(file).map_err(|e| StoreError::io(&paths[i], e))?;
             filled[i] = bytes.len() as u64;
             let run = read_run(&bytes, instance);
-            let last = run.last().map(|r| r.number);
-            found.push((last, unapplied_after(run, applied)));
+            // A mark comes after the group of the same number.
+            let last = run.last().map(|r| (r.number, r.kind == CHECKPOINT));
+            found.push((last, to_replay(run, applied)));
         }
         let newest = if found[1].0 > found[0].0 { 1 } else { 0 };
-        let (last, unapplied) = found.swap_remove(newest);
-        let unapplied = unapplied?;
-        let last = last.unwrap_or(0);
+        let (last, replay) = found.swap_remove(newest);
+        let replay = replay?;
+        let last = last.map_or(0, |(number, _)| number);
         let journal = Journal {
             files,
             paths,
@@ -123,30 +136,41 @@ impl Journal {
             buf: Vec::new(),
             broken: false,
         };
-        Ok((journal, unapplied))
+        Ok((journal, replay))
     }
 
     /// Writes one group's writes as a record and makes it durable. A record
     /// that does not fit in the rest of the file goes to the other file, after
-    /// `checkpoint` has made sled hold everything the other file has.
+    /// `checkpoint` has made sled hold everything recorded so far.
     pub fn append<'a>(
         &mut self,
         writes: impl Iterator<Item = (&'a [u8], Option<&'a [u8]>)>,
         checkpoint: impl FnOnce() -> Result<(), StoreError>,
     ) -> Result<Appended, StoreError> {
         self.usable()?;
-        let number = self.next;
-        encode(&mut self.buf, self.instance, number, GROUP, writes);
+        encode(&mut self.buf, self.instance, self.next, GROUP, writes);
         let len = self.buf.len() as u64;
         if len > self.file_bytes / 4 {
+            // Everything before the group goes into sled durably, and is
+            // marked so, before any of the group does: the records before it
+            // are never applied again over it.
+            checkpoint()?;
+            self.mark_checkpoint()?;
+            let number = self.next;
             self.next += 1;
             return Ok(Appended::TooBig(number));
         }
         if self.offset + len > self.file_bytes {
             checkpoint()?;
+            let group = std::mem::take(&mut self.buf);
             self.current = 1 - self.current;
             self.offset = 0;
+            // The group's one fdatasync makes the mark durable too.
+            let marked = self.write_mark();
+            self.buf = group;
+            marked?;
         }
+        let number = self.next;
         self.write_record()?;
         self.sync()?;
         self.next += 1;
@@ -172,22 +196,29 @@ impl Journal {
         Ok(())
     }
 
-    /// Notes that sled holds every record up to `number` durably (after a
-    /// [`Appended::TooBig`] group). Not synced: sled's own record covers it.
-    pub fn checkpointed(&mut self, number: u64) -> Result<(), StoreError> {
+    /// Marks a checkpoint: sled holds everything recorded so far durably, so
+    /// those records are never applied again. Goes to the other file when
+    /// this one is full (the checkpoint has just covered this one).
+    pub fn mark_checkpoint(&mut self) -> Result<(), StoreError> {
         self.usable()?;
-        encode(
-            &mut self.buf,
-            self.instance,
-            number,
-            CHECKPOINT,
-            std::iter::empty(),
-        );
-        if self.offset + self.buf.len() as u64 > self.file_bytes {
+        if self.offset + HEADER as u64 > self.file_bytes {
             self.current = 1 - self.current;
             self.offset = 0;
         }
-        self.next = self.next.max(number + 1);
+        self.write_mark()?;
+        self.sync()
+    }
+
+    /// Writes a checkpoint mark, numbered as the last group (not synced).
+    fn write_mark(&mut self) -> Result<(), StoreError> {
+        let last = self.next - 1;
+        encode(
+            &mut self.buf,
+            self.instance,
+            last,
+            CHECKPOINT,
+            std::iter::empty(),
+        );
         self.write_record()
     }
 
@@ -260,15 +291,18 @@ fn encode<'a>(
     buf[4..8].copy_from_slice(&crc.to_le_bytes());
 }
 
-/// The valid records at the start of a file, numbered without gaps.
+/// The valid records at the start of a file, in sequence: a group follows
+/// the record before it by one; a mark has the same number, or the next one
+/// after a group too big for a record (it has no record).
 fn read_run(bytes: &[u8], instance: u64) -> Vec<Record<'_>> {
     let mut run: Vec<Record> = Vec::new();
     let mut at = 0;
     while let Some((record, len)) = read_record(&bytes[at..], instance) {
-        if run
-            .last()
-            .is_some_and(|prev| record.number != prev.number + 1)
-        {
+        let follows = |prev: &Record| match record.kind {
+            CHECKPOINT => (prev.number..=prev.number + 1).contains(&record.number),
+            _ => record.number == prev.number + 1,
+        };
+        if run.last().is_some_and(|prev| !follows(prev)) {
             break;
         }
         run.push(record);
@@ -298,26 +332,37 @@ fn read_record(bytes: &[u8], instance: u64) -> Option<(Record<'_>, usize)> {
     Some((record, len))
 }
 
-/// The groups of `run` after `applied`, which must follow it without a gap.
-fn unapplied_after(run: Vec<Record>, applied: u64) -> Result<Vec<Unapplied>, StoreError> {
-    let mut groups = Vec::new();
-    let after = run.into_iter().filter(|r| r.number > applied);
-    for (expected, record) in (applied + 1..).zip(after) {
-        if record.number != expected {
-            return Err(StoreError::Corrupt(format!(
-                "the journal resumes at record {} but the store has applied only up to {applied}",
-                record.number
-            )));
+/// The groups of `run` to apply again: those after its last checkpoint mark.
+/// A file without a mark was written by an earlier klaxon, which marked only
+/// some checkpoints and applied the records after `applied`. Either way the
+/// journal must reach back to what the tree holds: the tree has applied at
+/// least up to the mark, or up to the group before the first.
+fn to_replay(run: Vec<Record>, applied: u64) -> Result<Vec<Replay>, StoreError> {
+    let gap = |first: u64| {
+        StoreError::Corrupt(format!(
+            "the journal resumes at record {first} but the store has applied only up to {applied}"
+        ))
+    };
+    let records: Vec<Record> = match run.iter().rposition(|r| r.kind == CHECKPOINT) {
+        Some(mark) if run[mark].number > applied => return Err(gap(run[mark].number + 1)),
+        Some(mark) => run.into_iter().skip(mark + 1).collect(),
+        None => {
+            let after: Vec<Record> = run.into_iter().filter(|r| r.number > applied).collect();
+            match after.first() {
+                Some(first) if first.number != applied + 1 => return Err(gap(first.number)),
+                _ => after,
+            }
         }
-        if record.kind == GROUP {
-            let writes = decode(record.payload).ok_or_else(|| {
-                StoreError::Corrupt(format!("journal record {} is malformed", record.number))
-            })?;
-            groups.push(Unapplied {
-                number: record.number,
-                writes,
-            });
-        }
+    };
+    let mut groups = Vec::with_capacity(records.len());
+    for record in records.into_iter().filter(|r| r.kind == GROUP) {
+        let writes = decode(record.payload).ok_or_else(|| {
+            StoreError::Corrupt(format!("journal record {} is malformed", record.number))
+        })?;
+        groups.push(Replay {
+            number: record.number,
+            writes,
+        });
     }
     Ok(groups)
 }
@@ -389,7 +434,7 @@ mod tests {
         }
     }
 
-    fn keys_of(groups: &[Unapplied]) -> Vec<(u64, Vec<String>)> {
+    fn keys_of(groups: &[Replay]) -> Vec<(u64, Vec<String>)> {
         groups
             .iter()
             .map(|g| {
@@ -402,31 +447,64 @@ mod tests {
             .collect()
     }
 
+    /// Opens the journal as the store does: nothing to apply, then a mark.
+    fn open_marked(dir: &Path, applied: u64, file_bytes: u64) -> Journal {
+        let (mut journal, replay) = Journal::open(dir, INSTANCE, applied, file_bytes).unwrap();
+        assert!(replay.is_empty());
+        journal.mark_checkpoint().unwrap();
+        journal
+    }
+
+    fn keys_only(groups: &[Replay]) -> Vec<Vec<String>> {
+        keys_of(groups).into_iter().map(|(_, k)| k).collect()
+    }
+
     #[test]
-    fn records_after_the_applied_one_come_back_in_order_with_their_writes() {
+    fn every_group_since_the_last_mark_comes_back_even_if_the_tree_says_it_has_it() {
         let dir = tempfile::tempdir().unwrap();
-        let (mut journal, none) = Journal::open(dir.path(), INSTANCE, 0, FILE_BYTES).unwrap();
-        assert!(none.is_empty());
+        let mut journal = open_marked(dir.path(), 0, FILE_BYTES);
         let removal = (b"gone".to_vec(), None);
         assert_eq!(append(&mut journal, &[write("a", "1"), removal]), 1);
         assert_eq!(append(&mut journal, &[write("b", "2")]), 2);
         assert_eq!(append(&mut journal, &[write("c", "3")]), 3);
         drop(journal);
 
-        let (_, unapplied) = Journal::open(dir.path(), INSTANCE, 1, FILE_BYTES).unwrap();
+        // After a power cut, the tree's note (2 applied) may be durable while
+        // group 1's writes are not: all three come back, in order.
+        let (mut journal, replay) = Journal::open(dir.path(), INSTANCE, 2, FILE_BYTES).unwrap();
         assert_eq!(
-            keys_of(&unapplied),
-            vec![(2, vec!["b".to_string()]), (3, vec!["c".to_string()])]
+            keys_of(&replay),
+            vec![
+                (1, vec!["a".to_string(), "gone".to_string()]),
+                (2, vec!["b".to_string()]),
+                (3, vec!["c".to_string()]),
+            ]
         );
-        assert_eq!(unapplied[0].writes[0].1.as_deref(), Some(&b"2"[..]));
-        let (_, all) = Journal::open(dir.path(), INSTANCE, 0, FILE_BYTES).unwrap();
-        assert_eq!(all[0].writes[1], (b"gone".to_vec(), None));
+        assert_eq!(replay[0].writes[1], (b"gone".to_vec(), None));
+        assert_eq!(replay[1].writes[0].1.as_deref(), Some(&b"2"[..]));
+        // Once they are in sled and checkpointed, the mark says so.
+        journal.mark_checkpoint().unwrap();
+        drop(journal);
+        let (_, replay) = Journal::open(dir.path(), INSTANCE, 3, FILE_BYTES).unwrap();
+        assert!(replay.is_empty(), "{:?}", keys_of(&replay));
+    }
+
+    #[test]
+    fn a_file_from_before_marks_gives_back_the_groups_after_the_applied_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut journal, none) = Journal::open(dir.path(), INSTANCE, 0, FILE_BYTES).unwrap();
+        assert!(none.is_empty());
+        append(&mut journal, &[write("a", "1")]);
+        append(&mut journal, &[write("b", "2")]);
+        drop(journal);
+        let (_, replay) = Journal::open(dir.path(), INSTANCE, 1, FILE_BYTES).unwrap();
+        assert_eq!(keys_of(&replay), vec![(2, vec!["b".to_string()])]);
     }
 
     #[test]
     fn a_torn_last_record_is_ignored_and_written_over() {
         let dir = tempfile::tempdir().unwrap();
-        let (mut journal, _) = Journal::open(dir.path(), INSTANCE, 0, FILE_BYTES).unwrap();
+        let mut journal = open_marked(dir.path(), 0, FILE_BYTES);
         append(&mut journal, &[write("a", "1")]);
         let (file, start) = (journal.current, journal.offset);
         assert_eq!(start % ALIGN, 0, "a record starts on a sector boundary");
@@ -437,22 +515,25 @@ mod tests {
         let f = OpenOptions::new().write(true).open(&path).unwrap();
         f.write_all_at(&[0xff], start + HEADER as u64).unwrap();
 
-        let (mut journal, unapplied) = Journal::open(dir.path(), INSTANCE, 0, FILE_BYTES).unwrap();
-        assert_eq!(keys_of(&unapplied), vec![(1, vec!["a".to_string()])]);
-        // The writer applies that and goes on: the next record is number 2 again.
+        let (mut journal, replay) = Journal::open(dir.path(), INSTANCE, 0, FILE_BYTES).unwrap();
+        assert_eq!(keys_of(&replay), vec![(1, vec!["a".to_string()])]);
+        // The store applies that, checkpoints and goes on in the other file:
+        // the next group is number 2 again.
+        journal.mark_checkpoint().unwrap();
         assert_eq!(append(&mut journal, &[write("c", "3")]), 2);
         drop(journal);
-        let (_, unapplied) = Journal::open(dir.path(), INSTANCE, 1, FILE_BYTES).unwrap();
-        assert_eq!(keys_of(&unapplied), vec![(2, vec!["c".to_string()])]);
+        let (_, replay) = Journal::open(dir.path(), INSTANCE, 1, FILE_BYTES).unwrap();
+        assert_eq!(keys_of(&replay), vec![(2, vec!["c".to_string()])]);
     }
 
     #[test]
     fn a_full_file_checkpoints_and_the_other_file_is_written_over() {
         let dir = tempfile::tempdir().unwrap();
         let small = 4 * ALIGN; // four records a file
-        let (mut journal, _) = Journal::open(dir.path(), INSTANCE, 0, small).unwrap();
+        let mut journal = open_marked(dir.path(), 0, small);
         let value = "x".repeat(500);
         let mut checkpoints = 0;
+        let mut numbers = Vec::new();
         for n in 1..=40u64 {
             let writes = [write(&format!("k{n}"), &value)];
             let appended = try_append(&mut journal, &writes, || {
@@ -460,45 +541,64 @@ mod tests {
                 Ok(())
             })
             .unwrap();
-            assert_eq!(appended, Appended::Durable(n));
+            let Appended::Durable(number) = appended else {
+                panic!("not journalled: {appended:?}");
+            };
+            numbers.push(number);
         }
         assert!(checkpoints >= 4, "{checkpoints} checkpoints");
+        assert!(numbers.windows(2).all(|w| w[0] < w[1]));
         drop(journal);
-        // Only the newest file's records after the applied one come back;
-        // the older records left in the reused file are not read as new.
-        let (_, unapplied) = Journal::open(dir.path(), INSTANCE, 38, small).unwrap();
-        assert_eq!(
-            keys_of(&unapplied),
-            vec![(39, vec!["k39".to_string()]), (40, vec!["k40".to_string()])]
-        );
+        // Only the newest file's groups come back, those after its mark: the
+        // last ones appended, since the last checkpoint. The older records
+        // left in the reused file are not read as new.
+        let (_, replay) = Journal::open(dir.path(), INSTANCE, 40, small).unwrap();
+        let back = keys_only(&replay);
+        assert!(!back.is_empty() && back.len() <= 3, "{back:?}");
+        let expected: Vec<Vec<String>> = (41 - back.len()..=40)
+            .map(|n| vec![format!("k{n}")])
+            .collect();
+        assert_eq!(back, expected);
+        assert_eq!(replay.last().map(|g| g.number), numbers.last().copied());
         for len in [0, 1].map(|i| std::fs::metadata(dir.path().join(format!("journal.{i}")))) {
             assert!(len.unwrap().len() <= small, "a file grew past its size");
         }
     }
 
     #[test]
-    fn a_group_too_big_for_a_record_takes_a_number_and_a_checkpoint_record() {
+    fn a_group_too_big_for_a_record_is_preceded_by_a_checkpoint_and_followed_by_one() {
         let dir = tempfile::tempdir().unwrap();
-        let small = 4096;
-        let (mut journal, _) = Journal::open(dir.path(), INSTANCE, 0, small).unwrap();
+        let small = 4 * ALIGN;
+        let mut journal = open_marked(dir.path(), 0, small);
         append(&mut journal, &[write("a", "1")]);
-        let huge = [write("big", &"x".repeat(2000))];
+        let huge = [write("big", &"x".repeat(5000))];
+        let mut checkpoints = 0;
+        let appended = try_append(&mut journal, &huge, || {
+            checkpoints += 1;
+            Ok(())
+        });
+        // A mark says sled holds group 1; the big group is number 2.
+        assert_eq!(appended.unwrap(), Appended::TooBig(2));
         assert_eq!(
-            try_append(&mut journal, &huge, || Ok(())).unwrap(),
-            Appended::TooBig(2)
+            checkpoints, 1,
+            "sled was not checkpointed before the big group"
         );
-        journal.checkpointed(2).unwrap();
+        // A crash before the big group's own checkpoint: group 1 is not
+        // applied again over what the big group may have written.
+        let (_, replay) = Journal::open(dir.path(), INSTANCE, 2, small).unwrap();
+        assert!(replay.is_empty(), "{:?}", keys_of(&replay));
+
+        journal.mark_checkpoint().unwrap();
         assert_eq!(append(&mut journal, &[write("b", "2")]), 3);
         drop(journal);
-        // sled holds record 2: only record 3 is left to apply.
-        let (_, unapplied) = Journal::open(dir.path(), INSTANCE, 2, small).unwrap();
-        assert_eq!(keys_of(&unapplied), vec![(3, vec!["b".to_string()])]);
+        let (_, replay) = Journal::open(dir.path(), INSTANCE, 2, small).unwrap();
+        assert_eq!(keys_of(&replay), vec![(3, vec!["b".to_string()])]);
     }
 
     #[test]
     fn a_failed_record_write_breaks_the_journal_until_a_restart() {
         let dir = tempfile::tempdir().unwrap();
-        let (mut journal, _) = Journal::open(dir.path(), INSTANCE, 0, FILE_BYTES).unwrap();
+        let mut journal = open_marked(dir.path(), 0, FILE_BYTES);
         append(&mut journal, &[write("a", "1")]);
         // The disk starts failing writes where the file has room already.
         let path = journal.paths[journal.current].clone();
@@ -509,31 +609,39 @@ mod tests {
         // Nothing more is written, even where it would work again.
         journal.files[journal.current] = OpenOptions::new().write(true).open(&path).unwrap();
         assert!(try_append(&mut journal, &writes, || Ok(())).is_err());
+        assert!(journal.mark_checkpoint().is_err());
         drop(journal);
-        let (_, unapplied) = Journal::open(dir.path(), INSTANCE, 0, FILE_BYTES).unwrap();
-        assert_eq!(keys_of(&unapplied), vec![(1, vec!["a".to_string()])]);
+        let (_, replay) = Journal::open(dir.path(), INSTANCE, 0, FILE_BYTES).unwrap();
+        assert_eq!(keys_of(&replay), vec![(1, vec!["a".to_string()])]);
     }
 
     #[test]
     fn records_of_another_store_are_not_applied() {
         let dir = tempfile::tempdir().unwrap();
-        let (mut journal, _) = Journal::open(dir.path(), INSTANCE, 0, FILE_BYTES).unwrap();
+        let mut journal = open_marked(dir.path(), 0, FILE_BYTES);
         append(&mut journal, &[write("a", "1")]);
         drop(journal);
-        let (mut journal, unapplied) =
-            Journal::open(dir.path(), INSTANCE + 1, 0, FILE_BYTES).unwrap();
-        assert!(unapplied.is_empty());
+        let (mut journal, replay) = Journal::open(dir.path(), INSTANCE + 1, 0, FILE_BYTES).unwrap();
+        assert!(replay.is_empty());
         assert_eq!(append(&mut journal, &[write("b", "2")]), 1);
     }
 
     #[test]
     fn a_journal_that_does_not_reach_back_to_the_store_is_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let (mut journal, _) = Journal::open(dir.path(), INSTANCE, 10, FILE_BYTES).unwrap();
+        // A mark after group 10, then group 11.
+        let mut journal = open_marked(dir.path(), 10, FILE_BYTES);
         append(&mut journal, &[write("a", "1")]);
         drop(journal);
         // A store that says it applied only up to 5: records 6 to 10 are missing.
         let refused = Journal::open(dir.path(), INSTANCE, 5, FILE_BYTES);
+        assert!(matches!(refused, Err(StoreError::Corrupt(_))));
+        // The same for a file from before marks.
+        let old = tempfile::tempdir().unwrap();
+        let (mut journal, _) = Journal::open(old.path(), INSTANCE, 10, FILE_BYTES).unwrap();
+        append(&mut journal, &[write("a", "1")]);
+        drop(journal);
+        let refused = Journal::open(old.path(), INSTANCE, 5, FILE_BYTES);
         assert!(matches!(refused, Err(StoreError::Corrupt(_))));
     }
 }

@@ -1,7 +1,8 @@
 //! Group commit: one thread runs every change, writes the whole group to the
 //! journal as one record made durable by one `fdatasync`, answers it, then
 //! puts it into sled key by key (see [`super::group`]). sled itself is
-//! flushed only at checkpoints (see [`super::journal`]).
+//! flushed only at checkpoints, each marked in the journal (see
+//! [`super::journal`]).
 
 use std::collections::HashSet;
 use std::ffi::OsString;
@@ -207,7 +208,10 @@ pub fn spawn(
                     Err(e) => {
                         crate::metrics::flush_failed();
                         tracing::error!(error = %e, "committing to the store failed");
-                        usable = recover_from_failure(&mut ledger, &journal, &syncer);
+                        // Nothing of the group is in the tree: drop it and go
+                        // on, unless the journal can no longer be trusted.
+                        ledger.discard();
+                        usable = !journal.is_broken();
                     }
                 }
                 for done in group.drain(..) {
@@ -226,8 +230,9 @@ pub fn spawn(
                 }
                 progress.publish(groups, ledger.seq());
             }
-            if let Err(e) = syncer.sync() {
-                tracing::error!(error = %e, "final flush of the store failed");
+            // A last checkpoint, marked, so the next start applies nothing again.
+            if let Err(e) = syncer.sync().and_then(|()| journal.mark_checkpoint()) {
+                tracing::error!(error = %e, "final checkpoint of the store failed");
             }
         })
 }
@@ -239,44 +244,24 @@ fn commit(
     journal: &mut Journal,
     syncer: &Syncer,
 ) -> Result<Option<u64>, StoreError> {
-    let writes = ledger.seal()?;
+    let writes = ledger.writes();
     if writes.is_empty() {
         return Ok(None);
     }
-    let appended = journal.append(journal::borrowed(writes.iter()), || syncer.sync());
-    drop(writes);
-    match appended? {
+    match journal.append(journal::borrowed(writes.iter()), || syncer.sync())? {
         Appended::Durable(record) => Ok(Some(record)),
         Appended::TooBig(record) => {
             // Rare (a group of huge messages): sled's own flush makes it durable.
             let durable = ledger
                 .finish_atomically(record)
                 .and_then(|()| syncer.sync())
-                .and_then(|()| journal.checkpointed(record));
+                .and_then(|()| journal.mark_checkpoint());
             if durable.is_err() {
                 journal.break_off();
             }
             durable.map(|()| None)
         }
     }
-}
-
-/// After a failed commit: drops the group, and says whether the writer can
-/// go on. Part of the group may be in the tree already, with no journal
-/// record; later groups build on it, so it is made durable in sled now.
-fn recover_from_failure(ledger: &mut Ledger, journal: &Journal, syncer: &Syncer) -> bool {
-    let early = ledger.applied_early();
-    ledger.discard();
-    if journal.is_broken() {
-        return false;
-    }
-    if early {
-        if let Err(e) = syncer.sync() {
-            tracing::error!(error = %e, "flushing what a failed group left in the store failed");
-            return false;
-        }
-    }
-    true
 }
 
 /// Runs one job; a panic in it (a bug) fails that request, not the writer.
@@ -290,32 +275,7 @@ fn run(job: Job, ledger: &mut Ledger, group: &mut Vec<Completion>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::alert::AlertId;
     use std::time::Duration;
-
-    #[test]
-    fn what_a_failed_group_left_in_the_tree_is_flushed_before_the_writer_goes_on() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = sled::Config::new().path(dir.path()).open().unwrap();
-        let tree = db.open_tree("t").unwrap();
-        let mut ledger = Ledger::new(tree, AlertId::MIN, 0, 0, dir.path().to_owned(), 0);
-        let (journal, _) = Journal::open(dir.path(), 1, 0, journal::FILE_BYTES).unwrap();
-        let syncer = Syncer::new(db.clone(), dir.path()).unwrap();
-        syncer.sync().unwrap();
-        // A readiness probe in the group puts the group's writes in the tree
-        // early; then the group's journal record cannot be written.
-        ledger.raise_seq(5).unwrap();
-        ledger.probe().unwrap();
-        assert!(ledger.applied_early());
-
-        assert!(recover_from_failure(&mut ledger, &journal, &syncer));
-        // Later groups build on those writes, so they are on disk already.
-        assert_eq!(
-            db.flush().unwrap(),
-            0,
-            "the early writes were left unflushed"
-        );
-    }
 
     #[test]
     fn a_checkpoint_fsyncs_the_blob_files_sled_wrote_for_big_nodes() {
