@@ -13,7 +13,6 @@
 //! goes in as one atomic batch between two checkpoints.
 
 use std::collections::BTreeMap;
-
 use std::ops::RangeInclusive;
 
 use sled::{Batch, IVec, Tree};

@@ -656,6 +656,27 @@ mod tests {
     }
 
     #[test]
+    fn a_backup_scan_sees_the_change_blocks_a_group_empties_and_starts() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ledger = ledger(dir.path());
+        let alert = create(&mut ledger, "5.1");
+        commit(&mut ledger).unwrap();
+        // The next change is numbered 101: its entry leaves the first block
+        // (now empty, so removed) for a block only the group has.
+        ledger.raise_seq(100).unwrap();
+        ledger
+            .change(alert.id, Action::Resolve, Actor::default())
+            .unwrap()
+            .unwrap();
+        assert!(ledger.tree.get(keys::change_block(1)).unwrap().is_some());
+        let (seq, records) = ledger.changed_since(0).unwrap();
+        assert_eq!(seq, 101);
+        assert_eq!(records.len(), 1, "the alert once, at its latest change");
+        let found: Alert = serde_json::from_slice(&records[0]).unwrap();
+        assert_eq!((found.id, found.status), (alert.id, Status::Resolved));
+    }
+
+    #[test]
     fn a_discarded_group_leaves_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let mut ledger = ledger(dir.path());
