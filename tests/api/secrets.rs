@@ -79,3 +79,36 @@ async fn no_secret_or_token_ever_appears_in_the_output() {
         );
     }
 }
+
+/// At `warn`, the level that logs refusals only, a refused request's line
+/// still names its method, path and client.
+#[tokio::test]
+async fn a_refused_request_is_logged_with_its_client_at_warn() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let mut env = server_env(data_dir.path());
+    env.retain(|(name, _)| *name != "RUST_LOG");
+    env.push(("RUST_LOG", "warn,klaxon::startup=info".into()));
+    let mut server = start_server(&env);
+    let app = TestApp {
+        address: server.address.clone(),
+        client: Client::new(),
+        _data_dir: tempfile::tempdir().unwrap(),
+    };
+    let body = serde_json::to_vec(&event_fixture("message")).unwrap();
+    let ts = now().to_string();
+    let bad_sig = klaxon::slack::signature::sign(b"x", &ts, &body);
+    let res = app.post_event_signed(body, Some(&ts), Some(&bad_sig)).await;
+    assert_eq!(res.status(), 401);
+    server.kill_hard();
+
+    let output = server.output.lock().unwrap().clone();
+    let line: Value = output
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|l| l["status"] == 401)
+        .unwrap_or_else(|| panic!("no line for the refused request: {output}"));
+    assert_eq!(line["method"], "POST", "{line}");
+    assert_eq!(line["path"], "/slack/events", "{line}");
+    assert_eq!(line["client"], "127.0.0.1", "{line}");
+    assert_eq!(line["reason"], "invalid-signature", "{line}");
+}
