@@ -164,6 +164,11 @@ pub fn flush_failed() {
     counter!("klaxon_store_flush_errors_total").increment(1);
 }
 
+/// A stored alert that could not be read was left out of an answer.
+pub fn damaged_record() {
+    counter!("klaxon_store_damaged_records_total").increment(1);
+}
+
 /// Where `GET /metrics` finds the store's size.
 pub struct MetricsSource {
     pub data_dir: PathBuf,

@@ -421,6 +421,63 @@ mod tests {
         store.close();
     }
 
+    #[tokio::test]
+    async fn a_damaged_record_is_left_out_of_listings_and_the_change_feed_but_fails_a_backup() {
+        use crate::alert::Status;
+        use crate::urgency::Urgency;
+        let metrics = crate::metrics::handle();
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
+        let alerts: Vec<_> = (0..3)
+            .map(|i| (i, testing::alert(i, Urgency::High, Status::Open)))
+            .collect();
+        let imported = alerts.clone();
+        store.write(move |l| l.import(imported)).await.unwrap();
+        store.settled_seq().await.unwrap();
+        let damaged = alerts[1].1.id;
+        let tree = &store.inner.tree;
+        tree.insert(keys::alert(damaged), &[0xff, 1, 2][..])
+            .unwrap();
+        let ids = |jsons: &[sled::IVec]| -> Vec<AlertId> {
+            jsons
+                .iter()
+                .map(|j| serde_json::from_slice::<Alert>(j).unwrap().id)
+                .collect()
+        };
+        let (newest, oldest) = (alerts[2].1.id, alerts[0].1.id);
+
+        // Pages of one: the cursor goes past the damaged record.
+        let mut listed = Vec::new();
+        let mut before = None;
+        for _ in 0..3 {
+            let query = ListQuery {
+                limit: 1,
+                before,
+                ..ListQuery::default()
+            };
+            let page = store.list(query).await.unwrap();
+            listed.extend(ids(&page.alerts));
+            before = page.next;
+            if before.is_none() {
+                break;
+            }
+        }
+        assert_eq!(listed, vec![newest, oldest]);
+        let feed = store.changes(0, 10).await.unwrap();
+        assert_eq!(ids(&feed.alerts), vec![oldest, newest]);
+        assert_eq!(feed.next_after, 3);
+        let rendered = metrics.render();
+        assert!(
+            rendered.contains("klaxon_store_damaged_records_total"),
+            "{rendered}"
+        );
+        // A backup must be whole: it fails instead.
+        let backup = store.clone();
+        let backed_up = tokio::task::spawn_blocking(move || backup.backup(&mut Vec::new()));
+        assert!(backed_up.await.unwrap().is_err());
+        store.close();
+    }
+
     #[test]
     fn records_written_as_json_by_earlier_versions_are_served_and_changed_as_before() {
         use crate::alert::Status;
