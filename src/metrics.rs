@@ -43,6 +43,13 @@ pub fn handle() -> &'static PrometheusHandle {
         let handle = recorder.handle();
         // A recorder installed earlier in this process (tests) keeps working; ours then renders nothing new.
         let _ = metrics::set_global_recorder(recorder);
+        // Error counters start at 0, so that an alert on their increase sees the first one.
+        for errors in [
+            "klaxon_store_flush_errors_total",
+            "klaxon_store_damaged_records_total",
+        ] {
+            counter!(errors).absolute(0);
+        }
         spawn_upkeep(handle.clone());
         handle
     })
@@ -164,7 +171,7 @@ pub fn flush_failed() {
     counter!("klaxon_store_flush_errors_total").increment(1);
 }
 
-/// A stored alert that could not be read was left out of an answer.
+/// A read met a stored alert that could not be decoded, and left it out.
 pub fn damaged_record() {
     counter!("klaxon_store_damaged_records_total").increment(1);
 }

@@ -19,7 +19,7 @@ pub fn init() {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal());
+        .with_ansi(colour());
     let json = std::env::var("KLAXON_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
     // A second init (tests) keeps the first subscriber.
     let _ = if json {
@@ -27,6 +27,11 @@ pub fn init() {
     } else {
         builder.try_init()
     };
+}
+
+/// Colour codes only for a person at a terminal, and not if `NO_COLOR` is set.
+fn colour() -> bool {
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
 /// What a request did (alert created, duplicate, ignored and why), for its log line.

@@ -29,9 +29,15 @@ impl Store {
         let mut max_seq = 0;
         let mut messages = Vec::new();
         for (n, entry) in (0u64..).zip(tree.scan_prefix([keys::ALERT])) {
-            let (key, json) = entry?;
-            let Some(alert) = decode_alert(Some(json))? else {
-                continue;
+            let (key, record) = entry?;
+            let alert = match decode_alert(Some(record)) {
+                Ok(Some(alert)) => alert,
+                Ok(None) => continue,
+                Err(e) => {
+                    let id = keys::id_suffix(&key).map_or("?".into(), |id| id.to_string());
+                    report.problems.push(format!("record of alert {id}: {e}"));
+                    continue;
+                }
             };
             report.alerts += 1;
             if keys::id_suffix(&key) != Some(alert.id) {

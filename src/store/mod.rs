@@ -357,7 +357,8 @@ fn recover(
     }
     for group in replay {
         let mut batch = group::batch_of(group.writes);
-        // Never lower it: the tree may hold a later group (too big for a record).
+        // Defensive: never lower it (every group too big for a record follows a
+        // mark, so replayed groups should always come after what the tree says).
         let number = group.number.max(applied);
         batch.insert(keys::meta("journal"), &number.to_be_bytes());
         tree.apply_batch(batch)?;
@@ -428,15 +429,19 @@ mod tests {
         let metrics = crate::metrics::handle();
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
-        let alerts: Vec<_> = (0..3)
+        let alerts: Vec<_> = (0..4)
             .map(|i| (i, testing::alert(i, Urgency::High, Status::Open)))
             .collect();
         let imported = alerts.clone();
         store.write(move |l| l.import(imported)).await.unwrap();
         store.settled_seq().await.unwrap();
-        let damaged = alerts[1].1.id;
+        // One record of an unknown format, one cut short from before the
+        // binary format (a JSON record).
+        let damaged = [alerts[1].1.id, alerts[2].1.id];
         let tree = &store.inner.tree;
-        tree.insert(keys::alert(damaged), &[0xff, 1, 2][..])
+        tree.insert(keys::alert(damaged[0]), &[0xff, 1, 2][..])
+            .unwrap();
+        tree.insert(keys::alert(damaged[1]), &br#"{"id":"#[..])
             .unwrap();
         let ids = |jsons: &[sled::IVec]| -> Vec<AlertId> {
             jsons
@@ -444,12 +449,12 @@ mod tests {
                 .map(|j| serde_json::from_slice::<Alert>(j).unwrap().id)
                 .collect()
         };
-        let (newest, oldest) = (alerts[2].1.id, alerts[0].1.id);
+        let (newest, oldest) = (alerts[3].1.id, alerts[0].1.id);
 
         // Pages of one: the cursor goes past the damaged record.
         let mut listed = Vec::new();
         let mut before = None;
-        for _ in 0..3 {
+        for _ in 0..4 {
             let query = ListQuery {
                 limit: 1,
                 before,
@@ -465,7 +470,7 @@ mod tests {
         assert_eq!(listed, vec![newest, oldest]);
         let feed = store.changes(0, 10).await.unwrap();
         assert_eq!(ids(&feed.alerts), vec![oldest, newest]);
-        assert_eq!(feed.next_after, 3);
+        assert_eq!(feed.next_after, 4);
         let rendered = metrics.render();
         assert!(
             rendered.contains("klaxon_store_damaged_records_total"),
@@ -475,6 +480,20 @@ mod tests {
         let backup = store.clone();
         let backed_up = tokio::task::spawn_blocking(move || backup.backup(&mut Vec::new()));
         assert!(backed_up.await.unwrap().is_err());
+        // The store check names both.
+        let checked = store.clone();
+        let report = tokio::task::spawn_blocking(move || checked.check())
+            .await
+            .unwrap()
+            .unwrap();
+        for id in damaged {
+            let named = format!("record of alert {id}:");
+            assert!(
+                report.problems.iter().any(|p| p.starts_with(&named)),
+                "{named} not in {:?}",
+                report.problems
+            );
+        }
         store.close();
     }
 

@@ -38,10 +38,11 @@ pub(crate) fn decode_alert(record: Option<IVec>) -> Result<Option<Alert>, StoreE
     record.map(|bytes| decode(&bytes)).transpose()
 }
 
-/// The alert's JSON as the API serves it.
+/// The alert's JSON as the API serves it. A JSON record is served as it is
+/// once it has been read as an alert, so a damaged one is an error here too.
 pub fn json(bytes: IVec) -> Result<IVec, StoreError> {
     match bytes.first() {
-        Some(&JSON) => Ok(bytes),
+        Some(&JSON) => decode(&bytes).map(|_| bytes),
         Some(&POSTCARD) => to_json(&decode(&bytes)?).map(IVec::from),
         other => Err(unknown(other)),
     }

@@ -167,9 +167,14 @@ async fn metrics_on_the_main_port_need_a_read_token() {
     assert_eq!(app.get_with("/metrics", None).await.status(), 401);
     let res = app.get_with("/metrics", Some(READ_TOKEN)).await;
     assert_eq!(res.status(), 200);
-    assert!(res
-        .text()
-        .await
-        .unwrap()
-        .contains("klaxon_http_requests_total"));
+    let text = res.text().await.unwrap();
+    assert!(text.contains("klaxon_http_requests_total"));
+    // Error counters are there at 0 before any error, so that an alert on
+    // their increase sees the first one.
+    for errors in [
+        "klaxon_store_flush_errors_total 0",
+        "klaxon_store_damaged_records_total 0",
+    ] {
+        assert!(text.contains(errors), "{errors} missing: {text}");
+    }
 }

@@ -13,6 +13,8 @@ pub struct Process {
     pub address: String,
     /// Everything the process wrote to stdout and stderr so far.
     pub output: Arc<Mutex<String>>,
+    /// The threads copying stdout and stderr into `output`.
+    readers: Vec<std::thread::JoinHandle<()>>,
 }
 
 /// The environment of a fully configured server on a free loopback port.
@@ -63,13 +65,14 @@ pub fn start_server(env: &[(&str, String)]) -> Process {
         .unwrap();
     let output = Arc::new(Mutex::new(String::new()));
     let (addr_tx, addr_rx) = mpsc::channel();
+    let mut readers = Vec::new();
     for stream in [
         Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
         Box::new(child.stderr.take().unwrap()),
     ] {
         let output = output.clone();
         let addr_tx = addr_tx.clone();
-        std::thread::spawn(move || {
+        readers.push(std::thread::spawn(move || {
             for line in BufReader::new(stream).lines().map_while(Result::ok) {
                 if let Ok(json) = serde_json::from_str::<serde_json::Value>(&line) {
                     if json["message"] == "klaxon listening" {
@@ -80,7 +83,7 @@ pub fn start_server(env: &[(&str, String)]) -> Process {
                 out.push_str(&line);
                 out.push('\n');
             }
-        });
+        }));
     }
     let addr = addr_rx
         .recv_timeout(Duration::from_secs(20))
@@ -92,14 +95,19 @@ pub fn start_server(env: &[(&str, String)]) -> Process {
         child,
         address: format!("http://{addr}"),
         output,
+        readers,
     }
 }
 
 impl Process {
     /// SIGKILL: no shutdown, no final flush.
+    /// Afterwards `output` holds everything the process wrote.
     pub fn kill_hard(&mut self) {
         self.child.kill().unwrap();
         self.child.wait().unwrap();
+        for reader in self.readers.drain(..) {
+            let _ = reader.join();
+        }
     }
 }
 
