@@ -1,6 +1,5 @@
 use std::path::Path;
 
-use reqwest::Client;
 use serde_json::{json, Value};
 
 use crate::helpers::{assert_error, event_fixture, spawn_app, TestApp, READ_TOKEN, WRITE_TOKEN};
@@ -39,11 +38,7 @@ fn restore(file: &Path, data_dir: &Path) -> std::process::Output {
 }
 
 async fn all_alerts_at(address: &str) -> Vec<Value> {
-    let app = TestApp {
-        address: address.to_owned(),
-        client: Client::new(),
-        _data_dir: tempfile::tempdir().unwrap(),
-    };
+    let app = TestApp::at(address);
     app.all_alerts().await
 }
 
@@ -95,11 +90,7 @@ async fn a_backup_taken_while_serving_restores_every_alert_note_and_status() {
     assert_eq!(restored, original);
 
     // Dedup keys came back: the same Slack message is still one alert.
-    let again = TestApp {
-        address: server.address.clone(),
-        client: Client::new(),
-        _data_dir: tempfile::tempdir().unwrap(),
-    };
+    let again = TestApp::at(&server.address);
     let mut event = event_fixture("message");
     event["event"]["ts"] = "1732400000.000001".into();
     event["event_id"] = "EvAFTERRESTORE".into();
@@ -142,12 +133,7 @@ async fn an_offline_backup_of_a_data_dir_round_trips() {
     let work = tempfile::tempdir().unwrap();
     let data_dir = work.path().join("data");
     let mut server = start_server(&server_env(&data_dir));
-    let original = populate(&TestApp {
-        address: server.address.clone(),
-        client: Client::new(),
-        _data_dir: tempfile::tempdir().unwrap(),
-    })
-    .await;
+    let original = populate(&TestApp::at(&server.address)).await;
     server.kill_hard();
 
     let file = work.path().join("offline.jsonl");

@@ -91,11 +91,7 @@ async fn a_full_disk_answers_503_and_loses_nothing_answered() {
         .success());
     assert_store_clean(dir.path(), "after the disk had room again");
     let server = start_server(&env);
-    let app = TestApp {
-        address: server.address.clone(),
-        client: Client::new(),
-        _data_dir: tempfile::tempdir().unwrap(),
-    };
+    let app = TestApp::at(&server.address);
     for id in &answered {
         assert_eq!(
             app.get_alert(id).await.status(),

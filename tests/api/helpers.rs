@@ -25,6 +25,18 @@ pub struct TestApp {
     pub _data_dir: TempDir,
 }
 
+impl TestApp {
+    /// A client of the server at `address` (a server process started by
+    /// the test, which owns its data directory).
+    pub fn at(address: &str) -> TestApp {
+        TestApp {
+            address: address.to_owned(),
+            client: Client::new(),
+            _data_dir: tempfile::tempdir().unwrap(),
+        }
+    }
+}
+
 /// Settings every test starts from: both surfaces and both token kinds configured.
 pub fn test_settings(data_dir: &Path) -> Settings {
     let mut settings = Settings::new(data_dir);

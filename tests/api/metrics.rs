@@ -1,5 +1,3 @@
-use reqwest::Client;
-
 use crate::helpers::{event_fixture, fixture, TestApp, READ_TOKEN};
 use crate::process::{server_env, start_server};
 
@@ -17,11 +15,7 @@ async fn metrics_count_what_happened_on_their_own_listener() {
     let mut env = server_env(data_dir.path());
     env.push(("KLAXON_METRICS_LISTEN", "127.0.0.1:0".into()));
     let server = start_server(&env);
-    let app = TestApp {
-        address: server.address.clone(),
-        client: Client::new(),
-        _data_dir: tempfile::tempdir().unwrap(),
-    };
+    let app = TestApp::at(&server.address);
 
     app.post_event(&event_fixture("message")).await;
     app.post_event(&event_fixture("message")).await;
@@ -159,11 +153,7 @@ async fn metrics_count_what_happened_on_their_own_listener() {
 async fn metrics_on_the_main_port_need_a_read_token() {
     let data_dir = tempfile::tempdir().unwrap();
     let server = start_server(&server_env(data_dir.path()));
-    let app = TestApp {
-        address: server.address.clone(),
-        client: Client::new(),
-        _data_dir: tempfile::tempdir().unwrap(),
-    };
+    let app = TestApp::at(&server.address);
     assert_eq!(app.get_with("/metrics", None).await.status(), 401);
     let res = app.get_with("/metrics", Some(READ_TOKEN)).await;
     assert_eq!(res.status(), 200);

@@ -1,4 +1,3 @@
-use reqwest::Client;
 use serde_json::Value;
 
 use crate::helpers::{
@@ -16,11 +15,7 @@ async fn no_secret_or_token_ever_appears_in_the_output() {
     env.retain(|(name, _)| *name != "RUST_LOG");
     env.push(("RUST_LOG", "trace".into()));
     let mut server = start_server(&env);
-    let app = TestApp {
-        address: server.address.clone(),
-        client: Client::new(),
-        _data_dir: tempfile::tempdir().unwrap(),
-    };
+    let app = TestApp::at(&server.address);
 
     let id = app
         .create_alert("critical: leak test", "1732400000.000001")
@@ -89,11 +84,7 @@ async fn a_refused_request_is_logged_with_its_client_at_warn() {
     env.retain(|(name, _)| *name != "RUST_LOG");
     env.push(("RUST_LOG", "warn,klaxon::startup=info".into()));
     let mut server = start_server(&env);
-    let app = TestApp {
-        address: server.address.clone(),
-        client: Client::new(),
-        _data_dir: tempfile::tempdir().unwrap(),
-    };
+    let app = TestApp::at(&server.address);
     let body = serde_json::to_vec(&event_fixture("message")).unwrap();
     let ts = now().to_string();
     let bad_sig = klaxon::slack::signature::sign(b"x", &ts, &body);

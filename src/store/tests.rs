@@ -1,0 +1,377 @@
+//! Store-level tests: the async API over a real store, records, and what
+//! survives a crash or a power cut.
+
+use super::*;
+use crate::alert::Status;
+use crate::urgency::Urgency;
+
+/// Open, high alerts `ids`, each at the ordinal of its number.
+fn open_alerts(ids: std::ops::Range<u64>) -> Vec<(u64, Alert)> {
+    ids.map(|i| (i, testing::alert(i, Urgency::High, Status::Open)))
+        .collect()
+}
+
+/// The tree of the store under `data_dir`, opened by sled alone, with no
+/// background flusher: nothing of sled outlives what a test writes here.
+fn raw_tree(data_dir: &Path) -> (sled::Db, sled::Tree) {
+    let db = sled::Config::new()
+        .path(data_dir.join(format!("v{SCHEMA_VERSION}")))
+        .flush_every_ms(None)
+        .open()
+        .unwrap();
+    let tree = db.open_tree("klaxon").unwrap();
+    (db, tree)
+}
+
+/// Opens the store under `data_dir` as a restart would, and checks that it
+/// holds `alerts` alerts and passes the store check.
+fn reopen_clean(data_dir: &Path, alerts: u64) -> Store {
+    let reopened = Store::open(data_dir, &StoreOptions::default()).unwrap();
+    let report = reopened.check().unwrap();
+    assert_eq!(report.alerts, alerts);
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    reopened
+}
+
+#[tokio::test]
+async fn a_commit_slower_than_the_timeout_is_answered_with_a_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = StoreOptions {
+        commit_timeout: Duration::from_millis(200),
+        ..StoreOptions::default()
+    };
+    let store = Store::open(dir.path(), &options).unwrap();
+    // A stalled disk, as the writer sees it: the group takes longer than the timeout.
+    let slow = store
+        .write(|ledger| {
+            std::thread::sleep(Duration::from_millis(600));
+            ledger.probe()
+        })
+        .await;
+    assert!(matches!(slow, Err(StoreError::Timeout(_))), "{slow:?}");
+    // The writer carries on: once the slow group is done, changes commit normally.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    store.probe().await.unwrap();
+    store.close();
+}
+
+#[tokio::test]
+async fn a_damaged_record_is_left_out_of_listings_and_the_change_feed_but_fails_a_backup() {
+    let metrics = crate::metrics::handle();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
+    let alerts = open_alerts(0..4);
+    let imported = alerts.clone();
+    store.write(move |l| l.import(imported)).await.unwrap();
+    store.settled_seq().await.unwrap();
+    // One record of an unknown format, one cut short from before the
+    // binary format (a JSON record).
+    let damaged = [alerts[1].1.id, alerts[2].1.id];
+    let tree = &store.inner.tree;
+    tree.insert(keys::alert(damaged[0]), &[0xff, 1, 2][..])
+        .unwrap();
+    tree.insert(keys::alert(damaged[1]), &br#"{"id":"#[..])
+        .unwrap();
+    let ids = |jsons: &[sled::IVec]| -> Vec<AlertId> {
+        jsons
+            .iter()
+            .map(|j| serde_json::from_slice::<Alert>(j).unwrap().id)
+            .collect()
+    };
+    let (newest, oldest) = (alerts[3].1.id, alerts[0].1.id);
+
+    // Pages of one: the cursor goes past the damaged record.
+    let mut listed = Vec::new();
+    let mut before = None;
+    for _ in 0..4 {
+        let query = ListQuery {
+            limit: 1,
+            before,
+            ..ListQuery::default()
+        };
+        let page = store.list(query).await.unwrap();
+        listed.extend(ids(&page.alerts));
+        before = page.next;
+        if before.is_none() {
+            break;
+        }
+    }
+    assert_eq!(listed, vec![newest, oldest]);
+    let feed = store.changes(0, 10).await.unwrap();
+    assert_eq!(ids(&feed.alerts), vec![oldest, newest]);
+    assert_eq!(feed.next_after, 4);
+    let rendered = metrics.render();
+    assert!(
+        rendered.contains("klaxon_store_damaged_records_total"),
+        "{rendered}"
+    );
+    // A backup must be whole: it fails instead.
+    let backup = store.clone();
+    let backed_up = tokio::task::spawn_blocking(move || backup.backup(&mut Vec::new()));
+    assert!(backed_up.await.unwrap().is_err());
+    // The store check names both.
+    let checked = store.clone();
+    let report = tokio::task::spawn_blocking(move || checked.check())
+        .await
+        .unwrap()
+        .unwrap();
+    for id in damaged {
+        let named = format!("record of alert {id}:");
+        assert!(
+            report.problems.iter().any(|p| p.starts_with(&named)),
+            "{named} not in {:?}",
+            report.problems
+        );
+    }
+    store.close();
+}
+
+#[test]
+fn records_written_as_json_by_earlier_versions_are_served_and_changed_as_before() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
+    let alerts = open_alerts(0..3);
+    let imported = alerts.clone();
+    store.write_blocking(move |l| l.import(imported)).unwrap();
+    // Answered groups go into the tree just after: wait for that.
+    store.settle_blocking().unwrap();
+    // Before the binary format, records were the alert's JSON.
+    for (_, alert) in &alerts {
+        let stored = store
+            .inner
+            .tree
+            .get(keys::alert(alert.id))
+            .unwrap()
+            .unwrap();
+        assert_eq!(stored[0], 1, "a new record is not in the binary format");
+        let json = serde_json::to_vec(alert).unwrap();
+        store
+            .inner
+            .tree
+            .insert(keys::alert(alert.id), json)
+            .unwrap();
+    }
+    let (_, old) = &alerts[1];
+    assert_eq!(rt.block_on(store.get(old.id)).unwrap().as_ref(), Some(old));
+    let listing = ListQuery {
+        limit: 10,
+        ..ListQuery::default()
+    };
+    let list = |query: ListQuery| -> Vec<Alert> {
+        let page = rt.block_on(store.list(query)).unwrap();
+        page.alerts
+            .iter()
+            .map(|json| serde_json::from_slice(json).unwrap())
+            .collect()
+    };
+    let newest_first: Vec<_> = alerts.iter().rev().map(|(_, a)| a.clone()).collect();
+    assert_eq!(list(listing.clone()), newest_first);
+    let oldest_first: Vec<_> = alerts.iter().map(|(_, a)| a.clone()).collect();
+    let feed = rt.block_on(store.changes(0, 10)).unwrap();
+    let fed: Vec<Alert> = feed
+        .alerts
+        .iter()
+        .map(|json| serde_json::from_slice(json).unwrap())
+        .collect();
+    assert_eq!(fed, oldest_first);
+    let mut backup = Vec::new();
+    store.backup(&mut backup).unwrap();
+    let lines: Vec<&[u8]> = backup.split(|&b| b == b'\n').collect();
+    let backed_up: Vec<Alert> = lines[1..=3]
+        .iter()
+        .map(|line| serde_json::from_slice(line).unwrap())
+        .collect();
+    assert_eq!(backed_up, oldest_first);
+    // A change writes the record anew, in the current format.
+    let changed = rt
+        .block_on(store.change(old.id, Action::Acknowledge, Actor::default()))
+        .unwrap();
+    assert!(matches!(changed, Ok(Changed::Yes(_))), "{changed:?}");
+    store.settle_blocking().unwrap();
+    let stored = store.inner.tree.get(keys::alert(old.id)).unwrap().unwrap();
+    assert_eq!(stored[0], 1);
+    let listed = list(listing);
+    assert_eq!(listed[1].status, Status::Acknowledged);
+    assert_eq!(
+        (listed[0].id, listed[2].id),
+        (alerts[2].1.id, alerts[0].1.id)
+    );
+    let report = store.check().unwrap();
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    store.close();
+}
+
+#[test]
+fn a_store_opened_by_this_version_is_marked_so_that_older_versions_refuse_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let open = || Store::open(dir.path(), &StoreOptions::default());
+    // `Z schema` as sled has it, optionally set first.
+    let schema = |set: Option<u64>| {
+        let (db, tree) = raw_tree(dir.path());
+        if let Some(schema) = set {
+            tree.insert(keys::meta("schema"), &schema.to_be_bytes())
+                .unwrap();
+            db.flush().unwrap();
+        }
+        let found = tree.get(keys::meta("schema")).unwrap();
+        found.and_then(|v| keys::u64_value(&v)).unwrap()
+    };
+    let store = open().unwrap();
+    store.close();
+    drop(store);
+    assert_eq!(schema(None), TREE_SCHEMA);
+    // A store last written by a version that stored records as JSON.
+    assert_eq!(schema(Some(2)), 2);
+    let store = open().unwrap();
+    store.close();
+    drop(store);
+    assert_eq!(schema(None), 3, "not marked for binary records");
+    // A store marked by a later version is refused.
+    schema(Some(4));
+    assert!(matches!(
+        open(),
+        Err(StoreError::SchemaTooNew { found: 4, .. })
+    ));
+}
+
+/// Copies a data dir as a crash would leave it: what is on disk now.
+fn copy_dir(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    for entry in fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+#[test]
+fn a_crash_while_a_group_goes_into_the_tree_keeps_every_answered_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
+    let first = open_alerts(0..10);
+    store.write_blocking(move |l| l.import(first)).unwrap();
+    // The next group is journalled and answered; then the process dies
+    // after three of its keys went into the tree, and sled wrote those out.
+    let second = open_alerts(10..20);
+    store
+        .write_blocking(move |l| {
+            l.stop_finish_after(3);
+            l.import(second)
+        })
+        .unwrap();
+    assert!(wait_until(|| store.stopped()), "the writer went on");
+    store.inner.tree.flush().unwrap();
+    let (crashed, inspected) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    copy_dir(dir.path(), crashed.path());
+    copy_dir(dir.path(), inspected.path());
+    store.close();
+    // What sled alone recovers (from a second copy, since opening it
+    // writes): part of the answered group, under the first group's number.
+    let (db, partial) = raw_tree(inspected.path());
+    let before = partial.scan_prefix([keys::ALERT]).count();
+    assert!(
+        (11..20).contains(&before),
+        "{before} alerts: not a partial group"
+    );
+    let applied = partial.get(keys::meta("journal")).unwrap();
+    assert_eq!(applied.and_then(|v| keys::u64_value(&v)), Some(1));
+    drop((partial, db));
+
+    let reopened = reopen_clean(crashed.path(), 20);
+    reopened.close();
+}
+
+#[test]
+fn a_power_cut_that_loses_part_of_what_sled_wrote_keeps_every_answered_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
+    for range in [0..10, 10..20, 20..30] {
+        let group = open_alerts(range);
+        store.write_blocking(move |l| l.import(group)).unwrap();
+    }
+    store.settle_blocking().unwrap();
+    // sled wrote its log out (it does when its buffer fills) but no
+    // checkpoint was made since the store opened.
+    store.inner.tree.flush().unwrap();
+    let crashed = tempfile::tempdir().unwrap();
+    copy_dir(dir.path(), crashed.path());
+    store.close();
+
+    // The power cut: sled's recovery kept the last group's note (`Z journal`)
+    // but lost a record of an earlier group since the checkpoint, and put
+    // the change feed's block back as it was before that group.
+    let (db, tree) = raw_tree(crashed.path());
+    let lost = testing::alert(15, Urgency::High, Status::Open).id;
+    assert!(tree.remove(keys::alert(lost)).unwrap().is_some());
+    let block = keys::change_block(0);
+    let feed = tree.get(block).unwrap().unwrap();
+    tree.insert(block, &feed[..10 * 16]).unwrap();
+    let applied = tree.get(keys::meta("journal")).unwrap();
+    assert_eq!(applied.and_then(|v| keys::u64_value(&v)), Some(3));
+    db.flush().unwrap();
+    drop((tree, db));
+
+    let reopened = reopen_clean(crashed.path(), 30);
+    let tree = &reopened.inner.tree;
+    assert!(tree.get(keys::alert(lost)).unwrap().is_some());
+    assert_eq!(tree.get(block).unwrap().unwrap(), feed);
+    reopened.close();
+}
+
+#[test]
+fn a_store_closed_cleanly_has_nothing_to_apply_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
+    let group = open_alerts(0..1);
+    store.write_blocking(move |l| l.import(group)).unwrap();
+    let instance = store.instance();
+    store.close();
+    drop(store);
+    let v2 = dir.path().join(format!("v{SCHEMA_VERSION}"));
+    // The last checkpoint is marked: the next start applies nothing again.
+    let (_, replay) = Journal::open(&v2, instance, 1, journal::FILE_BYTES).unwrap();
+    assert_eq!(replay.len(), 0);
+}
+
+fn wait_until(done: impl Fn() -> bool) -> bool {
+    (0..200).any(|_| {
+        std::thread::sleep(Duration::from_millis(10));
+        done()
+    })
+}
+
+#[test]
+fn a_crash_after_a_group_too_big_for_the_journal_keeps_every_answered_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
+    // 100 alerts of 30 KB: one group of about 3 MB, more than a record may hold.
+    let big: Vec<_> = (0..100)
+        .map(|i| {
+            let mut a = testing::alert(i, Urgency::High, Status::Open);
+            a.text = "x".repeat(30_000);
+            (i, a)
+        })
+        .collect();
+    store.write_blocking(move |l| l.import(big)).unwrap();
+    // Then ordinary groups: journalled, answered, applied, but not flushed by sled.
+    let small = vec![(100, testing::alert(100, Urgency::Low, Status::Open))];
+    store.write_blocking(move |l| l.import(small)).unwrap();
+    store.write_blocking(|l| l.raise_seq(500)).unwrap();
+    store.settle_blocking().unwrap();
+    let crashed = tempfile::tempdir().unwrap();
+    copy_dir(dir.path(), crashed.path());
+    store.close();
+
+    let reopened = reopen_clean(crashed.path(), 101);
+    let seq = reopened.inner.tree.get(keys::meta("seq")).unwrap();
+    assert_eq!(seq.and_then(|v| keys::u64_value(&v)), Some(500));
+    reopened.close();
+}
