@@ -11,6 +11,12 @@ fn open_alerts(ids: std::ops::Range<u64>) -> Vec<(u64, Alert)> {
         .collect()
 }
 
+/// Imports open, high alerts `ids` into `store` as one group; returns once it is answered.
+fn import_open(store: &Store, ids: std::ops::Range<u64>) {
+    let group = open_alerts(ids);
+    store.write_blocking(move |l| l.import(group)).unwrap();
+}
+
 /// The tree of the store under `data_dir`, opened by sled alone, with no
 /// background flusher: nothing of sled outlives what a test writes here.
 fn raw_tree(data_dir: &Path) -> (sled::Db, sled::Tree) {
@@ -256,8 +262,7 @@ fn copy_dir(from: &Path, to: &Path) {
 fn a_crash_while_a_group_goes_into_the_tree_keeps_every_answered_change() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
-    let first = open_alerts(0..10);
-    store.write_blocking(move |l| l.import(first)).unwrap();
+    import_open(&store, 0..10);
     // The next group is journalled and answered; then the process dies
     // after three of its keys went into the tree, and sled wrote those out.
     let second = open_alerts(10..20);
@@ -294,8 +299,7 @@ fn a_power_cut_that_loses_part_of_what_sled_wrote_keeps_every_answered_change() 
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
     for range in [0..10, 10..20, 20..30] {
-        let group = open_alerts(range);
-        store.write_blocking(move |l| l.import(group)).unwrap();
+        import_open(&store, range);
     }
     store.settle_blocking().unwrap();
     // sled wrote its log out (it does when its buffer fills) but no
@@ -330,8 +334,7 @@ fn a_power_cut_that_loses_part_of_what_sled_wrote_keeps_every_answered_change() 
 fn a_store_closed_cleanly_has_nothing_to_apply_again() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
-    let group = open_alerts(0..1);
-    store.write_blocking(move |l| l.import(group)).unwrap();
+    import_open(&store, 0..1);
     let instance = store.instance();
     store.close();
     drop(store);

@@ -2,7 +2,7 @@ use reqwest::Client;
 use serde_json::Value;
 
 use crate::helpers::{event_fixture, fixture, send_event, send_outgoing, READ_TOKEN};
-use crate::process::{command, server_env, start_server};
+use crate::process::{command, server_env, set_env, start_server};
 
 /// Posts one alert through each surface per round, concurrently; returns the
 /// ids of every alert that was answered 200.
@@ -110,8 +110,7 @@ fn a_store_from_a_future_schema_stops_startup_cleanly() {
 fn an_empty_secret_is_a_configuration_error() {
     let dir = tempfile::tempdir().unwrap();
     let mut env = server_env(dir.path());
-    env.retain(|(name, _)| *name != "SLACK_SIGNING_SECRET");
-    env.push(("SLACK_SIGNING_SECRET", String::new()));
+    set_env(&mut env, "SLACK_SIGNING_SECRET", "");
     let out = command(&["serve"], &env).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("empty secret"));

@@ -31,6 +31,12 @@ pub fn server_env(data_dir: &Path) -> Vec<(&'static str, String)> {
     ]
 }
 
+/// Sets `name` in a server environment, replacing its value if it has one.
+pub fn set_env(env: &mut Vec<(&'static str, String)>, name: &'static str, value: &str) {
+    env.retain(|(n, _)| *n != name);
+    env.push((name, value.into()));
+}
+
 pub fn command(args: &[&str], env: &[(&str, String)]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_klaxon"));
     cmd.args(args)

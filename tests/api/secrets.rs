@@ -4,7 +4,7 @@ use crate::helpers::{
     event_fixture, fixture, now, TestApp, READ_TOKEN, SIGNING_SECRET, VERIFICATION_TOKEN,
     WRITE_TOKEN,
 };
-use crate::process::{server_env, start_server};
+use crate::process::{server_env, set_env, start_server};
 
 /// Every kind of request, good and bad, then every configured secret is
 /// searched for in everything the server printed.
@@ -12,8 +12,7 @@ use crate::process::{server_env, start_server};
 async fn no_secret_or_token_ever_appears_in_the_output() {
     let data_dir = tempfile::tempdir().unwrap();
     let mut env = server_env(data_dir.path());
-    env.retain(|(name, _)| *name != "RUST_LOG");
-    env.push(("RUST_LOG", "trace".into()));
+    set_env(&mut env, "RUST_LOG", "trace");
     let mut server = start_server(&env);
     let app = TestApp::at(&server.address);
 
@@ -81,8 +80,7 @@ async fn no_secret_or_token_ever_appears_in_the_output() {
 async fn a_refused_request_is_logged_with_its_client_at_warn() {
     let data_dir = tempfile::tempdir().unwrap();
     let mut env = server_env(data_dir.path());
-    env.retain(|(name, _)| *name != "RUST_LOG");
-    env.push(("RUST_LOG", "warn,klaxon::startup=info".into()));
+    set_env(&mut env, "RUST_LOG", "warn,klaxon::startup=info");
     let mut server = start_server(&env);
     let app = TestApp::at(&server.address);
     let body = serde_json::to_vec(&event_fixture("message")).unwrap();
