@@ -201,6 +201,14 @@ pub enum ConfigError {
     BadHeader(String),
     #[error("config file {path}: {message}")]
     File { path: PathBuf, message: String },
+    #[error("{0}: too large")]
+    TooLarge(&'static str),
+}
+
+/// A size given in MiB, in bytes; refuses one that does not fit.
+fn mebibytes(name: &'static str, mb: Option<u64>) -> Result<Option<u64>, ConfigError> {
+    mb.map(|mb| mb.checked_mul(1 << 20).ok_or(ConfigError::TooLarge(name)))
+        .transpose()
 }
 
 impl std::fmt::Display for Settings {
@@ -357,12 +365,10 @@ impl Settings {
             )?,
             default_urgency: args.default_urgency.unwrap_or(defaults.default_urgency),
             cors_origins: args.cors_origins.unwrap_or_default(),
-            cache_bytes: args
-                .cache_mb
-                .map_or(defaults.cache_bytes, |mb| mb * 1024 * 1024),
-            min_free_bytes: args
-                .min_free_mb
-                .map_or(defaults.min_free_bytes, |mb| mb << 20),
+            cache_bytes: mebibytes("KLAXON_CACHE_MB", args.cache_mb)?
+                .unwrap_or(defaults.cache_bytes),
+            min_free_bytes: mebibytes("KLAXON_MIN_FREE_MB", args.min_free_mb)?
+                .unwrap_or(defaults.min_free_bytes),
             metrics_listen: args.metrics_listen,
             shutdown_grace: args
                 .shutdown_grace_secs
@@ -417,7 +423,20 @@ fn read_config_file(path: &Path) -> Result<ServeArgs, ConfigError> {
         message,
     };
     let text = fs::read_to_string(path).map_err(|e| error(e.to_string()))?;
-    toml::from_str(&text).map_err(|e| error(e.to_string()))
+    toml::from_str(&text).map_err(|e| error(toml_error(&text, &e)))
+}
+
+/// Where and what, without the quoted source line or the offending value
+/// that toml's own message shows: either may be a secret.
+fn toml_error(text: &str, e: &toml::de::Error) -> String {
+    let message = crate::error::without_value(e.message());
+    let Some(span) = e.span() else {
+        return message;
+    };
+    let before = &text[..span.start.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.chars().rev().take_while(|&c| c != '\n').count() + 1;
+    format!("line {line}, column {column}: {message}")
 }
 
 impl ServeArgs {

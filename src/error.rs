@@ -34,6 +34,10 @@ pub enum ApiError {
     /// 403: the client's network is not on this route's allow-list.
     #[error("requests from this network are not allowed")]
     ForbiddenNetwork,
+    /// 403: the trusted proxy header does not end with a client address,
+    /// so the allow-list and rate limit cannot apply.
+    #[error("the client address header does not end with an IP address")]
+    UnknownClient,
     /// 408: the client was too slow sending its request.
     #[error("request not received in time")]
     RequestTimeout,
@@ -46,9 +50,10 @@ pub enum ApiError {
     /// 404: no such alert, or no such route.
     #[error("{0} not found")]
     NotFound(&'static str),
-    /// 405: the route exists but not with this method.
-    #[error("method not allowed")]
-    MethodNotAllowed,
+    /// 405: the route exists but not with this method; answers `Allow`
+    /// with the methods it takes.
+    #[error("method not allowed: use {0}")]
+    MethodNotAllowed(&'static str),
     /// 409: the alert's status does not allow this change.
     #[error("{0}")]
     Conflict(String),
@@ -64,6 +69,12 @@ pub enum ApiError {
 }
 
 impl ApiError {
+    /// 400 for a body that did not decode: what was wrong and where, but not
+    /// the offending value, which serde's messages quote (a body is never echoed).
+    pub fn undecodable(error: impl std::fmt::Display) -> Self {
+        Self::MalformedBody(without_value(&error.to_string()))
+    }
+
     /// Stable kebab-case code, for clients and logs.
     pub fn code(&self) -> &'static str {
         match self {
@@ -75,11 +86,12 @@ impl ApiError {
             Self::Unauthenticated => "unauthenticated",
             Self::Forbidden => "forbidden",
             Self::ForbiddenNetwork => "forbidden-network",
+            Self::UnknownClient => "unknown-client-address",
             Self::RequestTimeout => "request-timeout",
             Self::RateLimited { .. } => "rate-limited",
             Self::HeadersTooLarge(_) => "headers-too-large",
             Self::NotFound(_) => "not-found",
-            Self::MethodNotAllowed => "method-not-allowed",
+            Self::MethodNotAllowed(_) => "method-not-allowed",
             Self::Conflict(_) => "conflict",
             Self::PayloadTooLarge(_) => "payload-too-large",
             Self::UnsupportedMediaType(_) => "unsupported-media-type",
@@ -110,12 +122,12 @@ impl ResponseError for ApiError {
             Self::Signature(_) | Self::InvalidToken | Self::Unauthenticated => {
                 StatusCode::UNAUTHORIZED
             }
-            Self::Forbidden | Self::ForbiddenNetwork => StatusCode::FORBIDDEN,
+            Self::Forbidden | Self::ForbiddenNetwork | Self::UnknownClient => StatusCode::FORBIDDEN,
             Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::HeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
-            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -131,6 +143,9 @@ impl ResponseError for ApiError {
             }
             Self::Unavailable(_) => {
                 response.insert_header((header::RETRY_AFTER, RETRY_AFTER_SECS));
+            }
+            Self::MethodNotAllowed(allow) => {
+                response.insert_header((header::ALLOW, *allow));
             }
             Self::RateLimited { retry_after_secs } => {
                 response.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
@@ -150,6 +165,21 @@ impl From<StoreError> for ApiError {
     }
 }
 
+/// A serde error message without the value it quotes:
+/// `invalid type: string "x", expected u64 at line 1 column 9` becomes
+/// `invalid type, expected u64 at line 1 column 9`. The last `, expected`
+/// is the one serde wrote; an earlier one belongs to the value.
+pub fn without_value(message: &str) -> String {
+    for prefix in ["invalid type", "invalid value", "unknown variant"] {
+        if let Some(rest) = message.strip_prefix(prefix) {
+            if let Some(expected) = rest.rfind(", expected") {
+                return format!("{prefix}{}", &rest[expected..]);
+            }
+        }
+    }
+    message.to_owned()
+}
+
 /// Maps a failure to read the body into [`ApiError`]: too large is 413,
 /// anything else (a broken or truncated upload) is 400.
 pub fn from_payload_error(err: &actix_web::Error, limit: usize) -> ApiError {
@@ -157,5 +187,39 @@ pub fn from_payload_error(err: &actix_web::Error, limit: usize) -> ApiError {
     match err.as_error::<PayloadError>() {
         Some(PayloadError::Overflow) => ApiError::PayloadTooLarge(limit),
         _ => ApiError::MalformedBody(format!("body could not be read: {err}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decode_errors_say_what_and_where_but_not_the_value() {
+        let bad: Result<u64, _> = serde_json::from_str("\"secret-ish, expected x\"");
+        let message = ApiError::undecodable(bad.unwrap_err()).to_string();
+        assert_eq!(
+            message,
+            "malformed body: invalid type, expected u64 at line 1 column 24"
+        );
+        #[derive(Debug, serde::Deserialize)]
+        enum Kind {
+            #[allow(dead_code)]
+            Open,
+        }
+        let bad: Result<Kind, _> = serde_json::from_str("\"secret-ish\"");
+        let message = ApiError::undecodable(bad.unwrap_err()).to_string();
+        assert!(!message.contains("secret-ish"), "{message}");
+        assert!(
+            message.starts_with("malformed body: unknown variant, expected"),
+            "{message}"
+        );
+        // Messages without a value pass unchanged.
+        let bad: Result<Vec<u64>, _> = serde_json::from_str("[1");
+        let message = ApiError::undecodable(bad.unwrap_err()).to_string();
+        assert_eq!(
+            message,
+            "malformed body: EOF while parsing a list at line 1 column 2"
+        );
     }
 }

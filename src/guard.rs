@@ -2,7 +2,7 @@
 //! allow-lists and per-client rate limits. The client address is the peer's,
 //! or, behind a reverse proxy, the one in the configured trusted header only.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -61,13 +61,20 @@ impl Guard {
     }
 
     /// The client's address: from the trusted proxy header when one is
-    /// configured and present (its last entry, the one the proxy added), else the peer's.
-    pub fn client_ip(&self, req: &HttpRequest) -> Option<IpAddr> {
-        let from_header = self.client_ip_header.as_ref().and_then(|name| {
-            let value = req.headers().get(name)?.to_str().ok()?;
-            value.rsplit(',').next()?.trim().parse().ok()
-        });
-        from_header.or_else(|| req.peer_addr().map(|a| a.ip()))
+    /// configured and present (the last entry of its last line: the one the
+    /// proxy added), else the peer's. IPv4 peers of a dual-stack listener
+    /// count as IPv4. `Err` when the header is there but does not end with an
+    /// address (`ip` or `ip:port`): the proxy's own address must not stand in.
+    pub fn client_ip(&self, req: &HttpRequest) -> Result<Option<IpAddr>, ApiError> {
+        let last_line = self
+            .client_ip_header
+            .as_ref()
+            .and_then(|name| req.headers().get_all(name).last());
+        let ip = match last_line {
+            Some(value) => Some(forwarded_ip(value.as_bytes()).ok_or(ApiError::UnknownClient)?),
+            None => req.peer_addr().map(|a| a.ip()),
+        };
+        Ok(ip.map(|ip| ip.to_canonical()))
     }
 
     fn check(&self, req: &HttpRequest) -> Result<(), ApiError> {
@@ -79,7 +86,9 @@ impl Guard {
         if header_bytes > HEADER_LIMIT {
             return Err(ApiError::HeadersTooLarge(HEADER_LIMIT));
         }
-        let path = req.path();
+        // The path as the router sees it, percent-escapes decoded: `/%73lack/`
+        // reaches the Slack routes, so it must meet their policy.
+        let path = req.match_info().as_str();
         let policy = if path.starts_with("/slack/") {
             &self.slack
         } else if path.starts_with("/api/") {
@@ -87,7 +96,10 @@ impl Guard {
         } else {
             return Ok(());
         };
-        let Some(ip) = self.client_ip(req) else {
+        if policy.allow.is_empty() && policy.limiter.is_none() {
+            return Ok(());
+        }
+        let Some(ip) = self.client_ip(req)? else {
             return Ok(());
         };
         if !policy.allow.is_empty() && !policy.allow.iter().any(|net| net.contains(&ip)) {
@@ -107,6 +119,16 @@ impl Guard {
             }
         })
     }
+}
+
+/// The address at the end of a forwarding header's value: `ip`, `ip:port`,
+/// `[ipv6]` or `[ipv6]:port`, as proxies write them.
+fn forwarded_ip(value: &[u8]) -> Option<IpAddr> {
+    let last = std::str::from_utf8(value).ok()?.rsplit(',').next()?.trim();
+    last.parse()
+        .ok()
+        .or_else(|| last.parse::<SocketAddr>().ok().map(|a| a.ip()))
+        .or_else(|| last.strip_prefix('[')?.strip_suffix(']')?.parse().ok())
 }
 
 impl Policy {
@@ -159,5 +181,27 @@ mod tests {
         let ip: IpAddr = "127.0.0.1".parse().unwrap();
         let outcomes: Vec<bool> = (0..4).map(|_| limiter.check_key(&ip).is_ok()).collect();
         assert_eq!(outcomes, [true, true, true, false]);
+    }
+
+    #[test]
+    fn the_forwarded_address_is_the_last_entry_in_any_spelling_proxies_use() {
+        let ip = |s: &str| Some(s.parse::<IpAddr>().unwrap());
+        assert_eq!(
+            forwarded_ip(b"198.51.100.7, 203.0.113.9"),
+            ip("203.0.113.9")
+        );
+        assert_eq!(forwarded_ip(b"203.0.113.9:4444"), ip("203.0.113.9"));
+        assert_eq!(forwarded_ip(b" 2001:db8::1 "), ip("2001:db8::1"));
+        assert_eq!(forwarded_ip(b"[2001:db8::1]:4444"), ip("2001:db8::1"));
+        assert_eq!(forwarded_ip(b"[2001:db8::1]"), ip("2001:db8::1"));
+        for unreadable in [
+            &b"unknown"[..],
+            b"203.0.113.9,",
+            b"",
+            b"\xff",
+            b"[203.0.113.9",
+        ] {
+            assert_eq!(forwarded_ip(unreadable), None, "{unreadable:?}");
+        }
     }
 }

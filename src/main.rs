@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use klaxon::config::{ServeArgs, Settings, DEFAULT_DATA_DIR};
-use klaxon::startup::Application;
+use klaxon::startup::{Application, StartupError};
 use klaxon::store::{Store, StoreOptions};
 use klaxon::telemetry;
 
@@ -249,7 +249,10 @@ fn serve(args: ServeArgs) -> ExitCode {
             Ok(app) => app,
             Err(e) => {
                 eprintln!("klaxon: {e}");
-                return ExitCode::from(3);
+                return match e {
+                    StartupError::Store(_) => ExitCode::from(3),
+                    StartupError::Bind { .. } => ExitCode::FAILURE,
+                };
             }
         };
         release_freed_memory();

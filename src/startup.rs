@@ -5,8 +5,11 @@ use std::net::TcpListener;
 
 use actix_cors::Cors;
 use actix_web::dev::Server;
+use actix_web::guard as actix_guard;
 use actix_web::middleware::{from_fn, Condition};
-use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer, Resource};
+use actix_web::{
+    web, App, FromRequest, Handler, HttpRequest, HttpResponse, HttpServer, Resource, Responder,
+};
 
 use crate::api::{self, ApiTokens};
 use crate::body::BodyTimeout;
@@ -101,7 +104,7 @@ impl Application {
                 .configure(routes)
                 .configure(|cfg| {
                     if metrics_on_main {
-                        cfg.service(resource("/metrics").get(crate::metrics::guarded_endpoint));
+                        cfg.service(get("/metrics", crate::metrics::guarded_endpoint));
                     }
                 })
                 .default_service(web::to(no_route))
@@ -142,7 +145,7 @@ impl Application {
             App::new()
                 .app_data(store.clone())
                 .app_data(source.clone())
-                .service(resource("/metrics").get(crate::metrics::endpoint))
+                .service(get("/metrics", crate::metrics::endpoint))
                 .default_service(web::to(no_route))
         })
         .workers(1)
@@ -180,17 +183,40 @@ impl Application {
 
 /// Every route of the service.
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(resource("/healthz").get(health::healthz))
-        .service(resource("/readyz").get(health::readyz))
-        .service(resource("/slack/outgoing").post(slack::outgoing::receive))
-        .service(resource("/slack/events").post(slack::events::receive))
+    cfg.service(get("/healthz", health::healthz))
+        .service(get("/readyz", health::readyz))
+        .service(post("/slack/outgoing", slack::outgoing::receive))
+        .service(post("/slack/events", slack::events::receive))
         .configure(api::routes);
 }
 
-/// A resource whose other methods answer 405 in the JSON error shape.
-pub fn resource(path: &str) -> Resource {
-    web::resource(path).default_service(web::to(|| async {
-        Err::<HttpResponse, _>(ApiError::MethodNotAllowed)
+/// A resource read with GET, and HEAD (the same answer without its body,
+/// as HTTP asks); other methods answer 405.
+pub fn get<F, Args>(path: &str, handler: F) -> Resource
+where
+    F: Handler<Args>,
+    Args: FromRequest + 'static,
+    F::Output: Responder + 'static,
+{
+    let get_or_head = actix_guard::Any(actix_guard::Get()).or(actix_guard::Head());
+    resource(path, "GET, HEAD").route(web::route().guard(get_or_head).to(handler))
+}
+
+/// A resource that takes POST only; other methods answer 405.
+pub fn post<F, Args>(path: &str, handler: F) -> Resource
+where
+    F: Handler<Args>,
+    Args: FromRequest + 'static,
+    F::Output: Responder + 'static,
+{
+    resource(path, "POST").route(web::post().to(handler))
+}
+
+/// A resource whose other methods answer 405, in the JSON error shape and
+/// with `Allow`.
+fn resource(path: &str, allow: &'static str) -> Resource {
+    web::resource(path).default_service(web::to(move || async move {
+        Err::<HttpResponse, _>(ApiError::MethodNotAllowed(allow))
     }))
 }
 

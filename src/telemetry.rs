@@ -57,7 +57,7 @@ pub async fn log_requests(
     let path = req.path().to_owned();
     let client = req
         .app_data::<actix_web::web::Data<crate::guard::Guard>>()
-        .and_then(|guard| guard.client_ip(req.request()))
+        .and_then(|guard| guard.client_ip(req.request()).ok().flatten())
         .map_or_else(|| "-".to_owned(), |ip| ip.to_string());
     let retry = req
         .headers()

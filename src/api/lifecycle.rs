@@ -208,5 +208,5 @@ async fn actor_body(req: &HttpRequest, body: web::Payload) -> Result<ActorBody, 
         return Ok(ActorBody::default());
     }
     require_content_type(req, "application/json")?;
-    serde_json::from_slice(&bytes).map_err(|e| ApiError::MalformedBody(e.to_string()))
+    serde_json::from_slice(&bytes).map_err(ApiError::undecodable)
 }

@@ -12,21 +12,23 @@ pub mod schemas;
 
 use actix_web::web;
 
+use crate::startup::{get, post};
+
 pub use auth::ApiTokens;
 
 /// Registers the API routes. `summary` comes before `{id}` so it is not taken for an id.
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(crate::startup::resource("/api/v1/alerts").get(alerts::list))
-        .service(crate::startup::resource("/api/v1/alerts/summary").get(alerts::summary))
-        .service(crate::startup::resource("/api/v1/alerts/{id}").get(alerts::get))
-        .service(
-            crate::startup::resource("/api/v1/alerts/{id}/acknowledge")
-                .post(lifecycle::acknowledge),
-        )
-        .service(crate::startup::resource("/api/v1/alerts/{id}/resolve").post(lifecycle::resolve))
-        .service(crate::startup::resource("/api/v1/alerts/{id}/reopen").post(lifecycle::reopen))
-        .service(crate::startup::resource("/api/v1/alerts/{id}/notes").post(lifecycle::add_note))
-        .service(crate::startup::resource("/api/v1/changes").get(alerts::changes))
-        .service(crate::startup::resource("/api/v1/backup").get(backup::backup))
-        .service(crate::startup::resource("/api/v1/openapi.json").get(openapi::document));
+    cfg.service(get("/api/v1/alerts", alerts::list))
+        .service(get("/api/v1/alerts/summary", alerts::summary))
+        .service(get("/api/v1/alerts/{id}", alerts::get))
+        .service(post(
+            "/api/v1/alerts/{id}/acknowledge",
+            lifecycle::acknowledge,
+        ))
+        .service(post("/api/v1/alerts/{id}/resolve", lifecycle::resolve))
+        .service(post("/api/v1/alerts/{id}/reopen", lifecycle::reopen))
+        .service(post("/api/v1/alerts/{id}/notes", lifecycle::add_note))
+        .service(get("/api/v1/changes", alerts::changes))
+        .service(get("/api/v1/backup", backup::backup))
+        .service(get("/api/v1/openapi.json", openapi::document));
 }

@@ -97,7 +97,7 @@ pub struct Conflict(pub ErrorBody<'static>);
 #[derive(IntoResponses)]
 #[response(
     status = 413,
-    description = "`payload-too-large`: 256 KiB on the Slack routes, 16 KiB on the API."
+    description = "`payload-too-large`: 1 MiB on the Slack routes, 16 KiB on the API."
 )]
 pub struct PayloadTooLarge(pub ErrorBody<'static>);
 

@@ -91,7 +91,7 @@ struct Wire<'a> {
 
 impl Envelope {
     pub fn parse(body: &[u8]) -> Result<Self, ApiError> {
-        let malformed = |e: serde_json::Error| ApiError::MalformedBody(e.to_string());
+        let malformed = |e: serde_json::Error| ApiError::undecodable(e);
         let missing = |field: &str| ApiError::MalformedBody(format!("missing field `{field}`"));
         let wire: Wire = serde_json::from_slice(body).map_err(malformed)?;
         Ok(match &*wire.kind {
@@ -136,7 +136,12 @@ impl Callback {
         if e.kind != "message" && e.kind != "app_mention" {
             return Decision::Ignore("event type not handled");
         }
-        if e.subtype.is_some() {
+        // A person's message with a file attached, or a thread reply also
+        // sent to the channel, is still a person's message.
+        if !matches!(
+            e.subtype.as_deref(),
+            None | Some("file_share" | "thread_broadcast")
+        ) {
             return Decision::Ignore("message subtype");
         }
         if e.bot_id.is_some() {

@@ -49,7 +49,7 @@ impl OutgoingForm {
     /// Strictly decodes a form body (bad escapes and invalid UTF-8 are errors).
     pub fn parse(body: &[u8]) -> Result<Self, ApiError> {
         form::check_encoding(body).map_err(|e| ApiError::MalformedBody(e.into()))?;
-        serde_urlencoded::from_bytes(body).map_err(|e| ApiError::MalformedBody(e.to_string()))
+        serde_urlencoded::from_bytes(body).map_err(ApiError::undecodable)
     }
 
     /// Posts by bots, klaxon's own replies among them, must never page anyone.

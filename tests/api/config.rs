@@ -1,4 +1,4 @@
-use crate::process::command;
+use crate::process::{command, server_env, set_env};
 
 fn check_config(args: &[&str], env: &[(&str, String)]) -> (i32, String, String) {
     let mut all = vec!["check-config"];
@@ -102,4 +102,60 @@ fn check_config_reports_what_serve_would_refuse() {
         &[],
     );
     assert_eq!(code, 2, "{stderr}");
+}
+
+#[test]
+fn a_broken_config_file_is_reported_by_line_without_quoting_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("klaxon.toml");
+    let config = |text: &str| {
+        std::fs::write(&file, text).unwrap();
+        check_config(&["--config", &file.display().to_string()], &[])
+    };
+    // An unterminated string: toml's own message shows the line.
+    let (code, _, stderr) =
+        config("listen = \"127.0.0.1:9001\"\nsigning_secret = \"TOPSECRET-abc\n");
+    assert_eq!(code, 2);
+    assert!(stderr.contains("line 2"), "{stderr}");
+    assert!(!stderr.contains("TOPSECRET"), "{stderr}");
+    // A secret under the wrong key: serde's message quotes the value.
+    let (code, _, stderr) = config("verification_token = \"t\"\ncache_mb = \"TOPSECRET-abc\"\n");
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("line 2") && stderr.contains("invalid type"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("TOPSECRET"), "{stderr}");
+}
+
+#[test]
+fn sizes_that_do_not_fit_are_refused_not_wrapped() {
+    for name in ["KLAXON_CACHE_MB", "KLAXON_MIN_FREE_MB"] {
+        let env = [
+            ("SLACK_VERIFICATION_TOKEN", "t".to_owned()),
+            (name, "17592186044416".to_owned()),
+        ];
+        let (code, _, stderr) = check_config(&[], &env);
+        assert_eq!(code, 2, "{name}: {stderr}");
+        assert!(
+            stderr.contains(name) && stderr.contains("too large"),
+            "{stderr}"
+        );
+    }
+}
+
+#[test]
+fn serve_exits_1_when_it_cannot_listen() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = server_env(dir.path());
+    set_env(
+        &mut env,
+        "KLAXON_LISTEN",
+        &taken.local_addr().unwrap().to_string(),
+    );
+    let out = command(&["serve"], &env).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("cannot listen"), "{stderr}");
 }

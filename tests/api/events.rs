@@ -60,6 +60,20 @@ async fn app_mention_creates_an_alert_titled_without_the_mention() {
 }
 
 #[tokio::test]
+async fn a_message_with_a_file_attached_creates_an_alert() {
+    let app = spawn_app().await;
+    let res = app.post_event(&event_fixture("file_share")).await;
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.unwrap();
+    let alerts = app.all_alerts().await;
+    assert_eq!(alerts.len(), 1, "{body}");
+    assert_eq!(body["alert_id"], alerts[0]["id"]);
+    assert_eq!(alerts[0]["urgency"], "critical");
+    assert_eq!(alerts[0]["slack"]["user_id"], "U061F7AUR");
+    assert_eq!(alerts[0]["slack"]["ts"], "1732359100.000200");
+}
+
+#[tokio::test]
 async fn bot_messages_subtypes_other_events_and_stray_thread_replies_store_nothing() {
     let app = spawn_app().await;
     for name in [
@@ -184,10 +198,29 @@ async fn wrong_content_type_is_415_even_when_signed() {
 }
 
 #[tokio::test]
+async fn the_longest_slack_message_escaped_creates_an_alert_with_all_its_text() {
+    let app = spawn_app().await;
+    let text = "\u{969c}".repeat(40_000);
+    let mut event = event_fixture("message");
+    event["event"]["text"] = text.clone().into();
+    event["event"]["blocks"][0]["elements"][0]["elements"][0]["text"] = text.clone().into();
+    // Escaped as \uXXXX, as a JSON encoder may: 6 bytes a character, twice.
+    let body = serde_json::to_string(&event)
+        .unwrap()
+        .replace('\u{969c}', "\\u969c");
+    assert!(body.len() > 480_000, "{}", body.len());
+    let res = app.post_event_raw(body.into_bytes(), &[]).await;
+    assert_eq!(res.status(), 200);
+    let alerts = app.all_alerts().await;
+    assert_eq!(alerts.len(), 1);
+    assert_eq!(alerts[0]["text"], text.as_str());
+}
+
+#[tokio::test]
 async fn oversized_event_is_413() {
     let app = spawn_app().await;
     let mut event = event_fixture("message");
-    event["event"]["text"] = "x".repeat(300 * 1024).into();
+    event["event"]["text"] = "x".repeat(1100 * 1024).into();
     assert_error(app.post_event(&event).await, 413, "payload-too-large").await;
     assert!(app.all_alerts().await.is_empty());
 }

@@ -217,10 +217,20 @@ pub async fn send_event(
     body: Vec<u8>,
     extra: &[(&str, &str)],
 ) -> reqwest::Result<Response> {
+    send_event_to(client, &format!("{address}/slack/events"), body, extra).await
+}
+
+/// Posts a signed Events API body to `url`.
+pub async fn send_event_to(
+    client: &Client,
+    url: &str,
+    body: Vec<u8>,
+    extra: &[(&str, &str)],
+) -> reqwest::Result<Response> {
     let ts = now().to_string();
     let sig = sign(SIGNING_SECRET.as_bytes(), &ts, &body);
     let mut req = client
-        .post(format!("{address}/slack/events"))
+        .post(url)
         .header("content-type", "application/json")
         .header("x-slack-request-timestamp", &ts)
         .header("x-slack-signature", sig);

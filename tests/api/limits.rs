@@ -149,6 +149,101 @@ async fn the_client_address_comes_from_the_trusted_header_only_when_configured()
 }
 
 #[tokio::test]
+async fn a_percent_encoded_path_meets_the_policy_of_the_route_it_reaches() {
+    let app = spawn_app_with(|s| {
+        s.allow_from_slack = vec!["192.0.2.0/24".parse().unwrap()];
+        s.allow_from_api = vec!["192.0.2.0/24".parse().unwrap()];
+    })
+    .await;
+    for path in ["/%73lack/events", "/sl%61ck/events", "/slack/%65vents"] {
+        let body = serde_json::to_vec(&event_fixture("url_verification")).unwrap();
+        let res = crate::helpers::send_event_to(&app.client, &app.url(path), body, &[])
+            .await
+            .unwrap();
+        assert_error(res, 403, "forbidden-network").await;
+    }
+    for path in ["/%61pi/v1/alerts", "/api/v1/%61lerts", "/%61pi/v1/backup"] {
+        let res = app.get_with(path, Some(READ_TOKEN)).await;
+        assert_error(res, 403, "forbidden-network").await;
+    }
+}
+
+#[tokio::test]
+async fn behind_a_proxy_the_last_address_it_added_counts_in_any_spelling() {
+    let app = spawn_app_with(|s| {
+        s.client_ip_header = Some("x-forwarded-for".parse().unwrap());
+        s.allow_from_api = vec![
+            "203.0.113.0/24".parse().unwrap(),
+            "2001:db8::/32".parse().unwrap(),
+        ];
+    })
+    .await;
+    let get = |lines: &[&str]| {
+        let mut headers = reqwest::header::HeaderMap::new();
+        for line in lines {
+            headers.append("x-forwarded-for", line.parse().unwrap());
+        }
+        app.client
+            .get(app.url("/api/v1/alerts"))
+            .bearer_auth(READ_TOKEN)
+            .headers(headers)
+            .send()
+    };
+    // A proxy that adds its own line: the client's forged line comes first.
+    let res = get(&["203.0.113.9", "198.51.100.7"]).await.unwrap();
+    assert_error(res, 403, "forbidden-network").await;
+    assert_eq!(
+        get(&["198.51.100.7", "203.0.113.9"])
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    // Proxies that write the port, with or without brackets.
+    for allowed in [
+        "203.0.113.9:4444",
+        "[2001:db8::1]:4444",
+        "[2001:db8::1]",
+        "::ffff:203.0.113.9",
+    ] {
+        assert_eq!(get(&[allowed]).await.unwrap().status(), 200, "{allowed}");
+    }
+    assert_error(
+        get(&["198.51.100.7:4444"]).await.unwrap(),
+        403,
+        "forbidden-network",
+    )
+    .await;
+    // Not an address: the proxy's own (the peer) must not stand in for it.
+    for unreadable in ["unknown", "203.0.113.9, garbage", ""] {
+        let res = get(&[unreadable]).await.unwrap();
+        assert_error(res, 403, "unknown-client-address").await;
+    }
+}
+
+#[tokio::test]
+async fn ipv4_clients_of_a_dual_stack_listener_meet_ipv4_allow_lists() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let mut settings = crate::helpers::test_settings(data_dir.path());
+    settings.listen = "[::]:0".parse().unwrap();
+    settings.allow_from_slack = vec!["127.0.0.0/8".parse().unwrap()];
+    let Ok(server) = klaxon::startup::Application::build(&settings) else {
+        eprintln!("no IPv6 on this machine: dual-stack listener not tested");
+        return;
+    };
+    let app = crate::helpers::TestApp {
+        address: format!("http://127.0.0.1:{}", server.port()),
+        client: reqwest::Client::new(),
+        _data_dir: data_dir,
+    };
+    tokio::spawn(server.run_until_stopped());
+    assert_eq!(
+        app.post_event(&event_fixture("message")).await.status(),
+        200
+    );
+}
+
+#[tokio::test]
 async fn several_mib_get_413_without_being_read_and_the_server_stays_healthy() {
     let app = spawn_app().await;
     let big = vec![b'a'; 8 * 1024 * 1024];

@@ -181,12 +181,29 @@ async fn wrong_content_type_is_415() {
 }
 
 #[tokio::test]
+async fn the_longest_slack_message_percent_encoded_creates_an_alert_with_all_its_text() {
+    let app = spawn_app().await;
+    let text = format!("outage {}", "\u{969c}".repeat(40_000));
+    let encoded = serde_urlencoded::to_string([("text", text.as_str())]).unwrap();
+    let form = fixture("outgoing/unicode_critical.form").replace(
+        "text=outage+%E6%94%AF%E6%89%95%E3%81%84%E9%9A%9C%E5%AE%B3+CRITICAL%3A+payments+%E2%9C%85+down",
+        &encoded,
+    );
+    assert!(form.len() > 360_000, "{}", form.len());
+    let res = app.post_outgoing(&form).await;
+    assert_eq!(res.status(), 200);
+    let alerts = app.all_alerts().await;
+    assert_eq!(alerts.len(), 1);
+    assert_eq!(alerts[0]["text"], text.as_str());
+}
+
+#[tokio::test]
 async fn oversized_body_is_413() {
     let app = spawn_app().await;
     let form = format!(
         "{}&padding={}",
         fixture("outgoing/pagertree_outage_high.form"),
-        "a".repeat(300 * 1024)
+        "a".repeat(1100 * 1024)
     );
     assert_error(app.post_outgoing(&form).await, 413, "payload-too-large").await;
     assert!(app.all_alerts().await.is_empty());

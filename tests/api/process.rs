@@ -48,7 +48,6 @@ pub fn command(args: &[&str], env: &[(&str, String)]) -> Command {
     cmd
 }
 
-/// Starts `klaxon serve` and waits until it logs its listening address.
 /// Runs `klaxon check-store` on `data_dir` and fails the test, saying
 /// `context` and what the check found, unless the store is clean.
 pub fn assert_store_clean(data_dir: &Path, context: &str) {
@@ -63,6 +62,7 @@ pub fn assert_store_clean(data_dir: &Path, context: &str) {
     );
 }
 
+/// Starts `klaxon serve` and waits until it logs its listening address.
 pub fn start_server(env: &[(&str, String)]) -> Process {
     let mut child = command(&["serve"], env)
         .stdout(Stdio::piped())

@@ -48,6 +48,18 @@ async fn a_thread_reply_ack_acknowledges_the_alert_as_the_slack_user() {
 }
 
 #[tokio::test]
+async fn a_reply_also_sent_to_the_channel_acts_on_the_alert_and_is_no_new_alert() {
+    let app = spawn_app().await;
+    let id = alert_from_fixture(&app).await;
+    let res = app.post_event(&event_fixture("thread_broadcast")).await;
+    assert_eq!(res.status(), 200);
+    let alert: Value = app.get_alert(&id).await.json().await.unwrap();
+    assert_eq!(alert["status"], "resolved");
+    assert_eq!(alert["resolved_by"], "U0ONCALL1");
+    assert_eq!(app.all_alerts().await.len(), 1);
+}
+
+#[tokio::test]
 async fn any_other_thread_reply_becomes_a_note_once() {
     let app = spawn_app().await;
     let id = alert_from_fixture(&app).await;
