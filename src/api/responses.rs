@@ -57,7 +57,7 @@ pub struct InvalidToken(pub ErrorBody<'static>);
 #[derive(IntoResponses)]
 #[response(
     status = 403,
-    description = "`forbidden-network`: the client's network is not on this surface's allow-list."
+    description = "`forbidden-network`: the client's network is not on this surface's allow-list; `unknown-client-address`: the trusted proxy header does not end with an address."
 )]
 pub struct ForbiddenNetwork(pub ErrorBody<'static>);
 
@@ -65,7 +65,7 @@ pub struct ForbiddenNetwork(pub ErrorBody<'static>);
 #[derive(IntoResponses)]
 #[response(
     status = 403,
-    description = "`forbidden`: a read token tried to change something; or `forbidden-network`."
+    description = "`forbidden`: a read token tried to change something; or `forbidden-network`, `unknown-client-address`."
 )]
 pub struct Forbidden(pub ErrorBody<'static>);
 
