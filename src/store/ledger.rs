@@ -91,11 +91,21 @@ pub enum ReplyOutcome {
 pub struct Ledger {
     tree: Tree,
     group: Group,
+    counters: Counters,
+    /// The counters before the current group: what the tree holds.
+    committed: Counters,
+    room: Room,
+}
+
+/// What a change takes from: a refused change gives back what it took, so
+/// that no sequence number is published (in an ETag or the change feed)
+/// without its change, and none is used twice.
+#[derive(Clone, Copy)]
+struct Counters {
     last_id: AlertId,
     seq: u64,
     /// Alerts stored, which is the next alert's ordinal.
     ordinals: u64,
-    room: Room,
 }
 
 /// Free space is checked once per commit group. sled 0.34 does not fail
@@ -121,18 +131,24 @@ impl Ledger {
             min_free_bytes,
             free_bytes: u64::MAX,
         };
-        Self {
-            group: Group::new(tree.clone()),
-            tree,
+        let counters = Counters {
             last_id,
             seq,
             ordinals,
+        };
+        Self {
+            group: Group::new(tree.clone()),
+            tree,
+            counters,
+            committed: counters,
             room,
         }
     }
 
-    /// Reads the free space of the data dir's file system; called before each commit group.
-    pub fn measure_room(&mut self) {
+    /// Called before each commit group: notes the counters the tree holds
+    /// and reads the free space of the data dir's file system.
+    pub fn begin_group(&mut self) {
+        self.committed = self.counters;
         self.room.free_bytes = fs4::available_space(&self.room.data_dir).unwrap_or_else(|e| {
             tracing::warn!(error = %e, "cannot read free disk space; refusing writes");
             0
@@ -185,18 +201,30 @@ impl Ledger {
         self.group.finish_atomically(record)
     }
 
-    /// Drops the group's pending writes (its commit failed). Ordinals must
-    /// stay dense, so the count goes back to what the tree holds.
+    /// Runs one change; if it fails, nothing of it stays, the counters it
+    /// took from included.
+    pub fn transact<T>(
+        &mut self,
+        change: impl FnOnce(&mut Self) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let before = self.counters;
+        let result = change(self);
+        if result.is_err() {
+            self.counters = before;
+        }
+        result
+    }
+
+    /// Drops the group's pending writes (its commit failed), and gives back
+    /// the ids, sequence numbers and ordinals it took: ordinals stay dense.
     pub fn discard(&mut self) {
         self.group.discard();
-        if let Ok(count) = super::ordinal_count(&self.tree) {
-            self.ordinals = count;
-        }
+        self.counters = self.committed;
     }
 
     /// The sequence number of the latest change.
     pub fn seq(&self) -> u64 {
-        self.seq
+        self.counters.seq
     }
 
     pub fn insert_if_new(&mut self, new: NewAlert) -> Result<Inserted, StoreError> {
@@ -211,12 +239,12 @@ impl Ledger {
         }
         let id = self.next_id();
         let alert = Alert::open(id, self.next_seq(), new);
-        let n = self.ordinals;
+        let n = self.counters.ordinals;
         bucket.add(&mut batch, &message, id);
         self.add_ordinal(&mut batch, n, id)?;
         self.put(&mut batch, None, &alert, Some(n))?;
         self.apply(batch)?;
-        self.ordinals = n + 1;
+        self.counters.ordinals = n + 1;
         Ok(Inserted::Created(alert))
     }
 
@@ -316,7 +344,7 @@ impl Ledger {
                 }
             }
         }
-        Ok((self.seq, records))
+        Ok((self.counters.seq, records))
     }
 
     /// Writes restored alerts, each at its ordinal (its rank by id among all
@@ -336,20 +364,20 @@ impl Ledger {
             }
             self.add_ordinal(&mut batch, *n, alert.id)?;
             self.put(&mut batch, None, alert, Some(*n))?;
-            self.last_id = self.last_id.max(alert.id);
-            self.seq = self.seq.max(alert.seq);
-            self.ordinals = self.ordinals.max(n + 1);
+            self.counters.last_id = self.counters.last_id.max(alert.id);
+            self.counters.seq = self.counters.seq.max(alert.seq);
+            self.counters.ordinals = self.counters.ordinals.max(n + 1);
         }
-        batch.insert(keys::meta("seq"), self.seq.to_be_bytes());
-        batch.insert(keys::meta("ordinals"), self.ordinals.to_be_bytes());
+        batch.insert(keys::meta("seq"), self.counters.seq.to_be_bytes());
+        batch.insert(keys::meta("ordinals"), self.counters.ordinals.to_be_bytes());
         self.apply(batch)?;
         Ok(())
     }
 
     /// Makes the next change's sequence number follow `seq` at least.
     pub fn raise_seq(&mut self, seq: u64) -> Result<(), StoreError> {
-        self.seq = self.seq.max(seq);
-        self.insert(&keys::meta("seq"), &self.seq.to_be_bytes())
+        self.counters.seq = self.counters.seq.max(seq);
+        self.insert(&keys::meta("seq"), &self.counters.seq.to_be_bytes())
     }
 
     fn change_with(
@@ -468,7 +496,7 @@ impl Ledger {
             .update(batch, &keys::change_block(after.seq), |b| {
                 CHANGE_ENTRIES.insert(b, &entry)
             })?;
-        batch.insert(keys::meta("seq"), self.seq.max(after.seq).to_be_bytes());
+        batch.insert(keys::meta("seq"), self.counters.seq.max(after.seq).to_be_bytes());
         let counted = |a: &Alert| keys::count(a.status, a.urgency);
         if before.map(counted) != Some(counted(after)) {
             if let Some(old) = before {
@@ -487,14 +515,14 @@ impl Ledger {
     fn add_ordinal(&self, batch: &mut Writes, n: u64, id: AlertId) -> Result<(), StoreError> {
         self.group
             .update(batch, &keys::ordinal_block(n), |b| packed::set_id(b, n, id))?;
-        let count = self.ordinals.max(n + 1);
+        let count = self.counters.ordinals.max(n + 1);
         batch.insert(keys::meta("ordinals"), count.to_be_bytes());
         Ok(())
     }
 
     /// The ordinal ↔ id mapping as the group sees it.
     fn ordinals(&self) -> Ordinals<impl Fn(&[u8]) -> Result<Option<IVec>, StoreError> + '_> {
-        Ordinals::new(self.ordinals, |key| self.group.read(key))
+        Ordinals::new(self.counters.ordinals, |key| self.group.read(key))
     }
 
     /// The message bucket `message` falls in, as this change sees it.
@@ -526,14 +554,14 @@ impl Ledger {
 
     /// Ids follow the clock but never repeat or go backwards, even if it does.
     fn next_id(&mut self) -> AlertId {
-        let id = AlertId::first_at(now_ms()).max(AlertId::from_u64(self.last_id.as_u64() + 1));
-        self.last_id = id;
+        let id = AlertId::first_at(now_ms()).max(AlertId::from_u64(self.counters.last_id.as_u64() + 1));
+        self.counters.last_id = id;
         id
     }
 
     fn next_seq(&mut self) -> u64 {
-        self.seq += 1;
-        self.seq
+        self.counters.seq += 1;
+        self.counters.seq
     }
 }
 

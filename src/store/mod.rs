@@ -279,7 +279,7 @@ impl Store {
     ) -> Result<oneshot::Receiver<Result<T, StoreError>>, StoreError> {
         let (tx, rx) = oneshot::channel();
         let job: Job = Box::new(move |ledger| {
-            let outcome = change(ledger);
+            let outcome = ledger.transact(change);
             let done: Completion = Box::new(move |synced| {
                 let _ = tx.send(synced.and(outcome));
             });

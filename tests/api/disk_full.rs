@@ -104,3 +104,29 @@ async fn a_full_disk_answers_503_and_loses_nothing_answered() {
         answered.len()
     );
 }
+
+/// Refused writes publish nothing: the list's ETag and the change feed stay
+/// where they were, so no sequence number is shown for a change that was
+/// never made (after a restart it would be used again, and a poller holding
+/// that tag or cursor would miss the changes that then take it).
+#[tokio::test]
+async fn refused_writes_leave_the_etag_and_the_change_feed_as_they_were() {
+    let app = crate::helpers::spawn_app_with(|s| s.min_free_bytes = u64::MAX / 2).await;
+    let before = app.get_with("/api/v1/alerts", Some(crate::helpers::READ_TOKEN)).await;
+    let tag = before.headers()["etag"].to_str().unwrap().to_owned();
+    for i in 0..3 {
+        let mut event = event_fixture("message");
+        event["event"]["ts"] = format!("1733300000.{i:06}").into();
+        event["event_id"] = format!("EvREFUSED{i}").into();
+        assert_eq!(app.post_event(&event).await.status(), 503);
+    }
+    let after = app.get_with("/api/v1/alerts", Some(crate::helpers::READ_TOKEN)).await;
+    assert_eq!(after.headers()["etag"].to_str().unwrap(), tag);
+    let changes: Value = app
+        .get_with("/api/v1/changes?after=0", Some(crate::helpers::READ_TOKEN))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(changes["next_after"], 0, "{changes}");
+}
