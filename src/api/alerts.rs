@@ -13,7 +13,7 @@ use super::responses::{
 };
 use super::schemas::{AlertList, ChangeFeed, IfNoneMatch, Summary};
 use crate::alert::{Alert, AlertId, Status};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::store::Store;
 use crate::urgency::Urgency;
 
@@ -166,12 +166,16 @@ pub async fn summary(
     tag = "alerts",
     summary = "The change feed, oldest change first",
     description = "Each alert changed after `after` appears once, in its current state, \
-        with its `seq`. Only changes already on disk are shown.",
+        with its `seq`. Only changes already on disk are shown. An `after` beyond the \
+        store's latest change, or one the original store may have made after the backup this \
+        one was restored from, is refused with 409: read the feed again from `after=0`.",
     params(ChangeParams),
     security(("bearerAuth" = [])),
     responses(
         (status = 200, description = "Changed alerts and the next `after`.", body = ChangeFeed,
             headers(("Cache-Control" = String, description = "`no-cache`."))),
+        (status = 409, description = "`conflict`: `after` is not a change of this store.",
+            body = ErrorBody),
         BadRequest, Unauthenticated, ForbiddenNetwork, RateLimited, HeadersTooLarge, Unavailable
     )
 )]
@@ -181,6 +185,12 @@ pub async fn changes(
     store: web::Data<Store>,
 ) -> Result<HttpResponse, ApiError> {
     let (after, limit) = params.into_inner().parse()?;
+    if store.foreign_cursor(after).await? {
+        return Err(ApiError::Conflict(format!(
+            "`after` {after} is not a change of this store: it was restored from a \
+             backup or replaced; read the feed again from after=0"
+        )));
+    }
     let page = store.changes(after, limit).await?;
     let mut body = b"{\"alerts\":[".to_vec();
     for (i, alert) in page.alerts.iter().enumerate() {

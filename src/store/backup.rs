@@ -144,7 +144,7 @@ impl Store {
             Ok(())
         })?;
         self.write_blocking(move |ledger| ledger.import(batch))?;
-        self.write_blocking(move |ledger| ledger.raise_seq(seq))?;
+        self.write_blocking(move |ledger| ledger.skip_after_restore(seq))?;
         Ok(Summary { alerts: count, seq })
     }
 }

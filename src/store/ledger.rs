@@ -16,6 +16,11 @@ use super::packed::{self, Ordinals, CHANGE_ENTRIES, MESSAGE_ENTRIES};
 use super::StoreError;
 use crate::alert::{now_ms, rfc3339_ms, Alert, AlertId, NewAlert, Note, Status};
 
+/// How far a restored store's sequence jumps past its backup's (see
+/// [`Ledger::skip_after_restore`]): more changes than any store makes
+/// between a backup and its restore.
+pub const RESTORE_GAP: u64 = 1 << 32;
+
 /// The result of offering a new alert.
 #[derive(Clone, Debug)]
 pub enum Inserted {
@@ -374,6 +379,21 @@ impl Ledger {
         Ok(())
     }
 
+    /// After a restore from a backup taken at `seq`: the next change's
+    /// number jumps [`RESTORE_GAP`] past it, and the numbers skipped are
+    /// recorded. The original store may have used them after the backup, so
+    /// a change feed cursor among them comes from another history.
+    pub fn skip_after_restore(&mut self, seq: u64) -> Result<(), StoreError> {
+        let resumed = seq.saturating_add(RESTORE_GAP).max(self.counters.seq);
+        self.counters.seq = resumed;
+        let mut skipped = seq.to_be_bytes().to_vec();
+        skipped.extend(resumed.to_be_bytes());
+        let mut writes = Writes::default();
+        writes.insert(keys::meta("seq"), resumed.to_be_bytes());
+        writes.insert(keys::meta("skipped"), skipped);
+        self.apply(writes)
+    }
+
     /// Makes the next change's sequence number follow `seq` at least.
     pub fn raise_seq(&mut self, seq: u64) -> Result<(), StoreError> {
         self.counters.seq = self.counters.seq.max(seq);
@@ -496,7 +516,10 @@ impl Ledger {
             .update(batch, &keys::change_block(after.seq), |b| {
                 CHANGE_ENTRIES.insert(b, &entry)
             })?;
-        batch.insert(keys::meta("seq"), self.counters.seq.max(after.seq).to_be_bytes());
+        batch.insert(
+            keys::meta("seq"),
+            self.counters.seq.max(after.seq).to_be_bytes(),
+        );
         let counted = |a: &Alert| keys::count(a.status, a.urgency);
         if before.map(counted) != Some(counted(after)) {
             if let Some(old) = before {
@@ -554,7 +577,8 @@ impl Ledger {
 
     /// Ids follow the clock but never repeat or go backwards, even if it does.
     fn next_id(&mut self) -> AlertId {
-        let id = AlertId::first_at(now_ms()).max(AlertId::from_u64(self.counters.last_id.as_u64() + 1));
+        let id =
+            AlertId::first_at(now_ms()).max(AlertId::from_u64(self.counters.last_id.as_u64() + 1));
         self.counters.last_id = id;
         id
     }

@@ -22,6 +22,7 @@ mod testing;
 mod writer;
 
 use std::fs;
+use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
@@ -85,6 +86,8 @@ struct Inner {
     progress: Arc<Progress>,
     /// Random per database: tells one store's ETags from another's.
     instance: u64,
+    /// Sequence numbers this store skipped when it was restored.
+    skipped: Option<RangeInclusive<u64>>,
     commit_timeout: Duration,
 }
 
@@ -133,6 +136,11 @@ impl Store {
             .get(keys::meta("seq"))?
             .and_then(|v| keys::u64_value(&v))
             .unwrap_or(0);
+        let skipped = tree.get(keys::meta("skipped"))?.and_then(|v| {
+            let from = keys::u64_value(v.get(..8)?)?;
+            let to = keys::u64_value(v.get(8..)?)?;
+            Some(from + 1..=to)
+        });
         let ordinals = ordinal_count(&tree)?;
         sync_dir(&path)?;
         sync_dir(data_dir)?;
@@ -156,6 +164,7 @@ impl Store {
                 writer: Mutex::new(Some(handle)),
                 progress,
                 instance,
+                skipped,
                 commit_timeout: options.commit_timeout,
             }),
         })
@@ -238,6 +247,15 @@ impl Store {
     /// Identifies this database (changes when a store is recreated or restored).
     pub fn instance(&self) -> u64 {
         self.inner.instance
+    }
+
+    /// Whether a change feed cursor `after` comes from another history of
+    /// this store: beyond its latest change, or among the numbers it skipped
+    /// when it was restored (the original may have used them after the backup).
+    pub async fn foreign_cursor(&self, after: u64) -> Result<bool, StoreError> {
+        let latest = self.settled_seq().await?;
+        let skipped = self.inner.skipped.as_ref();
+        Ok(after > latest || skipped.is_some_and(|s| s.contains(&after)))
     }
 
     /// Stops the writer after it has committed what is queued. Later writes fail.

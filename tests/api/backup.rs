@@ -57,6 +57,16 @@ async fn a_backup_taken_while_serving_restores_every_alert_note_and_status() {
         .unwrap();
     assert_eq!(res.status(), 200);
     let backup = res.bytes().await.unwrap();
+    // A change feed consumer reads on past the backup.
+    app.create_alert("after the backup (low)", "1732400000.000009")
+        .await;
+    let feed: Value = app
+        .get_with("/api/v1/changes?after=0", Some(WRITE_TOKEN))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let consumer_cursor = feed["next_after"].as_u64().unwrap();
     let work = tempfile::tempdir().unwrap();
     let file = work.path().join("backup.jsonl");
     std::fs::write(&file, &backup).unwrap();
@@ -109,6 +119,25 @@ async fn a_backup_taken_while_serving_restores_every_alert_note_and_status() {
     let id = acked["id"].as_str().unwrap();
     let changed: Value = again.act(id, "reopen", None).await.json().await.unwrap();
     assert!(changed["seq"].as_u64().unwrap() > max_seq);
+    // A consumer that had read the original up to the backup goes on
+    // without a gap; one that read past it (a change this store does not
+    // have) is told to read the feed again.
+    let path = format!("/api/v1/changes?after={max_seq}");
+    let feed: Value = again
+        .get_with(&path, Some(WRITE_TOKEN))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(feed["alerts"][0]["id"], id, "{feed}");
+    assert!(consumer_cursor > max_seq);
+    let path = format!("/api/v1/changes?after={consumer_cursor}");
+    crate::helpers::assert_error(
+        again.get_with(&path, Some(WRITE_TOKEN)).await,
+        409,
+        "conflict",
+    )
+    .await;
 }
 
 #[tokio::test]

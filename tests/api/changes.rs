@@ -102,3 +102,14 @@ async fn the_change_feed_continues_across_a_restart() {
     assert_eq!(alerts[0]["status"], "resolved");
     assert!(alerts[0]["seq"].as_u64().unwrap() > stored_seq);
 }
+
+#[tokio::test]
+async fn a_cursor_beyond_the_latest_change_is_refused_not_answered_empty() {
+    let app = spawn_app().await;
+    app.create_alert("a", "1732400000.000001").await;
+    assert!(seqs(&changes(&app, 1).await).is_empty());
+    let res = app
+        .get_with("/api/v1/changes?after=2", Some(READ_TOKEN))
+        .await;
+    crate::helpers::assert_error(res, 409, "conflict").await;
+}

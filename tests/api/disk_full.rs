@@ -112,7 +112,9 @@ async fn a_full_disk_answers_503_and_loses_nothing_answered() {
 #[tokio::test]
 async fn refused_writes_leave_the_etag_and_the_change_feed_as_they_were() {
     let app = crate::helpers::spawn_app_with(|s| s.min_free_bytes = u64::MAX / 2).await;
-    let before = app.get_with("/api/v1/alerts", Some(crate::helpers::READ_TOKEN)).await;
+    let before = app
+        .get_with("/api/v1/alerts", Some(crate::helpers::READ_TOKEN))
+        .await;
     let tag = before.headers()["etag"].to_str().unwrap().to_owned();
     for i in 0..3 {
         let mut event = event_fixture("message");
@@ -120,7 +122,9 @@ async fn refused_writes_leave_the_etag_and_the_change_feed_as_they_were() {
         event["event_id"] = format!("EvREFUSED{i}").into();
         assert_eq!(app.post_event(&event).await.status(), 503);
     }
-    let after = app.get_with("/api/v1/alerts", Some(crate::helpers::READ_TOKEN)).await;
+    let after = app
+        .get_with("/api/v1/alerts", Some(crate::helpers::READ_TOKEN))
+        .await;
     assert_eq!(after.headers()["etag"].to_str().unwrap(), tag);
     let changes: Value = app
         .get_with("/api/v1/changes?after=0", Some(crate::helpers::READ_TOKEN))
