@@ -17,6 +17,9 @@ use crate::telemetry::with_outcome;
 /// Chunks of the stream in flight between the backup and the client.
 const CHUNKS_IN_FLIGHT: usize = 8;
 const CHUNK_BYTES: usize = 64 * 1024;
+/// A client that takes no chunk for this long is given up on, so a stalled
+/// download does not hold a thread and a scan of the store for good.
+const STALL: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Backups hold every alert, so they need a write token.
 #[utoipa::path(
@@ -39,10 +42,12 @@ const CHUNK_BYTES: usize = 64 * 1024;
 pub async fn backup(_: CanWrite, store: web::Data<Store>) -> Result<HttpResponse, ApiError> {
     let (tx, rx) = mpsc::channel(CHUNKS_IN_FLIGHT);
     let store = store.get_ref().clone();
+    let runtime = tokio::runtime::Handle::current();
     actix_web::rt::task::spawn_blocking(move || {
         let mut out = ChannelWriter {
             buffer: Vec::with_capacity(CHUNK_BYTES),
             tx,
+            runtime,
         };
         let result = store.backup(&mut out);
         if let Err(e) = &result {
@@ -69,6 +74,8 @@ type Chunk = Result<Bytes, std::io::Error>;
 struct ChannelWriter {
     buffer: Vec<u8>,
     tx: mpsc::Sender<Chunk>,
+    /// For the send's timeout.
+    runtime: tokio::runtime::Handle,
 }
 
 impl Write for ChannelWriter {
@@ -88,9 +95,17 @@ impl Write for ChannelWriter {
             &mut self.buffer,
             Vec::with_capacity(CHUNK_BYTES),
         ));
-        self.tx
-            .blocking_send(Ok(chunk))
-            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "client went away"))
+        let sent = self
+            .runtime
+            .block_on(self.tx.send_timeout(Ok(chunk), STALL));
+        sent.map_err(|e| match e {
+            mpsc::error::SendTimeoutError::Timeout(_) => {
+                std::io::Error::new(std::io::ErrorKind::TimedOut, "client stopped reading")
+            }
+            mpsc::error::SendTimeoutError::Closed(_) => {
+                std::io::Error::new(std::io::ErrorKind::BrokenPipe, "client went away")
+            }
+        })
     }
 }
 

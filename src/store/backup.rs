@@ -1,9 +1,10 @@
 //! Backups as JSON Lines: a header line, one alert per line, a trailer line.
 //!
-//! A backup is a consistent snapshot without stopping the service: all
-//! records are scanned while writes go on, then one short job on the writer
-//! thread (where no other change can run) appends every alert changed since
-//! the scan began. Restoring keeps, per id, the line with the highest `seq`,
+//! A backup is a consistent snapshot without stopping the service: the
+//! records there were when it began are scanned while writes go on, then
+//! every alert changed since is appended, read on the writer thread (where no
+//! other change can run) in short stretches, until a stretch reaches the
+//! latest change. Restoring keeps, per id, the line with the highest `seq`,
 //! which is exactly the state at the trailer's `seq`. The trailer also proves
 //! the file is complete: a truncated backup is refused.
 
@@ -34,6 +35,10 @@ pub struct End {
     /// The store's change sequence the snapshot is consistent at.
     pub seq: u64,
 }
+
+/// Alerts read for the tail of a backup per job on the writer, which holds
+/// up commits meanwhile (about 4 µs an alert: 1 ms).
+const TAIL_STRETCH: usize = 256;
 
 /// The format version written and understood.
 pub const FORMAT: u32 = 1;
@@ -80,17 +85,38 @@ impl Store {
         .map_err(|e| io(e.into()))?;
         out.write_all(b"\n").map_err(io)?;
         let mut lines = 0;
-        for entry in self.inner.tree.scan_prefix([keys::ALERT]) {
-            let (_, record) = entry?;
-            out.write_all(&super::record::json(record)?).map_err(io)?;
-            out.write_all(b"\n").map_err(io)?;
-            lines += 1;
+        // Alerts created from here on are in the tail: scan up to the last one now.
+        let newest = self
+            .inner
+            .tree
+            .scan_prefix([keys::ALERT])
+            .keys()
+            .next_back();
+        if let Some(newest) = newest.transpose()? {
+            for entry in self
+                .inner
+                .tree
+                .range(keys::alert(AlertId::MIN).to_vec()..=newest.to_vec())
+            {
+                let (_, record) = entry?;
+                out.write_all(&super::record::json(record)?).map_err(io)?;
+                out.write_all(b"\n").map_err(io)?;
+                lines += 1;
+            }
         }
-        let (seq, tail) = self.write_blocking(move |ledger| ledger.changed_since(started_at))?;
-        for json in tail {
-            out.write_all(&json).map_err(io)?;
-            out.write_all(b"\n").map_err(io)?;
-            lines += 1;
+        let mut seq = started_at;
+        loop {
+            let tail =
+                self.write_blocking(move |ledger| ledger.changed_since(seq, TAIL_STRETCH))?;
+            for json in &tail.records {
+                out.write_all(json).map_err(io)?;
+                out.write_all(b"\n").map_err(io)?;
+                lines += 1;
+            }
+            seq = tail.next;
+            if tail.done {
+                break;
+            }
         }
         serde_json::to_writer(
             &mut *out,

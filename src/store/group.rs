@@ -107,23 +107,15 @@ impl Group {
         Ok(())
     }
 
-    /// Reads the keys in `range` as the group sees them, in key order.
-    pub fn range(
-        &self,
-        range: RangeInclusive<Vec<u8>>,
-    ) -> Result<Vec<(Vec<u8>, IVec)>, StoreError> {
-        let mut seen: BTreeMap<Vec<u8>, IVec> = BTreeMap::new();
-        for entry in self.tree.range(range.clone()) {
-            let (key, value) = entry?;
-            seen.insert(key.to_vec(), value);
-        }
-        for (key, value) in self.pending.range(range) {
-            match value {
-                Some(value) => seen.insert(key.clone(), value.clone()),
-                None => seen.remove(key),
-            };
-        }
-        Ok(seen.into_iter().collect())
+    /// The first key in `range` the tree or the group has (the group may
+    /// be removing it: [`Group::read`] then finds nothing).
+    pub fn first_key(&self, range: RangeInclusive<Vec<u8>>) -> Result<Option<Vec<u8>>, StoreError> {
+        let in_tree = self.tree.range(range.clone()).keys().next().transpose()?;
+        let pending = self.pending.range(range).next().map(|(k, _)| k);
+        Ok(match (in_tree, pending) {
+            (Some(t), Some(p)) => Some(p.clone().min(t.to_vec())),
+            (t, p) => t.map(|t| t.to_vec()).or_else(|| p.cloned()),
+        })
     }
 
     /// The group's writes, for its journal record.

@@ -29,6 +29,16 @@ pub enum Inserted {
     Duplicate(Alert),
 }
 
+/// A stretch of the change feed read on the writer (see [`Ledger::changed_since`]).
+pub struct Tail {
+    /// The alerts, as JSON, each in its current state.
+    pub records: Vec<IVec>,
+    /// Where the next stretch starts: its `seq` argument.
+    pub next: u64,
+    /// Nothing changed after `next` (then the store's current sequence).
+    pub done: bool,
+}
+
 /// A lifecycle change asked for through the API or a Slack thread reply.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Action {
@@ -332,24 +342,40 @@ impl Ledger {
         }
     }
 
-    /// The alerts (as JSON) whose latest change is after `seq`, and the
-    /// current sequence: run on the writer, so nothing changes meanwhile.
-    pub fn changed_since(&self, seq: u64) -> Result<(u64, Vec<sled::IVec>), StoreError> {
+    /// Up to `limit` alerts (as JSON) whose latest change is after `seq`, in
+    /// change order: run on the writer, so nothing changes meanwhile. Block
+    /// by block, jumping over numbers never used (a restored store skips many).
+    pub fn changed_since(&self, seq: u64, limit: usize) -> Result<Tail, StoreError> {
         let mut records = Vec::new();
         let after = seq.saturating_add(1);
-        let blocks = keys::change_block(after).to_vec()..=keys::change_block(u64::MAX).to_vec();
-        for (_, block) in self.group.range(blocks)? {
-            for entry in CHANGE_ENTRIES.iter(&block) {
-                if keys::u64_value(&entry[..8]).is_some_and(|s| s >= after) {
-                    let id = packed::entry_id(entry)
-                        .ok_or_else(|| StoreError::Corrupt("short change entry".into()))?;
-                    if let Some(record) = self.group.read(&keys::alert(id))? {
-                        records.push(super::record::json(record)?);
-                    }
+        let last = keys::change_block(u64::MAX).to_vec();
+        let mut from = keys::change_block(after).to_vec();
+        while let Some(key) = self.group.first_key(from.clone()..=last.clone())? {
+            for entry in CHANGE_ENTRIES.iter(&self.group.read(&key)?.unwrap_or_default()) {
+                let Some(changed) = keys::u64_value(&entry[..8]).filter(|&s| s >= after) else {
+                    continue;
+                };
+                if records.len() == limit {
+                    return Ok(Tail {
+                        records,
+                        next: changed - 1,
+                        done: false,
+                    });
+                }
+                let id = packed::entry_id(entry)
+                    .ok_or_else(|| StoreError::Corrupt("short change entry".into()))?;
+                if let Some(record) = self.group.read(&keys::alert(id))? {
+                    records.push(super::record::json(record)?);
                 }
             }
+            from = key;
+            from.push(0); // the next key after this block's
         }
-        Ok((self.counters.seq, records))
+        Ok(Tail {
+            records,
+            next: self.counters.seq,
+            done: true,
+        })
     }
 
     /// Writes restored alerts, each at its ordinal (its rank by id among all
@@ -690,8 +716,8 @@ mod tests {
             .unwrap()
             .unwrap();
         // Mid-group: the scan sees both changes, as the group will leave them.
-        let (seq, records) = ledger.changed_since(0).unwrap();
-        assert_eq!(seq, 3);
+        let Tail { next, records, .. } = ledger.changed_since(0, usize::MAX).unwrap();
+        assert_eq!(next, 3);
         let alerts: Vec<Alert> = records
             .iter()
             .map(|r| serde_json::from_slice(r).unwrap())
@@ -703,7 +729,7 @@ mod tests {
         );
         // Only the group's journal record may come before the tree has it.
         assert!(ledger.tree.get(keys::alert(second.id)).unwrap().is_none());
-        let (_, later) = ledger.changed_since(2).unwrap();
+        let later = ledger.changed_since(2, usize::MAX).unwrap().records;
         assert_eq!(later.len(), 1, "only the resolve is after seq 2");
     }
 
@@ -721,11 +747,43 @@ mod tests {
             .unwrap()
             .unwrap();
         assert!(ledger.tree.get(keys::change_block(1)).unwrap().is_some());
-        let (seq, records) = ledger.changed_since(0).unwrap();
-        assert_eq!(seq, 101);
+        let Tail { next, records, .. } = ledger.changed_since(0, usize::MAX).unwrap();
+        assert_eq!(next, 101);
         assert_eq!(records.len(), 1, "the alert once, at its latest change");
         let found: Alert = serde_json::from_slice(&records[0]).unwrap();
         assert_eq!((found.id, found.status), (alert.id, Status::Resolved));
+    }
+
+    #[test]
+    fn a_backup_tail_comes_in_stretches_and_jumps_over_the_numbers_a_restore_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ledger = ledger(dir.path());
+        let first: Vec<Alert> = (1..=3)
+            .map(|i| create(&mut ledger, &format!("6.{i}")))
+            .collect();
+        commit(&mut ledger).unwrap();
+        ledger.skip_after_restore(3).unwrap();
+        let later = create(&mut ledger, "6.9");
+        assert_eq!(later.seq, 3 + RESTORE_GAP + 1);
+        let mut seen = Vec::new();
+        let mut stretches = 0;
+        let mut seq = 0;
+        loop {
+            let tail = ledger.changed_since(seq, 2).unwrap();
+            stretches += 1;
+            for record in &tail.records {
+                seen.push(serde_json::from_slice::<Alert>(record).unwrap().id);
+            }
+            seq = tail.next;
+            if tail.done {
+                break;
+            }
+            assert_eq!(tail.records.len(), 2);
+        }
+        assert_eq!(seq, later.seq, "the last stretch reaches the latest change");
+        assert_eq!(stretches, 2);
+        let expected: Vec<_> = first.iter().chain([&later]).map(|a| a.id).collect();
+        assert_eq!(seen, expected, "each alert once, in change order");
     }
 
     #[test]
