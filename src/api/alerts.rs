@@ -40,11 +40,13 @@ pub async fn list(
     params: web::Query<ListParams>,
     store: web::Data<Store>,
 ) -> Result<HttpResponse, ApiError> {
+    // Bad parameters are 400 even when the tag matches.
+    let query = params.into_inner().into_query()?;
     let tag = etag::for_store(&store, &req).await?;
     if let Some(unchanged) = etag::not_modified(&req, &tag) {
         return Ok(unchanged);
     }
-    let page = store.list(params.into_inner().into_query()?).await?;
+    let page = store.list(query).await?;
     let mut body = Vec::with_capacity(page.alerts.iter().map(|a| a.len() + 1).sum::<usize>() + 64);
     body.extend_from_slice(b"{\"alerts\":[");
     for (i, alert) in page.alerts.iter().enumerate() {

@@ -161,8 +161,8 @@ async fn act(
         (status = 201, description = "The alert with the note added.", body = Alert, headers(
             ("ETag" = String, description = "The alert's tag."),
             ("Cache-Control" = String, description = "`no-cache`."))),
-        BadRequest, Unauthenticated, Forbidden, NotFound, RequestTimeout, PayloadTooLarge,
-        UnsupportedMediaType, RateLimited, HeadersTooLarge, Unavailable
+        BadRequest, Unauthenticated, Forbidden, NotFound, Conflict, RequestTimeout,
+        PayloadTooLarge, UnsupportedMediaType, RateLimited, HeadersTooLarge, Unavailable
     )
 )]
 pub async fn add_note(
@@ -208,5 +208,11 @@ async fn actor_body(req: &HttpRequest, body: web::Payload) -> Result<ActorBody, 
         return Ok(ActorBody::default());
     }
     require_content_type(req, "application/json")?;
+    // serde would also read a struct from an array (`["ana", "note"]`).
+    if bytes.trim_ascii_start().first() != Some(&b'{') {
+        return Err(ApiError::MalformedBody(
+            "the body must be a JSON object".into(),
+        ));
+    }
     serde_json::from_slice(&bytes).map_err(ApiError::undecodable)
 }

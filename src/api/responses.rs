@@ -89,7 +89,7 @@ pub struct RequestTimeout(pub ErrorBody<'static>);
 #[derive(IntoResponses)]
 #[response(
     status = 409,
-    description = "`conflict`: the alert's status does not allow this change."
+    description = "`conflict`: the alert's status does not allow this change, or the alert has as many notes as it may keep."
 )]
 pub struct Conflict(pub ErrorBody<'static>);
 

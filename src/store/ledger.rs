@@ -21,12 +21,25 @@ use crate::alert::{now_ms, rfc3339_ms, Alert, AlertId, NewAlert, Note, Status};
 /// between a backup and its restore.
 pub const RESTORE_GAP: u64 = 1 << 32;
 
+/// Most notes one alert keeps, and most bytes of note text in all: each
+/// change rewrites the whole record, so an alert without bounds would grow
+/// every answer, listing and write that touches it.
+pub const MAX_NOTES: usize = 200;
+pub const MAX_NOTE_BYTES: usize = 128 * 1024;
+const NOTES_FULL: &str = "the alert has as many notes as it may keep (200, or 128 KiB of text)";
+
 /// The result of offering a new alert.
 #[derive(Clone, Debug)]
 pub enum Inserted {
     Created(Alert),
     /// The same event or message was seen before: here is its alert.
     Duplicate(Alert),
+}
+
+/// Whether `alert`'s notes are within [`MAX_NOTES`] and [`MAX_NOTE_BYTES`].
+fn notes_fit(alert: &Alert) -> bool {
+    let bytes: usize = alert.notes.iter().map(|n| n.text.len()).sum();
+    alert.notes.len() <= MAX_NOTES && bytes <= MAX_NOTE_BYTES
 }
 
 /// A stretch of the change feed read on the writer (see [`Ledger::changed_since`]).
@@ -285,7 +298,7 @@ impl Ledger {
         let Some(before) = self.get(id)? else {
             return Ok(Err(Refused::NotFound));
         };
-        self.note_with(before, actor, Writes::default()).map(Ok)
+        self.note_with(before, actor, Writes::default())
     }
 
     /// Applies a Slack thread reply to the alert its thread starts with.
@@ -321,8 +334,11 @@ impl Ledger {
                     note: Some(reply.text),
                     ..actor
                 };
-                self.note_with(before, actor, batch)
-                    .map(|a| ReplyOutcome::Applied(Box::new(a)))
+                Ok(match self.note_with(before, actor, batch)? {
+                    Ok(alert) => ReplyOutcome::Applied(Box::new(alert)),
+                    Err(Refused::Conflict(why)) => ReplyOutcome::Refused(parent, why),
+                    Err(Refused::NotFound) => ReplyOutcome::NotAnAlert,
+                })
             }
         }
     }
@@ -473,6 +489,9 @@ impl Ledger {
                 ts: actor.ts,
                 at: now,
             });
+            if !notes_fit(&after) {
+                return Ok(Err(Refused::Conflict(NOTES_FULL)));
+            }
         }
         after.seq = self.next_seq();
         self.put(&mut batch, Some(&before), &after, None)?;
@@ -485,7 +504,7 @@ impl Ledger {
         before: Alert,
         actor: Actor,
         mut batch: Writes,
-    ) -> Result<Alert, StoreError> {
+    ) -> Result<Result<Alert, Refused>, StoreError> {
         let mut after = before.clone();
         after.notes.push(Note {
             user: actor.by,
@@ -493,10 +512,13 @@ impl Ledger {
             ts: actor.ts,
             at: rfc3339_ms(now_ms()),
         });
+        if !notes_fit(&after) {
+            return Ok(Err(Refused::Conflict(NOTES_FULL)));
+        }
         after.seq = self.next_seq();
         self.put(&mut batch, Some(&before), &after, None)?;
         self.apply(batch)?;
-        Ok(after)
+        Ok(Ok(after))
     }
 
     /// Adds to `batch` the record `after` with its index bits, change-feed

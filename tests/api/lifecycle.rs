@@ -149,6 +149,13 @@ async fn bad_action_requests_are_clear_errors() {
         "missing-field",
     )
     .await;
+    // serde reads a struct from an array too; the API does not.
+    assert_error(
+        app.act(&id, "notes", Some(json!(["ana", "hello"]))).await,
+        400,
+        "malformed-body",
+    )
+    .await;
     assert_eq!(
         app.get_alert(&id).await.json::<Value>().await.unwrap()["status"],
         "open"
@@ -170,4 +177,38 @@ async fn notes_are_added_through_the_api() {
     let alert: Value = app.get_alert(&id).await.json().await.unwrap();
     assert_eq!(alert["notes"][0]["text"], "customer ticket #42");
     assert_eq!(alert["status"], "open");
+}
+
+#[tokio::test]
+async fn an_alert_keeps_at_most_200_notes_and_128_kib_of_note_text() {
+    let app = spawn_app().await;
+    let many = app.create_alert("many notes", "1732400000.000001").await;
+    for i in 0..200 {
+        let res = app
+            .act(&many, "notes", Some(json!({"note": format!("note {i}")})))
+            .await;
+        assert_eq!(res.status(), 201, "note {i}");
+    }
+    let res = app
+        .act(&many, "notes", Some(json!({"note": "one more"})))
+        .await;
+    assert_error(res, 409, "conflict").await;
+    // An action carrying a note is refused whole, not done without it.
+    let res = app
+        .act(&many, "acknowledge", Some(json!({"note": "ack note"})))
+        .await;
+    assert_error(res, 409, "conflict").await;
+    let alert: Value = app.get_alert(&many).await.json().await.unwrap();
+    assert_eq!(alert["notes"].as_array().unwrap().len(), 200);
+    assert_eq!(alert["status"], "open");
+    assert_eq!(app.act(&many, "acknowledge", None).await.status(), 200);
+
+    let long = app.create_alert("long notes", "1732400000.000002").await;
+    let text = "n".repeat(16_000);
+    for i in 0..8 {
+        let res = app.act(&long, "notes", Some(json!({"note": text}))).await;
+        assert_eq!(res.status(), 201, "note {i}");
+    }
+    let res = app.act(&long, "notes", Some(json!({"note": text}))).await;
+    assert_error(res, 409, "conflict").await;
 }

@@ -168,5 +168,15 @@ async fn bad_listing_parameters_are_400() {
             .get_with(&format!("/api/v1/alerts?{query}"), Some(READ_TOKEN))
             .await;
         assert_error(res, 400, "invalid-parameter").await;
+        // Even when any tag would do.
+        let res = app
+            .client
+            .get(app.url(&format!("/api/v1/alerts?{query}")))
+            .bearer_auth(READ_TOKEN)
+            .header("if-none-match", "*")
+            .send()
+            .await
+            .unwrap();
+        assert_error(res, 400, "invalid-parameter").await;
     }
 }

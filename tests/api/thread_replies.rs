@@ -119,3 +119,28 @@ async fn replies_in_another_channel_or_team_do_not_touch_the_alert() {
         "open"
     );
 }
+
+#[tokio::test]
+async fn a_reply_beyond_the_note_limit_is_answered_ignored_and_kept_nowhere() {
+    let app = spawn_app().await;
+    let id = alert_from_fixture(&app).await;
+    let long = "r".repeat(40_000);
+    for i in 0..3 {
+        let ts = format!("1732358800.00{i}100");
+        let res = app
+            .post_event(&reply(&long, &ts, &format!("EvLONG{i}")))
+            .await;
+        assert_eq!(res.status(), 200);
+    }
+    let res = app
+        .post_event(&reply(&long, "1732358800.009100", "EvLONG9"))
+        .await;
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.unwrap();
+    assert!(
+        body["ignored"].as_str().unwrap().contains("notes"),
+        "{body}"
+    );
+    let alert: Value = app.get_alert(&id).await.json().await.unwrap();
+    assert_eq!(alert["notes"].as_array().unwrap().len(), 3);
+}
