@@ -214,7 +214,9 @@ impl Ledger {
     /// Applies the group, whose journal record is durable, to the tree (see
     /// [`Group::finish`]).
     pub fn finish(&mut self, record: u64) -> Result<(), StoreError> {
-        self.group.finish(record)
+        self.group.finish(record)?;
+        self.committed = self.counters;
+        Ok(())
     }
 
     /// Tests: the next group's apply stops after `keys` keys, as a crash would.
@@ -226,7 +228,9 @@ impl Ledger {
     /// Applies the group, which has no journal record, to the tree as one
     /// atomic batch.
     pub fn finish_atomically(&mut self, record: u64) -> Result<(), StoreError> {
-        self.group.finish_atomically(record)
+        self.group.finish_atomically(record)?;
+        self.committed = self.counters;
+        Ok(())
     }
 
     /// Runs one change; if it fails, nothing of it stays, the counters it
@@ -806,6 +810,20 @@ mod tests {
         assert_eq!(stretches, 2);
         let expected: Vec<_> = first.iter().chain([&later]).map(|a| a.id).collect();
         assert_eq!(seen, expected, "each alert once, in change order");
+    }
+
+    #[test]
+    fn a_discarded_group_gives_back_the_numbers_it_took() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ledger = ledger(dir.path());
+        let first = create(&mut ledger, "7.1");
+        commit(&mut ledger).unwrap();
+        let dropped = create(&mut ledger, "7.2");
+        ledger.discard();
+        let again = create(&mut ledger, "7.3");
+        assert_eq!(again.seq, first.seq + 1);
+        assert_eq!(dropped.seq, again.seq, "the number went back, unpublished");
+        assert_eq!(ledger.counters.ordinals, 2, "ordinals stay dense");
     }
 
     #[test]
