@@ -4,8 +4,9 @@ use std::io::Write;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use actix_web::http::Method;
 use actix_web::web::{self, Bytes};
-use actix_web::HttpResponse;
+use actix_web::{HttpRequest, HttpResponse};
 use tokio::sync::mpsc;
 
 use super::auth::CanWrite;
@@ -39,7 +40,22 @@ const STALL: std::time::Duration = std::time::Duration::from_secs(60);
         Unauthenticated, Forbidden, RateLimited, HeadersTooLarge
     )
 )]
-pub async fn backup(_: CanWrite, store: web::Data<Store>) -> Result<HttpResponse, ApiError> {
+pub async fn backup(
+    _: CanWrite,
+    req: HttpRequest,
+    store: web::Data<Store>,
+) -> Result<HttpResponse, ApiError> {
+    let mut response = HttpResponse::Ok();
+    response
+        .content_type("application/x-ndjson")
+        .insert_header((
+            "content-disposition",
+            "attachment; filename=\"klaxon-backup.jsonl\"",
+        ));
+    if req.method() == Method::HEAD {
+        // actix would read the whole body only to drop it.
+        return Ok(response.finish());
+    }
     let (tx, rx) = mpsc::channel(CHUNKS_IN_FLIGHT);
     let store = store.get_ref().clone();
     let runtime = tokio::runtime::Handle::current();
@@ -53,18 +69,12 @@ pub async fn backup(_: CanWrite, store: web::Data<Store>) -> Result<HttpResponse
         if let Err(e) = &result {
             tracing::error!(error = %e, "backup failed");
             // The missing trailer tells the client the backup is incomplete.
-            let _ = out
-                .tx
-                .blocking_send(Err(std::io::Error::other("backup failed")));
+            // Never waits: after a stalled client the channel is full, and
+            // the missing trailer says enough.
+            let _ = out.tx.try_send(Err(std::io::Error::other("backup failed")));
         }
     });
-    let response = HttpResponse::Ok()
-        .content_type("application/x-ndjson")
-        .insert_header((
-            "content-disposition",
-            "attachment; filename=\"klaxon-backup.jsonl\"",
-        ))
-        .streaming(ChunkStream(rx));
+    let response = response.streaming(ChunkStream(rx));
     Ok(with_outcome(response, "backup streamed"))
 }
 

@@ -37,8 +37,10 @@ pub struct End {
 }
 
 /// Alerts read for the tail of a backup per job on the writer, which holds
-/// up commits meanwhile (about 4 µs an alert: 1 ms).
+/// up commits meanwhile (about 4 µs an alert: 1 ms), and at most about this
+/// many bytes of them (alerts with long texts and many notes).
 const TAIL_STRETCH: usize = 256;
+const TAIL_STRETCH_BYTES: usize = 1 << 20;
 
 /// The format version written and understood.
 pub const FORMAT: u32 = 1;
@@ -106,8 +108,9 @@ impl Store {
         }
         let mut seq = started_at;
         loop {
-            let tail =
-                self.write_blocking(move |ledger| ledger.changed_since(seq, TAIL_STRETCH))?;
+            let tail = self.write_blocking(move |ledger| {
+                ledger.changed_since(seq, TAIL_STRETCH, TAIL_STRETCH_BYTES)
+            })?;
             for json in &tail.records {
                 out.write_all(json).map_err(io)?;
                 out.write_all(b"\n").map_err(io)?;
@@ -169,8 +172,12 @@ impl Store {
             }
             Ok(())
         })?;
-        self.write_blocking(move |ledger| ledger.import(batch))?;
-        self.write_blocking(move |ledger| ledger.skip_after_restore(seq))?;
+        // The last alerts and the sequence gap go in together: a restore
+        // cut short in between would leave the gap out.
+        self.write_blocking(move |ledger| {
+            ledger.import(batch)?;
+            ledger.skip_after_restore(seq)
+        })?;
         Ok(Summary { alerts: count, seq })
     }
 }

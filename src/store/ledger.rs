@@ -6,6 +6,7 @@
 //! sled has only part of (see [`super::group`]): a crash leaves either all of
 //! a change or none of it. Reads on the writer see the group's pending writes.
 
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 
 use sled::{IVec, Tree};
@@ -240,11 +241,18 @@ impl Ledger {
         change: impl FnOnce(&mut Self) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         let before = self.counters;
-        let result = change(self);
-        if result.is_err() {
-            self.counters = before;
+        match catch_unwind(AssertUnwindSafe(|| change(self))) {
+            Ok(Ok(done)) => Ok(done),
+            Ok(Err(e)) => {
+                self.counters = before;
+                Err(e)
+            }
+            Err(panic) => {
+                // A bug: the writer fails this request and goes on.
+                self.counters = before;
+                resume_unwind(panic)
+            }
         }
-        result
     }
 
     /// Drops the group's pending writes (its commit failed), and gives back
@@ -363,10 +371,17 @@ impl Ledger {
     }
 
     /// Up to `limit` alerts (as JSON) whose latest change is after `seq`, in
-    /// change order: run on the writer, so nothing changes meanwhile. Block
-    /// by block, jumping over numbers never used (a restored store skips many).
-    pub fn changed_since(&self, seq: u64, limit: usize) -> Result<Tail, StoreError> {
+    /// change order, stopping early once they take `max_bytes`: run on the
+    /// writer, so nothing changes meanwhile. Block by block, jumping over
+    /// numbers never used (a restored store skips many).
+    pub fn changed_since(
+        &self,
+        seq: u64,
+        limit: usize,
+        max_bytes: usize,
+    ) -> Result<Tail, StoreError> {
         let mut records = Vec::new();
+        let mut bytes = 0;
         let after = seq.saturating_add(1);
         let last = keys::change_block(u64::MAX).to_vec();
         let mut from = keys::change_block(after).to_vec();
@@ -375,7 +390,7 @@ impl Ledger {
                 let Some(changed) = keys::u64_value(&entry[..8]).filter(|&s| s >= after) else {
                     continue;
                 };
-                if records.len() == limit {
+                if records.len() == limit || bytes >= max_bytes {
                     return Ok(Tail {
                         records,
                         next: changed - 1,
@@ -385,7 +400,9 @@ impl Ledger {
                 let id = packed::entry_id(entry)
                     .ok_or_else(|| StoreError::Corrupt("short change entry".into()))?;
                 if let Some(record) = self.group.read(&keys::alert(id))? {
-                    records.push(super::record::json(record)?);
+                    let json = super::record::json(record)?;
+                    bytes += json.len();
+                    records.push(json);
                 }
             }
             from = key;
@@ -742,7 +759,7 @@ mod tests {
             .unwrap()
             .unwrap();
         // Mid-group: the scan sees both changes, as the group will leave them.
-        let Tail { next, records, .. } = ledger.changed_since(0, usize::MAX).unwrap();
+        let Tail { next, records, .. } = ledger.changed_since(0, usize::MAX, usize::MAX).unwrap();
         assert_eq!(next, 3);
         let alerts: Vec<Alert> = records
             .iter()
@@ -755,7 +772,10 @@ mod tests {
         );
         // Only the group's journal record may come before the tree has it.
         assert!(ledger.tree.get(keys::alert(second.id)).unwrap().is_none());
-        let later = ledger.changed_since(2, usize::MAX).unwrap().records;
+        let later = ledger
+            .changed_since(2, usize::MAX, usize::MAX)
+            .unwrap()
+            .records;
         assert_eq!(later.len(), 1, "only the resolve is after seq 2");
     }
 
@@ -773,7 +793,7 @@ mod tests {
             .unwrap()
             .unwrap();
         assert!(ledger.tree.get(keys::change_block(1)).unwrap().is_some());
-        let Tail { next, records, .. } = ledger.changed_since(0, usize::MAX).unwrap();
+        let Tail { next, records, .. } = ledger.changed_since(0, usize::MAX, usize::MAX).unwrap();
         assert_eq!(next, 101);
         assert_eq!(records.len(), 1, "the alert once, at its latest change");
         let found: Alert = serde_json::from_slice(&records[0]).unwrap();
@@ -795,7 +815,7 @@ mod tests {
         let mut stretches = 0;
         let mut seq = 0;
         loop {
-            let tail = ledger.changed_since(seq, 2).unwrap();
+            let tail = ledger.changed_since(seq, 2, usize::MAX).unwrap();
             stretches += 1;
             for record in &tail.records {
                 seen.push(serde_json::from_slice::<Alert>(record).unwrap().id);
@@ -807,6 +827,9 @@ mod tests {
             assert_eq!(tail.records.len(), 2);
         }
         assert_eq!(seq, later.seq, "the last stretch reaches the latest change");
+        // A byte budget ends a stretch early, after one alert at least.
+        let small = ledger.changed_since(0, usize::MAX, 1).unwrap();
+        assert_eq!((small.records.len(), small.done), (1, false));
         assert_eq!(stretches, 2);
         let expected: Vec<_> = first.iter().chain([&later]).map(|a| a.id).collect();
         assert_eq!(seen, expected, "each alert once, in change order");
@@ -824,6 +847,20 @@ mod tests {
         assert_eq!(again.seq, first.seq + 1);
         assert_eq!(dropped.seq, again.seq, "the number went back, unpublished");
         assert_eq!(ledger.counters.ordinals, 2, "ordinals stay dense");
+    }
+
+    #[test]
+    fn a_change_that_panics_gives_back_the_numbers_it_took() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ledger = ledger(dir.path());
+        let panicked = catch_unwind(AssertUnwindSafe(|| {
+            ledger.transact(|l| -> Result<(), StoreError> {
+                l.next_seq();
+                panic!("a bug in a change");
+            })
+        }));
+        assert!(panicked.is_err());
+        assert_eq!(ledger.seq(), 0);
     }
 
     #[test]

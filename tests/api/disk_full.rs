@@ -133,4 +133,9 @@ async fn refused_writes_leave_the_etag_and_the_change_feed_as_they_were() {
         .await
         .unwrap();
     assert_eq!(changes["next_after"], 0, "{changes}");
+    // No number was taken: a cursor at 1 is beyond the latest change.
+    let res = app
+        .get_with("/api/v1/changes?after=1", Some(crate::helpers::READ_TOKEN))
+        .await;
+    crate::helpers::assert_error(res, 409, "conflict").await;
 }
