@@ -864,6 +864,34 @@ mod tests {
     }
 
     #[test]
+    fn a_listing_read_while_a_group_goes_in_shows_no_alert_under_its_old_state() {
+        use super::super::query::{list, ListQuery};
+        let dir = tempfile::tempdir().unwrap();
+        let mut ledger = ledger(dir.path());
+        let alert = create(&mut ledger, "8.1");
+        commit(&mut ledger).unwrap();
+        ledger
+            .change(alert.id, Action::Resolve, Actor::default())
+            .unwrap()
+            .unwrap();
+        // Halfway into the tree: the record (`A` sorts first), not yet the indexes.
+        ledger.stop_finish_after(1);
+        assert!(commit(&mut ledger).is_err());
+        let open = ListQuery {
+            statuses: vec![Status::Open],
+            limit: 50,
+            ..ListQuery::default()
+        };
+        let page = list(&ledger.tree, &open).unwrap();
+        assert!(page.alerts.is_empty(), "a resolved alert listed as open");
+        let all = ListQuery {
+            limit: 50,
+            ..ListQuery::default()
+        };
+        assert_eq!(list(&ledger.tree, &all).unwrap().alerts.len(), 1);
+    }
+
+    #[test]
     fn a_discarded_group_leaves_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let mut ledger = ledger(dir.path());

@@ -5,7 +5,7 @@ use sled::{IVec, Tree};
 use super::packed::{self, Ordinals, CHANGE_ENTRIES};
 use super::StoreError;
 use super::{keys, record};
-use crate::alert::{AlertId, Status};
+use crate::alert::{Alert, AlertId, Status};
 use crate::urgency::Urgency;
 
 /// What to list. Empty `statuses` or `urgencies` means all of them.
@@ -72,7 +72,7 @@ pub fn list(tree: &Tree, q: &ListQuery) -> Result<Page, StoreError> {
             let (key, _) = entry?;
             keys::id_suffix(&key).ok_or_else(|| StoreError::Corrupt("short alert key".into()))
         });
-        return page(tree, q.limit, ids);
+        return page(tree, q.limit, ids, |_| true);
     }
     let statuses = if q.statuses.is_empty() {
         &Status::ALL[..]
@@ -101,14 +101,25 @@ pub fn list(tree: &Tree, q: &ListQuery) -> Result<Page, StoreError> {
     }
     let ids = std::iter::from_fn(|| next_newest(&mut sources).transpose())
         .map(|n| n.and_then(|n| ordinals.id(n)));
-    page(tree, q.limit, ids)
+    // The indexes and the record of a change go into the tree one key after
+    // another: a read meanwhile can find an alert under its old state.
+    let matches = |alert: &Alert| {
+        statuses.contains(&alert.status)
+            && urgencies.contains(&alert.urgency)
+            && q.channel
+                .as_ref()
+                .is_none_or(|c| *c == alert.slack.channel_id)
+    };
+    page(tree, q.limit, ids, matches)
 }
 
-/// Up to `limit` records of `ids` (newest first), and the cursor after them.
+/// Up to `limit` records of `ids` (newest first) that `matches`, and the
+/// cursor after them.
 fn page(
     tree: &Tree,
     limit: usize,
     ids: impl Iterator<Item = Result<AlertId, StoreError>>,
+    matches: impl Fn(&Alert) -> bool,
 ) -> Result<Page, StoreError> {
     let mut alerts = Vec::with_capacity(limit.min(1024));
     let mut last = None;
@@ -120,8 +131,11 @@ fn page(
         // A record missing or damaged here is skipped rather than failing the page.
         if let Some(record) = tree.get(keys::alert(id))? {
             last = Some(id);
-            match record::json(record) {
-                Ok(json) => alerts.push(json),
+            let json = record::decode(&record)
+                .and_then(|a| matches(&a).then(|| record::to_json(&a)).transpose());
+            match json {
+                Ok(Some(json)) => alerts.push(json.into()),
+                Ok(None) => {}
                 Err(e) => left_out(id, &e),
             }
         }
