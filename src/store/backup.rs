@@ -74,35 +74,25 @@ const RESTORE_BATCH: usize = 100;
 impl Store {
     /// Writes a consistent snapshot to `out`. Blocking: run it off the async workers.
     pub fn backup(&self, out: &mut dyn Write) -> Result<Summary, StoreError> {
-        let io = |e: std::io::Error| StoreError::io("backup output", e);
         self.settle_blocking()?;
         let started_at = self.inner.progress.seq();
-        serde_json::to_writer(
-            &mut *out,
-            &Header {
-                klaxon_backup: FORMAT,
-                schema: SCHEMA_VERSION,
-            },
-        )
-        .map_err(|e| io(e.into()))?;
-        out.write_all(b"\n").map_err(io)?;
+        let header = Header {
+            klaxon_backup: FORMAT,
+            schema: SCHEMA_VERSION,
+        };
+        write_line(out, &to_json(&header)?)?;
         let mut lines = 0;
         // Alerts created from here on are in the tail: scan up to the last one now.
-        let newest = self
-            .inner
-            .tree
+        let tree = &self.inner.tree;
+        if let Some(newest) = tree
             .scan_prefix([keys::ALERT])
             .keys()
-            .next_back();
-        if let Some(newest) = newest.transpose()? {
-            for entry in self
-                .inner
-                .tree
-                .range(keys::alert(AlertId::MIN).to_vec()..=newest.to_vec())
-            {
+            .next_back()
+            .transpose()?
+        {
+            for entry in tree.range(keys::alert(AlertId::MIN).to_vec()..=newest.to_vec()) {
                 let (_, record) = entry?;
-                out.write_all(&super::record::json(record)?).map_err(io)?;
-                out.write_all(b"\n").map_err(io)?;
+                write_line(out, &super::record::json(record)?)?;
                 lines += 1;
             }
         }
@@ -112,8 +102,7 @@ impl Store {
                 ledger.changed_since(seq, TAIL_STRETCH, TAIL_STRETCH_BYTES)
             })?;
             for json in &tail.records {
-                out.write_all(json).map_err(io)?;
-                out.write_all(b"\n").map_err(io)?;
+                write_line(out, json)?;
                 lines += 1;
             }
             seq = tail.next;
@@ -121,15 +110,11 @@ impl Store {
                 break;
             }
         }
-        serde_json::to_writer(
-            &mut *out,
-            &Trailer {
-                klaxon_backup_end: End { lines, seq },
-            },
-        )
-        .map_err(|e| io(e.into()))?;
-        out.write_all(b"\n").map_err(io)?;
-        out.flush().map_err(io)?;
+        let trailer = Trailer {
+            klaxon_backup_end: End { lines, seq },
+        };
+        write_line(out, &to_json(&trailer)?)?;
+        out.flush().map_err(output_error)?;
         Ok(Summary { alerts: lines, seq })
     }
 
@@ -180,6 +165,21 @@ impl Store {
         })?;
         Ok(Summary { alerts: count, seq })
     }
+}
+
+/// Writes one line of a backup.
+fn write_line(out: &mut dyn Write, json: &[u8]) -> Result<(), StoreError> {
+    out.write_all(json)
+        .and_then(|()| out.write_all(b"\n"))
+        .map_err(output_error)
+}
+
+fn to_json(line: &impl Serialize) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(line).map_err(|e| output_error(e.into()))
+}
+
+fn output_error(e: std::io::Error) -> StoreError {
+    StoreError::io("backup output", e)
 }
 
 /// What the first restore pass reads of each line.

@@ -121,7 +121,7 @@ pub struct Ledger {
     tree: Tree,
     group: Group,
     counters: Counters,
-    /// The counters before the current group: what the tree holds.
+    /// The counters as of the last group put into the tree: what it holds.
     committed: Counters,
     room: Room,
 }
@@ -174,10 +174,8 @@ impl Ledger {
         }
     }
 
-    /// Called before each commit group: notes the counters the tree holds
-    /// and reads the free space of the data dir's file system.
-    pub fn begin_group(&mut self) {
-        self.committed = self.counters;
+    /// Reads the free space of the data dir's file system; called before each commit group.
+    pub fn measure_room(&mut self) {
         self.room.free_bytes = fs4::available_space(&self.room.data_dir).unwrap_or_else(|e| {
             tracing::warn!(error = %e, "cannot read free disk space; refusing writes");
             0

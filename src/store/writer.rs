@@ -186,7 +186,7 @@ pub fn spawn(
             // Groups committed to the journal so far.
             let mut groups = 0;
             while let Ok(first) = jobs.recv() {
-                ledger.begin_group();
+                ledger.measure_room();
                 run(first, &mut ledger, &mut group);
                 while group.len() < MAX_GROUP {
                     match jobs.try_recv() {
