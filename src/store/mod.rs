@@ -54,7 +54,7 @@ pub struct StoreOptions {
 impl Default for StoreOptions {
     fn default() -> Self {
         Self {
-            cache_bytes: 64 << 20,
+            cache_bytes: crate::config::DEFAULT_CACHE_MB << 20,
             min_free_bytes: 64 << 20,
             commit_timeout: Duration::from_secs(1),
         }

@@ -25,7 +25,7 @@ fn flags_beat_environment_beat_the_file_beat_defaults() {
     let file = dir.path().join("klaxon.toml");
     std::fs::write(
         &file,
-        "listen = \"127.0.0.1:9001\"\ndata_dir = \"/from/file\"\ndefault_urgency = \"low\"\ncache_mb = 16\nverification_token = \"file-token-123\"\nallow_from_api = [\"10.0.0.0/8\"]\n",
+        "listen = \"127.0.0.1:9001\"\ndata_dir = \"/from/file\"\ndefault_urgency = \"low\"\ncache_mb = 48\nverification_token = \"file-token-123\"\nallow_from_api = [\"10.0.0.0/8\"]\n",
     )
     .unwrap();
     let env = [
@@ -49,7 +49,7 @@ fn flags_beat_environment_beat_the_file_beat_defaults() {
         line(&stdout, "default_urgency").ends_with("critical"),
         "flag over env"
     );
-    assert!(line(&stdout, "cache_mb").ends_with("16"));
+    assert!(line(&stdout, "cache_mb").ends_with("48"));
     assert!(line(&stdout, "allow_from_api").ends_with("10.0.0.0/8"));
     assert!(line(&stdout, "verification_token").contains("[redacted] (1 configured)"));
     assert!(
