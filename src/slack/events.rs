@@ -100,11 +100,13 @@ impl Envelope {
             },
             "event_callback" => {
                 let event = wire.event.ok_or_else(|| missing("event"))?;
-                Self::EventCallback(Box::new(Callback {
+                let callback = Callback {
                     team_id: wire.team_id,
                     event_id: wire.event_id,
                     event: serde_json::from_str(event.get()).map_err(malformed)?,
-                }))
+                };
+                callback.check_ids()?;
+                Self::EventCallback(Box::new(callback))
             }
             "app_rate_limited" => Self::AppRateLimited {
                 team_id: wire.team_id,
@@ -131,6 +133,19 @@ impl Envelope {
 }
 
 impl Callback {
+    fn check_ids(&self) -> Result<(), ApiError> {
+        let e = &self.event;
+        super::check_ids([
+            ("team_id", self.team_id.as_deref()),
+            ("event_id", self.event_id.as_deref()),
+            ("event.team", e.team.as_deref()),
+            ("event.channel", e.channel.as_deref()),
+            ("event.user", e.user.as_deref()),
+            ("event.ts", e.ts.as_deref()),
+            ("event.thread_ts", e.thread_ts.as_deref()),
+        ])
+    }
+
     fn decide(self, default: Urgency) -> Decision {
         let e = self.event;
         if e.kind != "message" && e.kind != "app_mention" {

@@ -5,6 +5,7 @@ mod form;
 pub mod outgoing;
 pub mod signature;
 
+use crate::error::ApiError;
 use crate::secret::{SecretList, TokenSet};
 use crate::urgency::Urgency;
 
@@ -14,6 +15,26 @@ use crate::urgency::Urgency;
 /// an Events API body carries the text twice (`text` and `blocks`). 1 MiB
 /// holds the longest with room for the rest of the body.
 pub const BODY_LIMIT: usize = 1024 * 1024;
+
+/// Longest Slack identifier (team, channel, user, ts, event id, names)
+/// accepted. Slack's are at most a few dozen bytes; some become part of
+/// store keys, which must stay short.
+pub const MAX_ID_BYTES: usize = 255;
+
+/// 400 when one of `fields` (name, value) is longer than [`MAX_ID_BYTES`].
+pub fn check_ids<'a>(
+    fields: impl IntoIterator<Item = (&'static str, Option<&'a str>)>,
+) -> Result<(), ApiError> {
+    match fields
+        .into_iter()
+        .find(|(_, value)| value.is_some_and(|v| v.len() > MAX_ID_BYTES))
+    {
+        Some((name, _)) => Err(ApiError::MalformedBody(format!(
+            "field `{name}` is longer than {MAX_ID_BYTES} bytes"
+        ))),
+        None => Ok(()),
+    }
+}
 
 /// What the Slack routes need to know. An unconfigured surface fails closed.
 #[derive(Clone, Debug)]

@@ -59,8 +59,20 @@ impl OutgoingForm {
             || self.user_id.as_deref() == Some("USLACKBOT")
     }
 
-    /// The alert this post asks for; 400 when a required field is missing.
+    /// The alert this post asks for; 400 when a required field is missing
+    /// or an identifier is too long.
     pub fn into_new_alert(self, default: urgency::Urgency) -> Result<NewAlert, ApiError> {
+        super::check_ids([
+            ("team_id", self.team_id.as_deref()),
+            ("team_domain", self.team_domain.as_deref()),
+            ("channel_id", self.channel_id.as_deref()),
+            ("channel_name", self.channel_name.as_deref()),
+            ("thread_ts", self.thread_ts.as_deref()),
+            ("timestamp", self.timestamp.as_deref()),
+            ("user_id", self.user_id.as_deref()),
+            ("user_name", self.user_name.as_deref()),
+            ("trigger_word", self.trigger_word.as_deref()),
+        ])?;
         let channel_id = required(self.channel_id, "channel_id")?;
         let ts = required(self.timestamp, "timestamp")?;
         let text = required(self.text, "text")?;

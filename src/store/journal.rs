@@ -154,9 +154,9 @@ impl Journal {
         checkpoint: impl FnOnce() -> Result<(), StoreError>,
     ) -> Result<Appended, StoreError> {
         self.usable()?;
-        encode(&mut self.buf, self.instance, self.next, GROUP, writes);
+        let encoded = encode(&mut self.buf, self.instance, self.next, GROUP, writes);
         let len = self.buf.len() as u64;
-        if len > self.file_bytes / 4 {
+        if !encoded || len > self.file_bytes / 4 {
             // Everything before the group goes into sled durably, and is
             // marked so, before any of the group does: the records before it
             // are never applied again over it.
@@ -229,7 +229,8 @@ impl Journal {
     /// Writes a checkpoint mark, numbered as the last group (not synced).
     fn write_mark(&mut self) -> Result<(), StoreError> {
         let last = self.next - 1;
-        encode(&mut self.buf, self.instance, last, MARK, std::iter::empty());
+        let encoded = encode(&mut self.buf, self.instance, last, MARK, std::iter::empty());
+        debug_assert!(encoded, "a mark has no writes");
         self.write_record()
     }
 
@@ -271,28 +272,40 @@ struct Record<'a> {
     payload: &'a [u8],
 }
 
+/// Encodes a record into `buf`. Returns false, leaving `buf` unusable, when
+/// a key is longer than its 16-bit length field (or the payload than 32
+/// bits): such a group is handled as too big for a record.
+#[must_use]
 fn encode<'a>(
     buf: &mut Vec<u8>,
     instance: u64,
     number: u64,
     kind: u8,
     writes: impl Iterator<Item = (&'a [u8], Option<&'a [u8]>)>,
-) {
+) -> bool {
     buf.clear();
     buf.resize(HEADER, 0);
     for (key, value) in writes {
-        buf.extend_from_slice(&(key.len() as u16).to_le_bytes());
+        let Ok(key_len) = u16::try_from(key.len()) else {
+            return false;
+        };
+        buf.extend_from_slice(&key_len.to_le_bytes());
         buf.extend_from_slice(key);
         match value {
             Some(v) => {
+                let Ok(len) = u32::try_from(v.len()) else {
+                    return false;
+                };
                 buf.push(1);
-                buf.extend_from_slice(&(v.len() as u32).to_le_bytes());
+                buf.extend_from_slice(&len.to_le_bytes());
                 buf.extend_from_slice(v);
             }
             None => buf.push(0),
         }
     }
-    let payload = (buf.len() - HEADER) as u32;
+    let Ok(payload) = u32::try_from(buf.len() - HEADER) else {
+        return false;
+    };
     buf[0..4].copy_from_slice(&MAGIC.to_le_bytes());
     buf[8..16].copy_from_slice(&instance.to_le_bytes());
     buf[16..24].copy_from_slice(&number.to_le_bytes());
@@ -300,6 +313,7 @@ fn encode<'a>(
     buf[25..29].copy_from_slice(&payload.to_le_bytes());
     let crc = crc32fast::hash(&buf[8..]);
     buf[4..8].copy_from_slice(&crc.to_le_bytes());
+    true
 }
 
 /// The valid records at the start of a file, in sequence: a group follows
@@ -519,13 +533,13 @@ mod tests {
         let (mut journal, _) = Journal::open(dir.path(), INSTANCE, 0, FILE_BYTES).unwrap();
         // An earlier version's record after a group too big for a record
         // (number 1), not synced, then groups 2 and 3.
-        encode(
+        assert!(encode(
             &mut journal.buf,
             INSTANCE,
             1,
             OLD_CHECKPOINT,
             std::iter::empty(),
-        );
+        ));
         journal.write_record().unwrap();
         journal.next = 2;
         append(&mut journal, &[write("a", "1")]);
@@ -663,6 +677,23 @@ mod tests {
         assert_eq!(journal.current, 1, "the records did not all go to one file");
         drop(journal);
         let (_, replay) = Journal::open(dir.path(), INSTANCE, 2, small).unwrap();
+        assert_eq!(keys_of(&replay), vec![(3, vec!["b".to_string()])]);
+    }
+
+    #[test]
+    fn a_key_too_long_for_a_record_makes_its_group_too_big_not_a_broken_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut journal = open_marked(dir.path(), 0, FILE_BYTES);
+        append(&mut journal, &[write("a", "1")]);
+        // A key past the record's 16-bit key length, in a small group.
+        let long = [write(&"k".repeat(70_000), "v")];
+        let appended = try_append(&mut journal, &long, || Ok(()));
+        assert_eq!(appended.unwrap(), Appended::TooBig(2));
+        journal.mark_checkpoint().unwrap();
+        assert_eq!(append(&mut journal, &[write("b", "2")]), 3);
+        drop(journal);
+        // Every record reads back: the store opens after a crash.
+        let (_, replay) = Journal::open(dir.path(), INSTANCE, 2, FILE_BYTES).unwrap();
         assert_eq!(keys_of(&replay), vec![(3, vec!["b".to_string()])]);
     }
 

@@ -178,6 +178,38 @@ async fn malformed_envelopes_are_400_and_store_nothing() {
 }
 
 #[tokio::test]
+async fn identifiers_longer_than_255_bytes_are_400_naming_the_field() {
+    let app = spawn_app().await;
+    let long = "C".repeat(256);
+    for (field, pointer) in [
+        ("event.channel", "/event/channel"),
+        ("event.ts", "/event/ts"),
+        ("event.user", "/event/user"),
+        ("team_id", "/team_id"),
+        ("event_id", "/event_id"),
+    ] {
+        let mut body = event_fixture("message");
+        *body.pointer_mut(pointer).unwrap() = Value::from(long.clone());
+        let res = app.post_event(&body).await;
+        assert_eq!(res.status(), 400, "{field}");
+        let error: Value = res.json().await.unwrap();
+        assert_eq!(error["code"], "malformed-body");
+        let message = error["error"].as_str().unwrap();
+        assert!(message.contains(&format!("`{field}`")), "{message}");
+        assert!(!message.contains(&long), "the value was echoed");
+    }
+    assert!(app.all_alerts().await.is_empty());
+    // 255 bytes is still an identifier.
+    let mut body = event_fixture("message");
+    body["event"]["channel"] = Value::from("C".repeat(255));
+    assert_eq!(app.post_event(&body).await.status(), 200);
+    assert_eq!(
+        app.all_alerts().await[0]["slack"]["channel_id"],
+        "C".repeat(255)
+    );
+}
+
+#[tokio::test]
 async fn wrong_content_type_is_415_even_when_signed() {
     let app = spawn_app().await;
     let body = serde_json::to_vec(&event_fixture("message")).unwrap();

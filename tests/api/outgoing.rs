@@ -148,6 +148,36 @@ async fn malformed_forms_are_400_and_store_nothing() {
 }
 
 #[tokio::test]
+async fn identifiers_longer_than_255_bytes_are_400_and_store_nothing() {
+    let app = spawn_app().await;
+    let good = fixture("outgoing/pagertree_outage_high.form");
+    let long = "C".repeat(256);
+    for (field, value) in [
+        ("channel_id", "C024BE91L"),
+        ("timestamp", "1732358400.000200"),
+        ("user_name", "jdoe"),
+    ] {
+        let form = good.replace(&format!("{field}={value}&"), &format!("{field}={long}&"));
+        assert_ne!(form, good, "{field} is not in the fixture");
+        let res = app.post_outgoing(&form).await;
+        assert_eq!(res.status(), 400, "{field}");
+        let error: Value = res.json().await.unwrap();
+        assert_eq!(error["code"], "malformed-body");
+        assert!(error["error"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("`{field}`")));
+    }
+    assert!(app.all_alerts().await.is_empty());
+    let form = good.replace(
+        "channel_id=C024BE91L&",
+        &format!("channel_id={}&", "C".repeat(255)),
+    );
+    assert_eq!(app.post_outgoing(&form).await.status(), 200);
+    assert_eq!(app.all_alerts().await.len(), 1);
+}
+
+#[tokio::test]
 async fn raw_invalid_utf8_is_400() {
     let app = spawn_app().await;
     let mut body = fixture("outgoing/pagertree_outage_high.form").into_bytes();
