@@ -119,7 +119,7 @@ impl Journal {
         let mut filled = [0; 2];
         let mut found = Vec::with_capacity(2);
         for (i, file) in files.iter().enumerate() {
-            let bytes = read_all(file).map_err(|e| StoreError::io(&paths[i], e))?;
+            let bytes = read_all(file, file_bytes).map_err(|e| StoreError::io(&paths[i], e))?;
             filled[i] = bytes.len() as u64;
             let run = read_run(&bytes, instance);
             // A mark comes after the group of the same number.
@@ -419,8 +419,11 @@ fn aligned(offset: u64) -> u64 {
     offset.div_ceil(ALIGN) * ALIGN
 }
 
-fn read_all(file: &File) -> std::io::Result<Vec<u8>> {
-    let len = file.metadata()?.len();
+/// The file's first `most` bytes, or all of it if shorter: klaxon never
+/// writes records past `file_bytes`, and a damaged or foreign file of any
+/// length must not make the start allocate it whole.
+fn read_all(file: &File, most: u64) -> std::io::Result<Vec<u8>> {
+    let len = file.metadata()?.len().min(most);
     let mut bytes = vec![0; len as usize];
     file.read_exact_at(&mut bytes, 0)?;
     Ok(bytes)
@@ -695,6 +698,24 @@ mod tests {
         // Every record reads back: the store opens after a crash.
         let (_, replay) = Journal::open(dir.path(), INSTANCE, 2, FILE_BYTES).unwrap();
         assert_eq!(keys_of(&replay), vec![(3, vec!["b".to_string()])]);
+    }
+
+    #[test]
+    fn a_journal_file_longer_than_its_size_is_read_only_up_to_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut journal = open_marked(dir.path(), 0, FILE_BYTES);
+        append(&mut journal, &[write("a", "1")]);
+        let path = journal.paths[journal.current].clone();
+        drop(journal);
+        // Damage (or another program) made the file 64 GiB long, sparse.
+        OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(1 << 36)
+            .unwrap();
+        let (_, replay) = Journal::open(dir.path(), INSTANCE, 0, FILE_BYTES).unwrap();
+        assert_eq!(keys_of(&replay), vec![(1, vec!["a".to_string()])]);
     }
 
     #[test]
