@@ -108,10 +108,13 @@ impl Envelope {
                 callback.check_ids()?;
                 Self::EventCallback(Box::new(callback))
             }
-            "app_rate_limited" => Self::AppRateLimited {
-                team_id: wire.team_id,
-                minute_rate_limited: wire.minute_rate_limited,
-            },
+            "app_rate_limited" => {
+                super::check_ids([("team_id", wire.team_id.as_deref())])?;
+                Self::AppRateLimited {
+                    team_id: wire.team_id,
+                    minute_rate_limited: wire.minute_rate_limited,
+                }
+            }
             _ => Self::Other,
         })
     }

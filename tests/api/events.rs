@@ -198,6 +198,9 @@ async fn identifiers_longer_than_255_bytes_are_400_naming_the_field() {
         assert!(message.contains(&format!("`{field}`")), "{message}");
         assert!(!message.contains(&long), "the value was echoed");
     }
+    let mut limited = event_fixture("app_rate_limited");
+    limited["team_id"] = Value::from(long.clone());
+    assert_error(app.post_event(&limited).await, 400, "malformed-body").await;
     assert!(app.all_alerts().await.is_empty());
     // 255 bytes is still an identifier.
     let mut body = event_fixture("message");
