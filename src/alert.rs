@@ -173,6 +173,11 @@ pub enum Source {
     EventsApi,
 }
 
+/// Longest Slack identifier (team, channel, user, ts, event id, names)
+/// klaxon keeps. Slack's are at most a few dozen bytes; some become part of
+/// store keys, which must stay short.
+pub const MAX_ID_BYTES: usize = 255;
+
 /// Where the alert came from in Slack. Every field is always present (null when unknown).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct SlackRef {
@@ -194,6 +199,31 @@ pub struct SlackRef {
     pub trigger_word: Option<String>,
     #[schema(required = true)]
     pub event_id: Option<String>,
+}
+
+impl SlackRef {
+    /// The name of the first identifier longer than [`MAX_ID_BYTES`], if any.
+    pub fn long_field(&self) -> Option<&'static str> {
+        let optional = [
+            ("team_id", &self.team_id),
+            ("team_domain", &self.team_domain),
+            ("channel_name", &self.channel_name),
+            ("user_id", &self.user_id),
+            ("user_name", &self.user_name),
+            ("thread_ts", &self.thread_ts),
+            ("trigger_word", &self.trigger_word),
+            ("event_id", &self.event_id),
+        ]
+        .map(|(name, value)| (name, value.as_deref()));
+        [
+            ("channel_id", Some(self.channel_id.as_str())),
+            ("ts", Some(self.ts.as_str())),
+        ]
+        .into_iter()
+        .chain(optional)
+        .find(|(_, value)| value.is_some_and(|v| v.len() > MAX_ID_BYTES))
+        .map(|(name, _)| name)
+    }
 }
 
 /// A comment on an alert, from a Slack thread reply or the API.

@@ -16,10 +16,7 @@ use crate::urgency::Urgency;
 /// holds the longest with room for the rest of the body.
 pub const BODY_LIMIT: usize = 1024 * 1024;
 
-/// Longest Slack identifier (team, channel, user, ts, event id, names)
-/// accepted. Slack's are at most a few dozen bytes; some become part of
-/// store keys, which must stay short.
-pub const MAX_ID_BYTES: usize = 255;
+pub use crate::alert::MAX_ID_BYTES;
 
 /// 400 when one of `fields` (name, value) is longer than [`MAX_ID_BYTES`].
 pub fn check_ids<'a>(

@@ -12,8 +12,9 @@ use std::io::{BufRead, Write};
 
 use serde::{Deserialize, Serialize};
 
+use super::ledger::{notes_fit, MAX_NOTES, MAX_NOTE_BYTES};
 use super::{keys, Store, StoreError, SCHEMA_VERSION};
-use crate::alert::{Alert, AlertId};
+use crate::alert::{Alert, AlertId, MAX_ID_BYTES};
 
 /// First line of a backup.
 #[derive(Debug, Serialize, Deserialize)]
@@ -128,9 +129,15 @@ impl Store {
         open: &dyn Fn() -> std::io::Result<Box<dyn BufRead>>,
     ) -> Result<Summary, RestoreError> {
         let mut newest: Vec<(AlertId, u64)> = Vec::new();
+        // The first pass reads every line whole, so that a line the store
+        // could not hold fails the restore before anything is written.
         let end = read_backup(open()?, |line_no, line| {
-            let key: LineKey = parse(line_no, line)?;
-            newest.push((key.id, key.seq));
+            let alert: Alert = parse(line_no, line)?;
+            check_restored(&alert).map_err(|message| RestoreError::Format {
+                line: line_no,
+                message,
+            })?;
+            newest.push((alert.id, alert.seq));
             Ok(())
         })?;
         // By id, the newest line of each first: keep that one.
@@ -189,6 +196,25 @@ struct LineKey {
     seq: u64,
 }
 
+/// Whether a restored alert keeps the limits a live one does: Slack
+/// identifiers become parts of store keys, and notes are bounded so that a
+/// change never rewrites a huge record (see `ledger`).
+fn check_restored(alert: &Alert) -> Result<(), String> {
+    if let Some(field) = alert.slack.long_field() {
+        return Err(format!("slack.{field} is longer than {MAX_ID_BYTES} bytes"));
+    }
+    let note_ts = alert.notes.iter().filter_map(|n| n.ts.as_deref());
+    if note_ts.into_iter().any(|ts| ts.len() > MAX_ID_BYTES) {
+        return Err(format!("a note's ts is longer than {MAX_ID_BYTES} bytes"));
+    }
+    if !notes_fit(alert) {
+        return Err(format!(
+            "more notes than an alert keeps ({MAX_NOTES}, or {MAX_NOTE_BYTES} bytes of text)"
+        ));
+    }
+    Ok(())
+}
+
 fn parse<T: serde::de::DeserializeOwned>(line_no: u64, line: &str) -> Result<T, RestoreError> {
     serde_json::from_str(line).map_err(|e| RestoreError::Format {
         line: line_no,
@@ -244,6 +270,89 @@ mod tests {
     use crate::store::testing::{alert, listed};
     use crate::store::StoreOptions;
     use crate::urgency::Urgency;
+
+    /// A backup holding `alerts`, read by `Store::restore` as from a file.
+    fn backup_of(alerts: &[Alert]) -> impl Fn() -> std::io::Result<Box<dyn BufRead>> {
+        let mut text = format!("{{\"klaxon_backup\":{FORMAT},\"schema\":1}}\n");
+        for a in alerts {
+            text.push_str(&serde_json::to_string(a).unwrap());
+            text.push('\n');
+        }
+        let seq = alerts.iter().map(|a| a.seq).max().unwrap_or(0);
+        let lines = alerts.len();
+        text.push_str(&format!(
+            "{{\"klaxon_backup_end\":{{\"lines\":{lines},\"seq\":{seq}}}}}\n"
+        ));
+        move || Ok(Box::new(std::io::Cursor::new(text.clone().into_bytes())))
+    }
+
+    /// Restores `alerts` into a new store: the error, if any, and how many
+    /// alerts the store then holds.
+    fn restore_all(alerts: &[Alert]) -> (Option<String>, u64) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
+        let error = store
+            .restore(&backup_of(alerts))
+            .err()
+            .map(|e| e.to_string());
+        let report = store.check().unwrap();
+        assert!(report.problems.is_empty(), "{:?}", report.problems);
+        let held = report.alerts;
+        store.close();
+        (error, held)
+    }
+
+    #[test]
+    fn a_restore_with_an_alert_a_live_store_would_refuse_writes_nothing() {
+        // More alerts before the bad one than a restore batch holds, so a
+        // check made only while importing would already have written some.
+        let mut alerts: Vec<Alert> = (0..(RESTORE_BATCH as u64 + 50))
+            .map(|i| alert(i, Urgency::High, Status::Open))
+            .collect();
+        let (error, held) = restore_all(&alerts);
+        assert_eq!((error, held), (None, alerts.len() as u64));
+
+        let last = alerts.len() - 1;
+        alerts[last].slack.channel_id = "C".repeat(MAX_ID_BYTES);
+        assert_eq!(
+            restore_all(&alerts).0,
+            None,
+            "{MAX_ID_BYTES} bytes is allowed"
+        );
+
+        alerts[last].slack.channel_id.push('C');
+        let (error, held) = restore_all(&alerts);
+        let line = alerts.len() + 1; // after the header
+        assert_eq!(
+            error.as_deref(),
+            Some(format!("line {line}: slack.channel_id is longer than 255 bytes").as_str())
+        );
+        assert_eq!(held, 0);
+
+        alerts[last].slack.channel_id = "C1".into();
+        alerts[last].slack.event_id = Some("E".repeat(MAX_ID_BYTES + 1));
+        let (error, held) = restore_all(&alerts);
+        assert!(error.unwrap().contains("slack.event_id is longer"));
+        assert_eq!(held, 0);
+
+        alerts[last].slack.event_id = None;
+        let note = crate::alert::Note {
+            user: None,
+            text: "x".into(),
+            ts: None,
+            at: alerts[last].created_at.clone(),
+        };
+        alerts[last].notes = vec![note; MAX_NOTES + 1];
+        let (error, held) = restore_all(&alerts);
+        assert!(error.unwrap().contains("more notes than an alert keeps"));
+        assert_eq!(held, 0);
+
+        alerts[last].notes.truncate(1);
+        alerts[last].notes[0].ts = Some("1".repeat(MAX_ID_BYTES + 1));
+        let (error, held) = restore_all(&alerts);
+        assert!(error.unwrap().contains("a note's ts is longer"));
+        assert_eq!(held, 0);
+    }
 
     #[test]
     fn restore_numbers_alerts_in_id_order_whatever_the_line_order() {

@@ -38,7 +38,7 @@ pub enum Inserted {
 }
 
 /// Whether `alert`'s notes are within [`MAX_NOTES`] and [`MAX_NOTE_BYTES`].
-fn notes_fit(alert: &Alert) -> bool {
+pub(super) fn notes_fit(alert: &Alert) -> bool {
     let bytes: usize = alert.notes.iter().map(|n| n.text.len()).sum();
     alert.notes.len() <= MAX_NOTES && bytes <= MAX_NOTE_BYTES
 }
