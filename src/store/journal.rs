@@ -89,6 +89,8 @@ pub struct Journal {
     /// A record write or fsync failed: what the file holds is uncertain, so
     /// nothing more is written until a restart recovers from the journal.
     broken: bool,
+    /// The number of the newest record found at open (0: none).
+    reached: u64,
 }
 
 impl Journal {
@@ -141,6 +143,7 @@ impl Journal {
             file_bytes,
             buf: Vec::new(),
             broken: false,
+            reached: last,
         };
         Ok((journal, replay))
     }
@@ -185,6 +188,15 @@ impl Journal {
     /// record for, and records after a gap would not be read back.
     pub fn break_off(&mut self) {
         self.broken = true;
+    }
+
+    /// The number of the newest record [`Journal::open`] found (0: none).
+    /// Every start and every checkpoint writes a mark numbered at least as
+    /// high as the last group the tree holds (a group too big for a record
+    /// is in the tree one number ahead until its mark), so a journal that
+    /// stops short of that has lost its files.
+    pub fn reached(&self) -> u64 {
+        self.reached
     }
 
     pub fn is_broken(&self) -> bool {
@@ -742,6 +754,24 @@ mod tests {
         let (mut journal, replay) = Journal::open(dir.path(), INSTANCE + 1, 0, FILE_BYTES).unwrap();
         assert!(replay.is_empty());
         assert_eq!(append(&mut journal, &[write("b", "2")]), 1);
+    }
+
+    #[test]
+    fn the_newest_record_found_at_open_is_reported_and_zero_without_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut journal = open_marked(dir.path(), 0, FILE_BYTES);
+        assert_eq!(journal.reached(), 0);
+        append(&mut journal, &[write("a", "1")]);
+        append(&mut journal, &[write("b", "2")]);
+        drop(journal);
+        let (journal, replay) = Journal::open(dir.path(), INSTANCE, 0, FILE_BYTES).unwrap();
+        assert_eq!((journal.reached(), replay.len()), (2, 2));
+        drop(journal);
+        for file in ["journal.0", "journal.1"] {
+            std::fs::remove_file(dir.path().join(file)).unwrap();
+        }
+        let (journal, replay) = Journal::open(dir.path(), INSTANCE, 2, FILE_BYTES).unwrap();
+        assert_eq!((journal.reached(), replay.len()), (0, 0));
     }
 
     #[test]

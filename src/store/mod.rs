@@ -365,6 +365,15 @@ fn recover(
         .and_then(|v| keys::u64_value(&v))
         .unwrap_or(0);
     let (mut journal, replay) = Journal::open(path, instance, applied, journal::FILE_BYTES)?;
+    if journal.reached().saturating_add(1) < applied {
+        tracing::warn!(
+            applied,
+            journal = journal.reached(),
+            "the journal has no record of the store's latest changes: its files were lost or \
+             replaced. If klaxon did not stop cleanly before this start, changes answered after \
+             its last checkpoint may be missing; `klaxon check-store` checks the rest"
+        );
+    }
     if let (Some(first), Some(last)) = (replay.first(), replay.last()) {
         tracing::info!(
             groups = replay.len(),

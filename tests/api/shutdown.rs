@@ -65,3 +65,62 @@ async fn sigterm_finishes_the_in_flight_alert_and_exits_cleanly() {
         .unwrap();
     assert_eq!(res.status(), 200, "the in-flight alert survived");
 }
+
+/// A journal whose files are gone (deleted, or left out of a copy of the
+/// data dir) is noticed at the next start: a warning, and the alerts the
+/// tree holds are all there.
+#[tokio::test]
+async fn a_start_without_the_journal_files_warns_and_keeps_the_alerts() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let env = server_env(data_dir.path());
+    let mut server = start_server(&env);
+    let client = Client::new();
+    let mut ids = Vec::new();
+    for n in 0..3 {
+        let form = fixture("outgoing/pagertree_outage_high.form")
+            .replace("timestamp=", &format!("timestamp=9{n}"));
+        let res = client
+            .post(format!("{}/slack/outgoing", server.address))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        let text = res.text().await.unwrap();
+        ids.push(text.split("opened alert ").nth(1).unwrap()[..13].to_owned());
+    }
+    let pid = server.child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    assert_eq!(server.child.wait().unwrap().code(), Some(0));
+    let warning = "the journal has no record of the store's latest changes";
+
+    // A clean restart with the journal in place does not warn.
+    let mut server = start_server(&env);
+    server.kill_hard();
+    assert!(!server.output.lock().unwrap().contains(warning));
+
+    for file in ["journal.0", "journal.1"] {
+        std::fs::remove_file(data_dir.path().join("v2").join(file)).unwrap();
+    }
+    let server = start_server(&env);
+    for id in &ids {
+        let res = client
+            .get(format!("{}/api/v1/alerts/{id}", server.address))
+            .bearer_auth(READ_TOKEN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200, "{id}");
+    }
+    let output = server.output.lock().unwrap().clone();
+    let line = output
+        .lines()
+        .find(|l| l.contains(warning))
+        .unwrap_or_else(|| panic!("no warning in: {output}"));
+    assert!(line.contains("\"level\":\"WARN\""), "{line}");
+}
