@@ -369,6 +369,11 @@ fn read_record(bytes: &[u8], instance: u64) -> Option<(Record<'_>, usize)> {
     Some((record, len))
 }
 
+/// What an operator can do when the journal cannot be used.
+const WAY_OUT: &str = ". To start without it, move journal.0 and journal.1 out of the store \
+                       directory: changes made since the last checkpoint are then lost, and \
+                       `klaxon check-store` tells whether the rest is whole";
+
 /// The groups of `run` to apply again: those after its last checkpoint mark.
 /// A file without a mark was written by an earlier klaxon, which applied the
 /// records after `applied` (its own checkpoint records, kind 2, were not
@@ -378,7 +383,8 @@ fn read_record(bytes: &[u8], instance: u64) -> Option<(Record<'_>, usize)> {
 fn to_replay(run: Vec<Record>, applied: u64) -> Result<Vec<Replay>, StoreError> {
     let gap = |first: u64| {
         StoreError::Corrupt(format!(
-            "the journal resumes at record {first} but the store has applied only up to {applied}"
+            "the journal resumes at record {first} but the store has applied only up to \
+             {applied}{WAY_OUT}"
         ))
     };
     let records: Vec<Record> = match run.iter().rposition(|r| r.kind == MARK) {
@@ -395,7 +401,10 @@ fn to_replay(run: Vec<Record>, applied: u64) -> Result<Vec<Replay>, StoreError> 
     let mut groups = Vec::with_capacity(records.len());
     for record in records.into_iter().filter(|r| r.kind == GROUP) {
         let writes = decode(record.payload).ok_or_else(|| {
-            StoreError::Corrupt(format!("journal record {} is malformed", record.number))
+            StoreError::Corrupt(format!(
+                "journal record {} is malformed{WAY_OUT}",
+                record.number
+            ))
         })?;
         groups.push(Replay {
             number: record.number,
