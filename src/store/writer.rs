@@ -76,9 +76,9 @@ impl Syncer {
             let name = entry.file_name();
             if !synced.contains(&name) {
                 let path = entry.path();
-                File::open(&path)
-                    .and_then(|f| f.sync_data())
-                    .map_err(|e| io(&path, e))?;
+                if !sync_if_present(&path).map_err(|e| io(&path, e))? {
+                    continue;
+                }
                 new_files = true;
             }
             present.insert(name);
@@ -88,6 +88,18 @@ impl Syncer {
         }
         *synced = present;
         Ok(())
+    }
+}
+
+/// `fdatasync`s the file at `path`; `false` when it is gone. sled deletes a
+/// blob file once a newer version of its node is written, which can happen
+/// between listing the directory and opening the file: a blob that is gone
+/// holds nothing the store needs.
+fn sync_if_present(path: &Path) -> std::io::Result<bool> {
+    match File::open(path) {
+        Ok(file) => file.sync_data().map(|()| true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
     }
 }
 
@@ -276,6 +288,17 @@ fn run(job: Job, ledger: &mut Ledger, group: &mut Vec<Completion>) {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn a_blob_file_sled_deleted_since_the_listing_is_skipped_not_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("18439");
+        assert!(!sync_if_present(&path).unwrap());
+        std::fs::write(&path, b"node").unwrap();
+        assert!(sync_if_present(&path).unwrap());
+        // Any other failure still counts.
+        assert!(sync_if_present(&dir.path().join("18439").join("x")).is_err());
+    }
 
     #[test]
     fn a_checkpoint_fsyncs_the_blob_files_sled_wrote_for_big_nodes() {
