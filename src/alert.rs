@@ -178,6 +178,10 @@ pub enum Source {
 /// store keys, which must stay short.
 pub const MAX_ID_BYTES: usize = 255;
 
+/// Longest name of who acknowledged, resolved or wrote a note (`by` in the
+/// API). Each is kept in the record, which every change rewrites.
+pub const MAX_ACTOR_BYTES: usize = 255;
+
 /// Where the alert came from in Slack. Every field is always present (null when unknown).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct SlackRef {

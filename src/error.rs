@@ -168,13 +168,25 @@ impl From<StoreError> for ApiError {
 /// A serde error message without the value it quotes:
 /// `invalid type: string "x", expected u64 at line 1 column 9` becomes
 /// `invalid type, expected u64 at line 1 column 9`. The last `, expected`
-/// is the one serde wrote; an earlier one belongs to the value.
+/// is the one serde wrote; an earlier one belongs to the value. An unknown
+/// field's name is the client's too: `unknown field \`x\`, expected ...`
+/// loses it the same way.
 pub fn without_value(message: &str) -> String {
-    for prefix in ["invalid type", "invalid value", "unknown variant"] {
+    let prefixes = [
+        "invalid type",
+        "invalid value",
+        "unknown variant",
+        "unknown field",
+    ];
+    for prefix in prefixes {
         if let Some(rest) = message.strip_prefix(prefix) {
-            if let Some(expected) = rest.rfind(", expected") {
-                return format!("{prefix}{}", &rest[expected..]);
-            }
+            let tail = [", expected", ", there are no "]
+                .into_iter()
+                .find_map(|t| rest.rfind(t));
+            return match tail {
+                Some(at) => format!("{prefix}{}", &rest[at..]),
+                None => prefix.to_owned(),
+            };
         }
     }
     message.to_owned()
@@ -213,6 +225,18 @@ mod tests {
         assert!(
             message.starts_with("malformed body: unknown variant, expected"),
             "{message}"
+        );
+        #[derive(Debug, serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Body {
+            #[allow(dead_code)]
+            by: Option<String>,
+        }
+        let bad: Result<Body, _> = serde_json::from_str(r#"{"xoxb-secret, expected":1}"#);
+        let message = ApiError::undecodable(bad.unwrap_err()).to_string();
+        assert_eq!(
+            message,
+            "malformed body: unknown field, expected `by` at line 1 column 24"
         );
         // Messages without a value pass unchanged.
         let bad: Result<Vec<u64>, _> = serde_json::from_str("[1");

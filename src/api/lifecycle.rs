@@ -13,7 +13,7 @@ use super::responses::{
     BadRequest, Conflict, Forbidden, HeadersTooLarge, NotFound, PayloadTooLarge, RateLimited,
     RequestTimeout, Unauthenticated, Unavailable, UnsupportedMediaType,
 };
-use crate::alert::{Alert, AlertId};
+use crate::alert::{Alert, AlertId, MAX_ACTOR_BYTES};
 use crate::body::{read_body, require_content_type};
 use crate::error::ApiError;
 use crate::store::{Action, Actor, Changed, Refused, Store};
@@ -27,7 +27,8 @@ pub const BODY_LIMIT: usize = 16 * 1024;
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"by": "ana", "note": "rolling back"}))]
 pub struct ActorBody {
-    /// Who did it (recorded as `acknowledged_by`/`resolved_by` or the note's user).
+    /// Who did it (recorded as `acknowledged_by`/`resolved_by` or the note's user); at most 255 bytes.
+    #[schema(max_length = 255)]
     pub by: Option<String>,
     /// A note to add with the change; required by `/notes`.
     pub note: Option<String>,
@@ -214,5 +215,15 @@ async fn actor_body(req: &HttpRequest, body: web::Payload) -> Result<ActorBody, 
             "the body must be a JSON object".into(),
         ));
     }
-    serde_json::from_slice(&bytes).map_err(ApiError::undecodable)
+    let body: ActorBody = serde_json::from_slice(&bytes).map_err(ApiError::undecodable)?;
+    if body
+        .by
+        .as_ref()
+        .is_some_and(|by| by.len() > MAX_ACTOR_BYTES)
+    {
+        return Err(ApiError::MalformedBody(format!(
+            "field `by` is longer than {MAX_ACTOR_BYTES} bytes"
+        )));
+    }
+    Ok(body)
 }

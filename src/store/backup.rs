@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use super::ledger::{notes_fit, MAX_NOTES, MAX_NOTE_BYTES};
 use super::{keys, Store, StoreError, SCHEMA_VERSION};
-use crate::alert::{Alert, AlertId, MAX_ID_BYTES};
+use crate::alert::{Alert, AlertId, MAX_ACTOR_BYTES, MAX_ID_BYTES};
 
 /// First line of a backup.
 #[derive(Debug, Serialize, Deserialize)]
@@ -207,6 +207,14 @@ fn check_restored(alert: &Alert) -> Result<(), String> {
     if note_ts.into_iter().any(|ts| ts.len() > MAX_ID_BYTES) {
         return Err(format!("a note's ts is longer than {MAX_ID_BYTES} bytes"));
     }
+    let actors = [&alert.acknowledged_by, &alert.resolved_by]
+        .into_iter()
+        .chain(alert.notes.iter().map(|n| &n.user));
+    if actors.flatten().any(|by| by.len() > MAX_ACTOR_BYTES) {
+        return Err(format!(
+            "acknowledged_by, resolved_by or a note's user is longer than {MAX_ACTOR_BYTES} bytes"
+        ));
+    }
     if !notes_fit(alert) {
         return Err(format!(
             "more notes than an alert keeps ({MAX_NOTES}, or {MAX_NOTE_BYTES} bytes of text)"
@@ -352,6 +360,15 @@ mod tests {
         let (error, held) = restore_all(&alerts);
         assert!(error.unwrap().contains("a note's ts is longer"));
         assert_eq!(held, 0);
+
+        alerts[last].notes[0].ts = None;
+        alerts[last].notes[0].user = Some("u".repeat(MAX_ACTOR_BYTES + 1));
+        let (error, held) = restore_all(&alerts);
+        assert!(error.unwrap().contains("a note's user is longer"));
+        assert_eq!(held, 0);
+        alerts[last].notes[0].user = None;
+        alerts[last].resolved_by = Some("u".repeat(MAX_ACTOR_BYTES + 1));
+        assert!(restore_all(&alerts).0.is_some());
     }
 
     #[test]

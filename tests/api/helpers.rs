@@ -254,8 +254,8 @@ pub async fn send_outgoing(
         .await
 }
 
-/// Asserts a JSON error answer with `status` and `code`.
-pub async fn assert_error(res: Response, status: u16, code: &str) {
+/// Asserts a JSON error answer with `status` and `code`; returns the body.
+pub async fn assert_error(res: Response, status: u16, code: &str) -> String {
     assert_eq!(res.status(), status);
     let content_type = res
         .headers()
@@ -268,6 +268,7 @@ pub async fn assert_error(res: Response, status: u16, code: &str) {
         body["error"].as_str().is_some_and(|e| !e.is_empty()),
         "{body}"
     );
+    body.to_string()
 }
 
 /// The alert id in an outgoing-webhook reply ("... alert <id> ...").

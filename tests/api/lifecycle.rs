@@ -114,6 +114,14 @@ async fn read_tokens_may_not_change_alerts() {
         app.get_alert(&id).await.json::<Value>().await.unwrap()["status"],
         "open"
     );
+    let res = app
+        .act(
+            &id,
+            "notes",
+            Some(json!({"by": "b".repeat(255), "note": "n"})),
+        )
+        .await;
+    assert_eq!(res.status(), 201);
 }
 
 #[tokio::test]
@@ -149,6 +157,27 @@ async fn bad_action_requests_are_clear_errors() {
         "missing-field",
     )
     .await;
+    // Who did it is a name, not a document; at most 255 bytes.
+    for action in ["acknowledge", "notes"] {
+        let res = app
+            .act(
+                &id,
+                action,
+                Some(json!({"by": "b".repeat(256), "note": "n"})),
+            )
+            .await;
+        let body = assert_error(res, 400, "malformed-body").await;
+        assert!(
+            body.contains("field `by` is longer than 255 bytes"),
+            "{body}"
+        );
+    }
+    // An unknown field's name is the client's: not echoed.
+    let res = app
+        .act(&id, "acknowledge", Some(json!({"xoxb-not-echoed": 1})))
+        .await;
+    let body = assert_error(res, 400, "malformed-body").await;
+    assert!(!body.contains("xoxb"), "{body}");
     // serde reads a struct from an array too; the API does not.
     assert_error(
         app.act(&id, "notes", Some(json!(["ana", "hello"]))).await,
