@@ -165,12 +165,15 @@ impl Callback {
         if e.bot_id.is_some() {
             return Decision::Ignore("bot message");
         }
-        let (Some(channel), Some(ts)) = (e.channel, e.ts) else {
+        // Empty is missing: two messages with an empty ts would be one.
+        let given = |v: Option<String>| v.filter(|v| !v.is_empty());
+        let (Some(channel), Some(ts)) = (given(e.channel), given(e.ts)) else {
             return Decision::Ignore("event without channel or ts");
         };
         let team = self.team_id.or(e.team);
         let text = e.text.unwrap_or_default();
-        if let Some(thread_ts) = e.thread_ts.clone().filter(|t| *t != ts) {
+        let thread_ts = given(e.thread_ts);
+        if let Some(thread_ts) = thread_ts.clone().filter(|t| *t != ts) {
             return Decision::Reply(ThreadReply {
                 team: team.unwrap_or_default(),
                 channel,
@@ -194,7 +197,7 @@ impl Callback {
                 channel_id: channel,
                 user_id: e.user,
                 ts,
-                thread_ts: e.thread_ts,
+                thread_ts,
                 event_id: self.event_id,
                 ..SlackRef::default()
             },

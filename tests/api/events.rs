@@ -90,6 +90,18 @@ async fn bot_messages_subtypes_other_events_and_stray_thread_replies_store_nothi
         let body: Value = res.json().await.unwrap();
         assert!(body["ignored"].is_string(), "{name}: {body}");
     }
+    // An empty channel or ts is no channel or ts: such messages would all be one.
+    for field in ["channel", "ts"] {
+        let mut event = event_fixture("message");
+        event["event"][field] = Value::from("");
+        let res = app.post_event(&event).await;
+        assert_eq!(res.status(), 200, "{field}");
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(
+            body["ignored"], "event without channel or ts",
+            "{field}: {body}"
+        );
+    }
     assert!(app.all_alerts().await.is_empty());
 }
 
