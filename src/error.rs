@@ -19,6 +19,9 @@ pub enum ApiError {
     /// 400: a query string or path parameter is invalid.
     #[error("invalid parameter: {0}")]
     InvalidParameter(String),
+    /// 400: a CORS preflight from an origin, or for a method or header, that is not allowed.
+    #[error("CORS: {0}")]
+    CorsRefused(String),
     /// 401: a Slack signature check failed.
     #[error("{0}")]
     Signature(#[from] SignatureError),
@@ -81,6 +84,7 @@ impl ApiError {
             Self::MalformedBody(_) => "malformed-body",
             Self::MissingField(_) => "missing-field",
             Self::InvalidParameter(_) => "invalid-parameter",
+            Self::CorsRefused(_) => "cors-refused",
             Self::Signature(e) => e.code(),
             Self::InvalidToken => "invalid-token",
             Self::Unauthenticated => "unauthenticated",
@@ -116,9 +120,10 @@ const RETRY_AFTER_SECS: &str = "1";
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
-            Self::MalformedBody(_) | Self::MissingField(_) | Self::InvalidParameter(_) => {
-                StatusCode::BAD_REQUEST
-            }
+            Self::MalformedBody(_)
+            | Self::MissingField(_)
+            | Self::InvalidParameter(_)
+            | Self::CorsRefused(_) => StatusCode::BAD_REQUEST,
             Self::Signature(_) | Self::InvalidToken | Self::Unauthenticated => {
                 StatusCode::UNAUTHORIZED
             }

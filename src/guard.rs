@@ -155,13 +155,27 @@ pub async fn enforce(
     let verdict = req
         .app_data::<web::Data<Guard>>()
         .map_or(Ok(()), |g| g.check(req.request()));
-    match verdict {
-        Ok(()) => next
-            .call(req)
-            .await
-            .map(ServiceResponse::map_into_left_body),
-        Err(refused) => Ok(req.error_response(refused).map_into_right_body()),
+    if let Err(refused) = verdict {
+        return Ok(req.error_response(refused).map_into_right_body());
     }
+    let res = next.call(req).await.map_err(|e| match cors_refusal(&e) {
+        Some(refused) => refused.into(),
+        None => e,
+    })?;
+    match res.response().error().and_then(cors_refusal) {
+        Some(refused) => {
+            let (req, _) = res.into_parts();
+            Ok(ServiceResponse::from_err(refused, req).map_into_right_body())
+        }
+        None => Ok(res.map_into_left_body()),
+    }
+}
+
+/// actix-cors refuses a preflight with a plain-text 400; klaxon's refusals
+/// are JSON with a code, like every other error.
+fn cors_refusal(e: &actix_web::Error) -> Option<ApiError> {
+    e.as_error::<actix_cors::CorsError>()
+        .map(|e| ApiError::CorsRefused(e.to_string()))
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 use serde_json::Value;
 
-use crate::helpers::{spawn_app, spawn_app_with, READ_TOKEN};
+use crate::helpers::{assert_error, spawn_app, spawn_app_with, READ_TOKEN};
 
 #[tokio::test]
 async fn summary_counts_by_status_and_urgency() {
@@ -48,6 +48,17 @@ async fn cors_allows_only_configured_origins() {
     );
     let other = preflight("https://evil.example").await.unwrap();
     assert!(other.headers().get("access-control-allow-origin").is_none());
+    let body = assert_error(other, 400, "cors-refused").await;
+    assert!(body.contains("Origin is not allowed"), "{body}");
+    let method = app
+        .client
+        .request(reqwest::Method::OPTIONS, app.url("/api/v1/alerts"))
+        .header("origin", "https://dash.example.com")
+        .header("access-control-request-method", "BREW")
+        .send()
+        .await
+        .unwrap();
+    assert_error(method, 400, "cors-refused").await;
 
     let res = app
         .client
