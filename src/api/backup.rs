@@ -53,8 +53,10 @@ pub async fn backup(
             "attachment; filename=\"klaxon-backup.jsonl\"",
         ));
     if req.method() == Method::HEAD {
-        // actix would read the whole body only to drop it.
-        return Ok(response.finish());
+        // actix would read the whole body only to drop it. An empty stream
+        // keeps GET's framing (chunked, no length) without scanning.
+        let (_, none) = mpsc::channel(1);
+        return Ok(response.streaming(ChunkStream(none)));
     }
     let (tx, rx) = mpsc::channel(CHUNKS_IN_FLIGHT);
     let store = store.get_ref().clone();

@@ -66,6 +66,22 @@ async fn head_answers_wherever_get_does_without_a_body() {
         assert_eq!(head.headers().get("etag").cloned(), get_tag, "{path}");
         assert!(head.bytes().await.unwrap().is_empty(), "{path}");
     }
+    // The backup's HEAD has GET's headers, without its scan: no length, as
+    // GET streams without one.
+    let head = app
+        .client
+        .head(app.url("/api/v1/backup"))
+        .bearer_auth(crate::helpers::WRITE_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.status(), 200);
+    assert_eq!(head.headers()["content-type"], "application/x-ndjson");
+    assert!(
+        head.headers().get("content-length").is_none(),
+        "{:?}",
+        head.headers()
+    );
     // HEAD needs the same token as GET.
     let res = app
         .client
