@@ -75,7 +75,7 @@ impl ApiError {
     /// 400 for a body that did not decode: what was wrong and where, but not
     /// the offending value, which serde's messages quote (a body is never echoed).
     pub fn undecodable(error: impl std::fmt::Display) -> Self {
-        Self::MalformedBody(without_value(&error.to_string()))
+        Self::MalformedBody(without_client_text(&error.to_string()))
     }
 
     /// Stable kebab-case code, for clients and logs.
@@ -173,28 +173,35 @@ impl From<StoreError> for ApiError {
 /// A serde error message without the value it quotes:
 /// `invalid type: string "x", expected u64 at line 1 column 9` becomes
 /// `invalid type, expected u64 at line 1 column 9`. The last `, expected`
-/// is the one serde wrote; an earlier one belongs to the value. An unknown
-/// field's name is the client's too: `unknown field \`x\`, expected ...`
-/// loses it the same way.
+/// is the one serde wrote; an earlier one belongs to the value.
 pub fn without_value(message: &str) -> String {
-    let prefixes = [
-        "invalid type",
-        "invalid value",
-        "unknown variant",
-        "unknown field",
-    ];
-    for prefix in prefixes {
+    for prefix in ["invalid type", "invalid value", "unknown variant"] {
         if let Some(rest) = message.strip_prefix(prefix) {
-            let tail = [", expected", ", there are no "]
-                .into_iter()
-                .find_map(|t| rest.rfind(t));
-            return match tail {
-                Some(at) => format!("{prefix}{}", &rest[at..]),
-                None => prefix.to_owned(),
-            };
+            if let Some(expected) = rest.rfind(", expected") {
+                return format!("{prefix}{}", &rest[expected..]);
+            }
         }
     }
     message.to_owned()
+}
+
+/// For a client's body: also without an unknown field's name, which the
+/// client wrote (`unknown field \`x\`, expected ...`). A configuration
+/// error keeps it: the operator needs to see the key they mistyped.
+fn without_client_text(message: &str) -> String {
+    const PREFIX: &str = "unknown field";
+    let Some(rest) = message.strip_prefix(PREFIX) else {
+        return without_value(message);
+    };
+    // serde's own words come last; anything before them is the name.
+    let tail = [", expected", ", there are no "]
+        .into_iter()
+        .filter_map(|t| rest.rfind(t))
+        .max();
+    match tail {
+        Some(at) => format!("{PREFIX}{}", &rest[at..]),
+        None => PREFIX.to_owned(),
+    }
 }
 
 /// Maps a failure to read the body into [`ApiError`]: too large is 413,

@@ -227,6 +227,13 @@ fn restore(args: &RestoreArgs) -> ExitCode {
                 summary.seq,
                 args.data_dir.display()
             );
+            if summary.over_limits > 0 {
+                let _ = writeln!(
+                    std::io::stdout(),
+                    "{} of them are over today's limits (stored so by an earlier klaxon) and were kept as they were; the log names the first",
+                    summary.over_limits
+                );
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {

@@ -170,7 +170,7 @@ impl Callback {
         let (Some(channel), Some(ts)) = (given(e.channel), given(e.ts)) else {
             return Decision::Ignore("event without channel or ts");
         };
-        let team = self.team_id.or(e.team);
+        let team = given(self.team_id).or(given(e.team));
         let text = e.text.unwrap_or_default();
         let thread_ts = given(e.thread_ts);
         if let Some(thread_ts) = thread_ts.clone().filter(|t| *t != ts) {

@@ -52,7 +52,12 @@ pub struct Summary {
     /// Alerts restored; for a backup, alert lines written.
     pub alerts: u64,
     pub seq: u64,
+    /// Alerts restored that are over today's limits (see [`over_limits_of`]).
+    pub over_limits: u64,
 }
+
+/// Alerts over today's limits a restore names in its log; the rest are counted.
+const MAX_OVER_LIMITS_LOGGED: u64 = 10;
 
 /// Why a restore failed.
 #[derive(Debug, thiserror::Error)]
@@ -116,7 +121,11 @@ impl Store {
         };
         write_line(out, &to_json(&trailer)?)?;
         out.flush().map_err(output_error)?;
-        Ok(Summary { alerts: lines, seq })
+        Ok(Summary {
+            alerts: lines,
+            seq,
+            over_limits: 0,
+        })
     }
 
     /// Loads a backup into this (empty) store. Blocking. `open` is called
@@ -129,15 +138,9 @@ impl Store {
         open: &dyn Fn() -> std::io::Result<Box<dyn BufRead>>,
     ) -> Result<Summary, RestoreError> {
         let mut newest: Vec<(AlertId, u64)> = Vec::new();
-        // The first pass reads every line whole, so that a line the store
-        // could not hold fails the restore before anything is written.
         let end = read_backup(open()?, |line_no, line| {
-            let alert: Alert = parse(line_no, line)?;
-            check_restored(&alert).map_err(|message| RestoreError::Format {
-                line: line_no,
-                message,
-            })?;
-            newest.push((alert.id, alert.seq));
+            let key: LineKey = parse(line_no, line)?;
+            newest.push((key.id, key.seq));
             Ok(())
         })?;
         // By id, the newest line of each first: keep that one.
@@ -149,13 +152,26 @@ impl Store {
             .max(newest.iter().map(|(_, s)| *s).max().unwrap_or(0));
         let mut taken = vec![false; newest.len()];
         let mut batch = Vec::with_capacity(RESTORE_BATCH);
+        let mut over_limits = 0;
         read_backup(open()?, |line_no, line| {
             let key: LineKey = parse(line_no, line)?;
             // Take each alert once, at its newest line.
             if let Ok(rank) = newest.binary_search_by_key(&key.id, |(id, _)| *id) {
                 if newest[rank].1 == key.seq && !taken[rank] {
                     taken[rank] = true;
-                    batch.push((rank as u64, parse::<Alert>(line_no, line)?));
+                    let alert: Alert = parse(line_no, line)?;
+                    if let Some(over) = over_limits_of(&alert) {
+                        over_limits += 1;
+                        if over_limits <= MAX_OVER_LIMITS_LOGGED {
+                            tracing::warn!(
+                                line = line_no,
+                                alert = %alert.id,
+                                over,
+                                "restoring an alert over today's limits, as it was stored"
+                            );
+                        }
+                    }
+                    batch.push((rank as u64, alert));
                 }
             }
             if batch.len() == RESTORE_BATCH {
@@ -170,7 +186,11 @@ impl Store {
             ledger.import(batch)?;
             ledger.skip_after_restore(seq)
         })?;
-        Ok(Summary { alerts: count, seq })
+        Ok(Summary {
+            alerts: count,
+            seq,
+            over_limits,
+        })
     }
 }
 
@@ -189,38 +209,52 @@ fn output_error(e: std::io::Error) -> StoreError {
     StoreError::io("backup output", e)
 }
 
-/// What the first restore pass reads of each line.
+/// What a restore reads of a line to find each alert's newest one.
 #[derive(Deserialize)]
 struct LineKey {
     id: AlertId,
     seq: u64,
 }
 
-/// Whether a restored alert keeps the limits a live one does: Slack
-/// identifiers become parts of store keys, and notes are bounded so that a
-/// change never rewrites a huge record (see `ledger`).
-fn check_restored(alert: &Alert) -> Result<(), String> {
+/// Which of today's limits `alert` is over, naming the field, if any: a
+/// Slack identifier or an actor over 255 bytes, too many notes. klaxon
+/// before these limits stored such alerts, so a restore keeps them as they
+/// are (a channel id is part of index keys: an id over 64 KiB makes every
+/// change to its alert a group too big for a journal record, slower but whole).
+fn over_limits_of(alert: &Alert) -> Option<String> {
     if let Some(field) = alert.slack.long_field() {
-        return Err(format!("slack.{field} is longer than {MAX_ID_BYTES} bytes"));
+        return Some(format!("slack.{field} is longer than {MAX_ID_BYTES} bytes"));
     }
-    let note_ts = alert.notes.iter().filter_map(|n| n.ts.as_deref());
-    if note_ts.into_iter().any(|ts| ts.len() > MAX_ID_BYTES) {
-        return Err(format!("a note's ts is longer than {MAX_ID_BYTES} bytes"));
+    for (i, note) in alert.notes.iter().enumerate() {
+        if note.ts.as_ref().is_some_and(|ts| ts.len() > MAX_ID_BYTES) {
+            return Some(format!("notes[{i}].ts is longer than {MAX_ID_BYTES} bytes"));
+        }
+        if note
+            .user
+            .as_ref()
+            .is_some_and(|u| u.len() > MAX_ACTOR_BYTES)
+        {
+            return Some(format!(
+                "notes[{i}].user is longer than {MAX_ACTOR_BYTES} bytes"
+            ));
+        }
     }
-    let actors = [&alert.acknowledged_by, &alert.resolved_by]
+    let actors = [
+        ("acknowledged_by", &alert.acknowledged_by),
+        ("resolved_by", &alert.resolved_by),
+    ];
+    if let Some((field, _)) = actors
         .into_iter()
-        .chain(alert.notes.iter().map(|n| &n.user));
-    if actors.flatten().any(|by| by.len() > MAX_ACTOR_BYTES) {
-        return Err(format!(
-            "acknowledged_by, resolved_by or a note's user is longer than {MAX_ACTOR_BYTES} bytes"
-        ));
+        .find(|(_, by)| by.as_ref().is_some_and(|by| by.len() > MAX_ACTOR_BYTES))
+    {
+        return Some(format!("{field} is longer than {MAX_ACTOR_BYTES} bytes"));
     }
     if !notes_fit(alert) {
-        return Err(format!(
-            "more notes than an alert keeps ({MAX_NOTES}, or {MAX_NOTE_BYTES} bytes of text)"
+        return Some(format!(
+            "notes: more than {MAX_NOTES}, or more than {MAX_NOTE_BYTES} bytes of text"
         ));
     }
-    Ok(())
+    None
 }
 
 fn parse<T: serde::de::DeserializeOwned>(line_no: u64, line: &str) -> Result<T, RestoreError> {
@@ -294,81 +328,73 @@ mod tests {
         move || Ok(Box::new(std::io::Cursor::new(text.clone().into_bytes())))
     }
 
-    /// Restores `alerts` into a new store: the error, if any, and how many
-    /// alerts the store then holds.
-    fn restore_all(alerts: &[Alert]) -> (Option<String>, u64) {
+    /// Restores `alerts` into a new store: how many it counted over today's
+    /// limits, and the alerts the store then holds (its check clean).
+    fn restore_all(alerts: &[Alert]) -> (u64, Vec<Alert>) {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
-        let error = store
-            .restore(&backup_of(alerts))
-            .err()
-            .map(|e| e.to_string());
+        let summary = store.restore(&backup_of(alerts)).unwrap();
         let report = store.check().unwrap();
         assert!(report.problems.is_empty(), "{:?}", report.problems);
-        let held = report.alerts;
+        let tree = &store.inner.tree;
+        let held = alerts
+            .iter()
+            .map(|a| super::super::decode_alert(tree.get(keys::alert(a.id)).unwrap()))
+            .map(|a| a.unwrap().unwrap())
+            .collect();
         store.close();
-        (error, held)
+        (summary.over_limits, held)
     }
 
     #[test]
-    fn a_restore_with_an_alert_a_live_store_would_refuse_writes_nothing() {
-        // More alerts before the bad one than a restore batch holds, so a
-        // check made only while importing would already have written some.
-        let mut alerts: Vec<Alert> = (0..(RESTORE_BATCH as u64 + 50))
-            .map(|i| alert(i, Urgency::High, Status::Open))
-            .collect();
-        let (error, held) = restore_all(&alerts);
-        assert_eq!((error, held), (None, alerts.len() as u64));
-
-        let last = alerts.len() - 1;
-        alerts[last].slack.channel_id = "C".repeat(MAX_ID_BYTES);
-        assert_eq!(
-            restore_all(&alerts).0,
-            None,
-            "{MAX_ID_BYTES} bytes is allowed"
-        );
-
-        alerts[last].slack.channel_id.push('C');
-        let (error, held) = restore_all(&alerts);
-        let line = alerts.len() + 1; // after the header
-        assert_eq!(
-            error.as_deref(),
-            Some(format!("line {line}: slack.channel_id is longer than 255 bytes").as_str())
-        );
-        assert_eq!(held, 0);
-
-        alerts[last].slack.channel_id = "C1".into();
-        alerts[last].slack.event_id = Some("E".repeat(MAX_ID_BYTES + 1));
-        let (error, held) = restore_all(&alerts);
-        assert!(error.unwrap().contains("slack.event_id is longer"));
-        assert_eq!(held, 0);
-
-        alerts[last].slack.event_id = None;
+    fn alerts_stored_before_todays_limits_are_restored_as_they_were_and_counted() {
+        let base = alert(0, Urgency::High, Status::Open);
+        let mut alerts = vec![base.clone()];
         let note = crate::alert::Note {
             user: None,
             text: "x".into(),
             ts: None,
-            at: alerts[last].created_at.clone(),
+            at: base.created_at.clone(),
         };
-        alerts[last].notes = vec![note; MAX_NOTES + 1];
-        let (error, held) = restore_all(&alerts);
-        assert!(error.unwrap().contains("more notes than an alert keeps"));
-        assert_eq!(held, 0);
+        type Change = fn(&mut Alert);
+        let variants: [(&str, Change); 6] = [
+            ("channel_id", |a| {
+                a.slack.channel_id = "C".repeat(MAX_ID_BYTES + 1)
+            }),
+            ("event_id", |a| {
+                a.slack.event_id = Some("E".repeat(MAX_ID_BYTES + 1))
+            }),
+            ("note ts", |a| {
+                a.notes[0].ts = Some("1".repeat(MAX_ID_BYTES + 1))
+            }),
+            ("note user", |a| {
+                a.notes[0].user = Some("u".repeat(MAX_ACTOR_BYTES + 1))
+            }),
+            ("resolved_by", |a| {
+                a.resolved_by = Some("u".repeat(MAX_ACTOR_BYTES + 1))
+            }),
+            ("notes", |a| {
+                a.notes.resize(MAX_NOTES + 1, a.notes[0].clone())
+            }),
+        ];
+        for (i, (name, change)) in variants.iter().enumerate() {
+            let mut over = alert(i as u64 + 1, Urgency::High, Status::Open);
+            over.notes.push(note.clone());
+            change(&mut over);
+            assert!(over_limits_of(&over).is_some(), "{name}");
+            alerts.push(over);
+        }
+        // At the limits is within them.
+        let mut at = alert(9, Urgency::Low, Status::Open);
+        at.slack.channel_id = "C".repeat(MAX_ID_BYTES);
+        at.resolved_by = Some("u".repeat(MAX_ACTOR_BYTES));
+        at.notes = vec![note; MAX_NOTES];
+        assert_eq!(over_limits_of(&at), None);
+        alerts.push(at);
 
-        alerts[last].notes.truncate(1);
-        alerts[last].notes[0].ts = Some("1".repeat(MAX_ID_BYTES + 1));
-        let (error, held) = restore_all(&alerts);
-        assert!(error.unwrap().contains("a note's ts is longer"));
-        assert_eq!(held, 0);
-
-        alerts[last].notes[0].ts = None;
-        alerts[last].notes[0].user = Some("u".repeat(MAX_ACTOR_BYTES + 1));
-        let (error, held) = restore_all(&alerts);
-        assert!(error.unwrap().contains("a note's user is longer"));
-        assert_eq!(held, 0);
-        alerts[last].notes[0].user = None;
-        alerts[last].resolved_by = Some("u".repeat(MAX_ACTOR_BYTES + 1));
-        assert!(restore_all(&alerts).0.is_some());
+        let (over, held) = restore_all(&alerts);
+        assert_eq!(over, variants.len() as u64);
+        assert_eq!(held, alerts);
     }
 
     #[test]

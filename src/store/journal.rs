@@ -130,7 +130,7 @@ impl Journal {
         }
         let newest = if found[1].0 > found[0].0 { 1 } else { 0 };
         let (last, replay) = found.swap_remove(newest);
-        let replay = replay?;
+        let replay = replay.map_err(|e| unusable(e, dir))?;
         let last = last.map_or(0, |(number, _)| number);
         let journal = Journal {
             files,
@@ -369,10 +369,18 @@ fn read_record(bytes: &[u8], instance: u64) -> Option<(Record<'_>, usize)> {
     Some((record, len))
 }
 
-/// What an operator can do when the journal cannot be used.
-const WAY_OUT: &str = ". To start without it, move journal.0 and journal.1 out of the store \
-                       directory: changes made since the last checkpoint are then lost, and \
-                       `klaxon check-store` tells whether the rest is whole";
+/// A journal that cannot be used, with what an operator can do about it.
+fn unusable(e: StoreError, dir: &Path) -> StoreError {
+    match e {
+        StoreError::Corrupt(why) => StoreError::Corrupt(format!(
+            "{why}. To start without the journal, move journal.0 and journal.1 out of {}: \
+             changes the tree does not hold yet are then lost, and `klaxon check-store` \
+             tells whether the rest is whole",
+            dir.display()
+        )),
+        other => other,
+    }
+}
 
 /// The groups of `run` to apply again: those after its last checkpoint mark.
 /// A file without a mark was written by an earlier klaxon, which applied the
@@ -383,8 +391,7 @@ const WAY_OUT: &str = ". To start without it, move journal.0 and journal.1 out o
 fn to_replay(run: Vec<Record>, applied: u64) -> Result<Vec<Replay>, StoreError> {
     let gap = |first: u64| {
         StoreError::Corrupt(format!(
-            "the journal resumes at record {first} but the store has applied only up to \
-             {applied}{WAY_OUT}"
+            "the journal resumes at record {first} but the store has applied only up to {applied}"
         ))
     };
     let records: Vec<Record> = match run.iter().rposition(|r| r.kind == MARK) {
@@ -401,10 +408,7 @@ fn to_replay(run: Vec<Record>, applied: u64) -> Result<Vec<Replay>, StoreError> 
     let mut groups = Vec::with_capacity(records.len());
     for record in records.into_iter().filter(|r| r.kind == GROUP) {
         let writes = decode(record.payload).ok_or_else(|| {
-            StoreError::Corrupt(format!(
-                "journal record {} is malformed{WAY_OUT}",
-                record.number
-            ))
+            StoreError::Corrupt(format!("journal record {} is malformed", record.number))
         })?;
         groups.push(Replay {
             number: record.number,
@@ -792,7 +796,15 @@ mod tests {
         drop(journal);
         // A store that says it applied only up to 5: records 6 to 10 are missing.
         let refused = Journal::open(dir.path(), INSTANCE, 5, FILE_BYTES);
-        assert!(matches!(refused, Err(StoreError::Corrupt(_))));
+        let Err(StoreError::Corrupt(message)) = refused else {
+            panic!("opened");
+        };
+        // The error says the way out, with the directory.
+        let way_out = format!(
+            "move journal.0 and journal.1 out of {}",
+            dir.path().display()
+        );
+        assert!(message.contains(&way_out), "{message}");
         // The same for a file from before marks.
         let old = tempfile::tempdir().unwrap();
         let (mut journal, _) = Journal::open(old.path(), INSTANCE, 10, FILE_BYTES).unwrap();

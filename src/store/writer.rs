@@ -65,8 +65,10 @@ impl Syncer {
 
     fn sync_blobs(&self) -> Result<(), StoreError> {
         let io = |path: &Path, e| StoreError::io(path, e);
-        let Ok(entries) = std::fs::read_dir(&self.blobs) else {
-            return Ok(()); // no blobs yet
+        let entries = match std::fs::read_dir(&self.blobs) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()), // no blobs yet
+            Err(e) => return Err(io(&self.blobs, e)),
         };
         let mut synced = self.synced_blobs.lock().unwrap_or_else(|e| e.into_inner());
         let mut present = HashSet::new();

@@ -45,6 +45,21 @@ async fn message_event_creates_an_alert_with_its_slack_details() {
     // created_at is RFC 3339 UTC and ids sort by creation.
     let created = alert["created_at"].as_str().unwrap();
     assert!(created.ends_with('Z') && created.len() == 24, "{created}");
+
+    // An empty thread_ts or envelope team_id is a missing one: a new alert,
+    // in the event's team, not a reply to a thread called "".
+    let mut event = event_fixture("message");
+    event["event"]["ts"] = Value::from("1732358501.000100");
+    event["event"]["thread_ts"] = Value::from("");
+    event["event"]["team"] = Value::from("T061EG9R6");
+    event["team_id"] = Value::from("");
+    let res = app.post_event(&event).await;
+    let body: Value = res.json().await.unwrap();
+    assert!(body["alert_id"].is_string(), "{body}");
+    let alerts = app.all_alerts().await;
+    assert_eq!(alerts.len(), 2);
+    assert_eq!(alerts[0]["slack"]["thread_ts"], Value::Null);
+    assert_eq!(alerts[0]["slack"]["team_id"], "T061EG9R6");
 }
 
 #[tokio::test]
