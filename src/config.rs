@@ -207,6 +207,24 @@ pub enum ConfigError {
     File { path: PathBuf, message: String },
     #[error("{0}: too large")]
     TooLarge(&'static str),
+    #[error("{name}: {message}")]
+    Invalid { name: &'static str, message: String },
+}
+
+/// Longest client and shutdown timeouts accepted: longer is a mistake, and
+/// near `u64::MAX` seconds a deadline overflows.
+const MAX_TIMEOUT_SECS: u64 = 3600;
+
+/// An allow-list; unset allows any network. An empty list (possible in the
+/// config file) is refused rather than read as either.
+fn allow_list(name: &'static str, list: Option<Vec<IpNet>>) -> Result<Vec<IpNet>, ConfigError> {
+    match list {
+        Some(list) if list.is_empty() => Err(ConfigError::Invalid {
+            name,
+            message: "an empty list; leave it unset to allow any network".into(),
+        }),
+        list => Ok(list.unwrap_or_default()),
+    }
 }
 
 /// A size given in MiB, in bytes; refuses one that does not fit.
@@ -278,25 +296,19 @@ impl std::fmt::Display for Settings {
             .as_ref()
             .map_or("none (peer address)".to_owned(), |h| h.to_string());
         writeln!(f, "client_ip_header     = {header}")?;
+        let networks = |nets: &[IpNet]| match nets {
+            [] => "any network".to_owned(),
+            nets => list(nets.iter().map(ToString::to_string).collect()),
+        };
         writeln!(
             f,
             "allow_from_slack     = {}",
-            list(
-                self.allow_from_slack
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect()
-            )
+            networks(&self.allow_from_slack)
         )?;
         write!(
             f,
             "allow_from_api       = {}",
-            list(
-                self.allow_from_api
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect()
-            )
+            networks(&self.allow_from_api)
         )
     }
 }
@@ -397,8 +409,8 @@ impl Settings {
                         .map_err(|_| ConfigError::BadHeader(h))
                 })
                 .transpose()?,
-            allow_from_slack: args.allow_from_slack.unwrap_or_default(),
-            allow_from_api: args.allow_from_api.unwrap_or_default(),
+            allow_from_slack: allow_list("KLAXON_ALLOW_FROM_SLACK", args.allow_from_slack)?,
+            allow_from_api: allow_list("KLAXON_ALLOW_FROM_API", args.allow_from_api)?,
         };
         settings.validate()?;
         Ok(settings)
@@ -408,16 +420,65 @@ impl Settings {
         if self.signing_secrets.is_none() && self.verification_tokens.is_none() {
             return Err(ConfigError::NoSlackSecret);
         }
-        for origin in &self.cors_origins {
-            let ok = (origin.starts_with("http://") || origin.starts_with("https://"))
-                && !origin.trim_end_matches('/').ends_with(':')
-                && !origin.contains(char::is_whitespace);
-            if !ok {
-                return Err(ConfigError::BadOrigin(origin.clone()));
-            }
+        if let Some(origin) = self.cors_origins.iter().find(|o| !is_origin(o)) {
+            return Err(ConfigError::BadOrigin(origin.clone()));
+        }
+        let invalid = |name, message: &str| ConfigError::Invalid {
+            name,
+            message: message.to_owned(),
+        };
+        if self.cache_bytes < 1 << 20 {
+            return Err(invalid("KLAXON_CACHE_MB", "must be at least 1"));
+        }
+        let seconds = 1..=MAX_TIMEOUT_SECS;
+        if !seconds.contains(&self.client_timeout.as_secs()) {
+            return Err(invalid(
+                "KLAXON_CLIENT_TIMEOUT_SECS",
+                "must be 1 to 3600 (0 would turn the request-head timeout off)",
+            ));
+        }
+        if self.shutdown_grace.as_secs() > MAX_TIMEOUT_SECS {
+            return Err(invalid("KLAXON_SHUTDOWN_GRACE_SECS", "must be 0 to 3600"));
         }
         Ok(())
     }
+}
+
+/// `scheme://host[:port]` as a browser sends it in `Origin`: http or https,
+/// no path, user, query or wildcard (actix-cors would never match those).
+fn is_origin(origin: &str) -> bool {
+    let Some(rest) = origin
+        .strip_prefix("https://")
+        .or_else(|| origin.strip_prefix("http://"))
+    else {
+        return false;
+    };
+    let authority = rest.strip_suffix('/').unwrap_or(rest);
+    // An IPv6 host is bracketed; anything after the host is `:port`.
+    let (host, port) = match authority.strip_prefix('[') {
+        Some(v6) => match v6.split_once(']') {
+            Some((ip, port)) => (ip, port),
+            None => return false,
+        },
+        None => match authority.find(':') {
+            Some(at) => authority.split_at(at),
+            None => (authority, ""),
+        },
+    };
+    let host_ok = match authority.starts_with('[') {
+        true => host.parse::<std::net::Ipv6Addr>().is_ok(),
+        false => {
+            !host.is_empty()
+                && host
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+        }
+    };
+    let port_ok = match port.strip_prefix(':') {
+        Some(p) => p.parse::<u16>().is_ok_and(|p| p > 0),
+        None => port.is_empty(),
+    };
+    host_ok && port_ok
 }
 
 /// The `--config` file; unknown keys are errors, not silently ignored.
@@ -564,6 +625,79 @@ mod tests {
             err.contains("SLACK_SIGNING_SECRET") && err.contains("SLACK_VERIFICATION_TOKEN"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn cors_origins_are_what_a_browser_sends() {
+        for good in [
+            "https://dash.example.com",
+            "https://dash.example.com/",
+            "http://localhost:3000",
+            "http://[::1]:8080",
+        ] {
+            assert!(is_origin(good), "{good}");
+        }
+        for bad in [
+            "dash.example.com",
+            "https://*.example.com",
+            "https://u:p@x.example.com",
+            "https://a.example/path",
+            "https://a.example:",
+            "https://a.example:99999",
+            "https://",
+            "https://[::1",
+            "ftp://a.example",
+        ] {
+            assert!(!is_origin(bad), "{bad}");
+        }
+        let a = ServeArgs {
+            cors_origins: Some(vec!["https://*.example.com".into()]),
+            ..args()
+        };
+        assert!(matches!(
+            Settings::from_args(a),
+            Err(ConfigError::BadOrigin(_))
+        ));
+    }
+
+    #[test]
+    fn numbers_that_would_break_the_server_are_refused() {
+        let refused = |a: ServeArgs| match Settings::from_args(a) {
+            Err(ConfigError::Invalid { name, .. }) => name,
+            other => panic!("{other:?}"),
+        };
+        let cache = ServeArgs {
+            cache_mb: Some(0),
+            ..args()
+        };
+        assert_eq!(refused(cache), "KLAXON_CACHE_MB");
+        for secs in [0, 3601, u64::MAX] {
+            let timeout = ServeArgs {
+                client_timeout_secs: Some(secs),
+                ..args()
+            };
+            assert_eq!(refused(timeout), "KLAXON_CLIENT_TIMEOUT_SECS", "{secs}");
+        }
+        let grace = ServeArgs {
+            shutdown_grace_secs: Some(u64::MAX),
+            ..args()
+        };
+        assert_eq!(refused(grace), "KLAXON_SHUTDOWN_GRACE_SECS");
+        let empty = ServeArgs {
+            allow_from_api: Some(Vec::new()),
+            ..args()
+        };
+        assert_eq!(refused(empty), "KLAXON_ALLOW_FROM_API");
+        let ok = ServeArgs {
+            cache_mb: Some(1),
+            client_timeout_secs: Some(3600),
+            shutdown_grace_secs: Some(0),
+            ..args()
+        };
+        let settings = Settings::from_args(ok).unwrap();
+        assert!(settings
+            .to_string()
+            .contains("allow_from_api       = any network"));
     }
 
     #[test]

@@ -51,11 +51,20 @@ pub struct SecretList(Vec<Secret>);
 
 /// Why a comma-separated list of secrets was refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("contains an empty secret")]
-pub struct EmptySecret;
+pub enum EmptySecret {
+    #[error("contains an empty secret")]
+    Empty,
+    /// No client could send it in a header, so it would fail closed silently.
+    #[error(
+        "contains a secret with whitespace or control characters inside          (several secrets go on one line, separated by commas)"
+    )]
+    Unsendable,
+}
 
 impl SecretList {
-    /// Splits on commas and trims each; an empty item is an error, never skipped.
+    /// Splits on commas and trims each; an empty item is an error, never
+    /// skipped, and so is one with whitespace, a control character or a
+    /// byte-order mark inside (one token per line in a file, say).
     pub fn parse(raw: &str) -> Result<Self, EmptySecret> {
         let items: Vec<Secret> = raw
             .trim()
@@ -63,7 +72,11 @@ impl SecretList {
             .map(|s| Secret::new(s.trim()))
             .collect();
         if items.iter().any(|s| s.expose().is_empty()) {
-            return Err(EmptySecret);
+            return Err(EmptySecret::Empty);
+        }
+        let unsendable = |c: char| c.is_whitespace() || c.is_control() || c == '\u{feff}';
+        if items.iter().any(|s| s.expose().contains(unsendable)) {
+            return Err(EmptySecret::Unsendable);
         }
         Ok(Self(items))
     }
@@ -141,9 +154,18 @@ mod tests {
     #[test]
     fn lists_split_on_commas_and_refuse_empty_items() {
         assert_eq!(SecretList::parse(" a , b ").unwrap().len(), 2);
-        assert_eq!(SecretList::parse(""), Err(EmptySecret));
-        assert_eq!(SecretList::parse("a,,b"), Err(EmptySecret));
-        assert_eq!(SecretList::parse("a,"), Err(EmptySecret));
+        assert_eq!(SecretList::parse(""), Err(EmptySecret::Empty));
+        assert_eq!(SecretList::parse("a,,b"), Err(EmptySecret::Empty));
+        assert_eq!(SecretList::parse("a,"), Err(EmptySecret::Empty));
+        // One token per line, a space inside, a byte-order mark: no header can carry them.
+        for raw in ["tokA\ntokB", "tok A", "\u{feff}tokA", "tok\u{7}"] {
+            assert_eq!(
+                SecretList::parse(raw),
+                Err(EmptySecret::Unsendable),
+                "{raw:?}"
+            );
+        }
+        assert_eq!(SecretList::parse(" tokA , tokB \r\n").unwrap().len(), 2);
     }
 
     #[test]

@@ -20,6 +20,10 @@ pub fn init() {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // A failed write (stderr closed: a `| head` or a logger that died)
+        // drops the line. tracing-subscriber would otherwise report it with
+        // `eprintln!`, which panics on that same closed stderr.
+        .log_internal_errors(false)
         .with_ansi(colour());
     let json = std::env::var("KLAXON_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
     // A second init (tests) keeps the first subscriber.
