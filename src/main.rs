@@ -92,6 +92,9 @@ fn main() -> ExitCode {
 }
 
 fn check_store(args: &CheckStoreArgs) -> ExitCode {
+    if let Err(code) = holds_a_store(&args.data_dir) {
+        return code;
+    }
     let store = match open_store(&args.data_dir) {
         Ok(store) => store,
         Err(code) => return code,
@@ -145,12 +148,45 @@ fn open_store(data_dir: &Path) -> Result<Store, ExitCode> {
     })
 }
 
+/// `backup` and `check-store` read an existing store: opening a mistyped
+/// path would create an empty one there and report success on it.
+fn holds_a_store(data_dir: &Path) -> Result<(), ExitCode> {
+    if ["v2", "v1"].iter().any(|v| data_dir.join(v).is_dir()) {
+        return Ok(());
+    }
+    eprintln!(
+        "klaxon: {} holds no klaxon store (no v2/ inside)",
+        data_dir.display()
+    );
+    Err(ExitCode::from(2))
+}
+
 fn backup(args: &BackupArgs) -> ExitCode {
+    if let Err(code) = holds_a_store(&args.data_dir) {
+        return code;
+    }
+    // The backup is renamed into place: that would replace a device, a
+    // pipe or a symlink itself (as root, `--to /dev/null` replaced it).
+    if let Ok(meta) = fs::symlink_metadata(&args.to) {
+        if !meta.is_file() {
+            eprintln!(
+                "klaxon: {} exists and is not a regular file: give a file to replace or a new path",
+                args.to.display()
+            );
+            return ExitCode::from(2);
+        }
+    }
     let store = match open_store(&args.data_dir) {
         Ok(store) => store,
         Err(code) => return code,
     };
-    let partial = args.to.with_extension("tmp");
+    // FILE.tmp beside FILE (with_extension would turn b.jsonl into b.tmp,
+    // someone else's file, and remove it on failure).
+    let partial = {
+        let mut name = args.to.clone().into_os_string();
+        name.push(".tmp");
+        PathBuf::from(name)
+    };
     let written = File::create(&partial)
         .map_err(|e| e.to_string())
         .and_then(|file| {
@@ -159,6 +195,14 @@ fn backup(args: &BackupArgs) -> ExitCode {
             let file = out.into_inner().map_err(|e| e.to_string())?;
             file.sync_all().map_err(|e| e.to_string())?;
             fs::rename(&partial, &args.to).map_err(|e| e.to_string())?;
+            // The rename itself is durable once the directory is synced.
+            let dir = match args.to.parent() {
+                Some(p) if !p.as_os_str().is_empty() => p,
+                _ => Path::new("."),
+            };
+            File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| e.to_string())?;
             Ok(summary)
         });
     store.close();
@@ -181,13 +225,22 @@ fn backup(args: &BackupArgs) -> ExitCode {
 }
 
 fn restore(args: &RestoreArgs) -> ExitCode {
+    // A freshly formatted volume (a new Kubernetes PVC) holds `lost+found`.
     let in_use = fs::read_dir(&args.data_dir)
-        .map(|mut d| d.next().is_some())
+        .map(|d| d.flatten().any(|e| e.file_name() != "lost+found"))
         .unwrap_or(false);
     if in_use {
         eprintln!(
-            "klaxon: {} is not empty: restore only into an empty data dir",
+            "klaxon: {} is not empty: restore only into an empty data dir (lost+found aside)",
             args.data_dir.display()
+        );
+        return ExitCode::from(2);
+    }
+    // Checked before opening: opening a pipe would wait for its writer.
+    if fs::metadata(&args.from).is_ok_and(|m| !m.is_file()) {
+        eprintln!(
+            "klaxon: {} is not a regular file: restore reads a backup twice, so save it to a file first",
+            args.from.display()
         );
         return ExitCode::from(2);
     }

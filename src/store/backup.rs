@@ -283,6 +283,7 @@ fn read_backup(
         return Err(RestoreError::Format { line: 1, message });
     }
     let mut trailer = None;
+    let mut alert_lines = 0;
     for (n, line) in lines.enumerate() {
         let line_no = n as u64 + 2;
         let line = line?;
@@ -297,8 +298,19 @@ fn read_backup(
                 line: line_no,
                 message: e.to_string(),
             })?;
+            if t.klaxon_backup_end.lines != alert_lines {
+                let message = format!(
+                    "the trailer counts {} alert lines but the file has {alert_lines}: lines were cut out or added",
+                    t.klaxon_backup_end.lines
+                );
+                return Err(RestoreError::Format {
+                    line: line_no,
+                    message,
+                });
+            }
             trailer = Some(t.klaxon_backup_end);
         } else {
+            alert_lines += 1;
             each(line_no, &line)?;
         }
     }

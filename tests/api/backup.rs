@@ -219,4 +219,109 @@ async fn restore_refuses_truncated_backups_and_non_empty_dirs() {
     let out = restore(&full, &busy);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not empty"));
+
+    // A freshly formatted volume holds only lost+found: that is empty enough.
+    let volume = work.path().join("volume");
+    std::fs::create_dir_all(volume.join("lost+found")).unwrap();
+    let out = restore(&full, &volume);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(volume.join("lost+found").is_dir());
+    assert_store_clean(&volume, "restored beside lost+found");
+}
+
+#[tokio::test]
+async fn restore_refuses_a_backup_with_lines_cut_out_or_read_from_a_pipe() {
+    let app = spawn_app().await;
+    populate(&app).await;
+    let backup = app
+        .client
+        .get(app.url("/api/v1/backup"))
+        .bearer_auth(WRITE_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let work = tempfile::tempdir().unwrap();
+    // The second alert line cut out, the trailer kept: the count gives it away.
+    let mut lines: Vec<&str> = backup.lines().collect();
+    lines.remove(2);
+    let cut = work.path().join("cut.jsonl");
+    std::fs::write(&cut, lines.join("\n") + "\n").unwrap();
+    let out = restore(&cut, &work.path().join("c"));
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("lines were cut out or added"), "{stderr}");
+
+    // A pipe cannot be read twice: refused up front, without waiting for a writer.
+    let pipe = work.path().join("pipe");
+    assert!(std::process::Command::new("mkfifo")
+        .arg(&pipe)
+        .status()
+        .unwrap()
+        .success());
+    let out = restore(&pipe, &work.path().join("p"));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a regular file"));
+}
+
+#[tokio::test]
+async fn backup_and_check_store_need_an_existing_store_and_backup_replaces_only_files() {
+    let work = tempfile::tempdir().unwrap();
+    let missing = work.path().join("typo");
+    let dir = missing.display().to_string();
+    for args in [
+        vec!["check-store", "--data-dir", &dir],
+        vec!["backup", "--to", "x.jsonl", "--data-dir", &dir],
+    ] {
+        let out = command(&args, &[])
+            .current_dir(work.path())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("holds no klaxon store"));
+        assert!(!missing.exists(), "{args:?} created the data dir");
+    }
+
+    let data = work.path().join("data");
+    let server = start_server(&server_env(&data));
+    drop(server);
+    let data = data.display().to_string();
+    let link = work.path().join("link.jsonl");
+    std::os::unix::fs::symlink(work.path().join("real.jsonl"), &link).unwrap();
+    let to = link.display().to_string();
+    let out = command(&["backup", "--to", &to, "--data-dir", &data], &[])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a regular file"));
+    assert!(std::fs::symlink_metadata(&link)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+
+    let file = work.path().join("backup.jsonl");
+    std::fs::write(&file, "old").unwrap();
+    // A file that only shares the stem is someone else's: left alone.
+    let neighbour = work.path().join("backup.tmp");
+    std::fs::write(&neighbour, "not klaxon's").unwrap();
+    let to = file.display().to_string();
+    let out = command(&["backup", "--to", &to, "--data-dir", &data], &[])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(std::fs::read_to_string(&file)
+        .unwrap()
+        .starts_with("{\"klaxon_backup\""));
+    assert_eq!(std::fs::read_to_string(&neighbour).unwrap(), "not klaxon's");
+    assert!(!work.path().join("backup.jsonl.tmp").exists());
 }
