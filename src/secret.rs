@@ -55,9 +55,7 @@ pub enum EmptySecret {
     #[error("contains an empty secret")]
     Empty,
     /// No client could send it in a header, so it would fail closed silently.
-    #[error(
-        "contains a secret with whitespace or control characters inside          (several secrets go on one line, separated by commas)"
-    )]
+    #[error("contains a secret with whitespace or control characters inside (several secrets go on one line, separated by commas)")]
     Unsendable,
 }
 
