@@ -103,6 +103,7 @@ pub struct ServeArgs {
     pub write_tokens_file: Option<PathBuf>,
     /// Urgency of a message that names none [default: medium]
     #[arg(long, env = "KLAXON_DEFAULT_URGENCY", value_name = "URGENCY")]
+    #[serde(deserialize_with = "urgency_word")]
     pub default_urgency: Option<Urgency>,
     /// Browser origins allowed to call the alert API, comma-separated [default: none]
     #[arg(
@@ -442,6 +443,15 @@ impl Settings {
         }
         Ok(())
     }
+}
+
+/// An urgency in the file is read as in the environment: any case.
+fn urgency_word<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Urgency>, D::Error> {
+    let word = <String as serde::Deserialize>::deserialize(d)?;
+    // Not quoted back: config file errors never echo a value.
+    word.parse().map(Some).map_err(|_| {
+        serde::de::Error::custom("default_urgency must be low, medium, high or critical")
+    })
 }
 
 /// `scheme://host[:port]` as a browser sends it in `Origin`: http or https,

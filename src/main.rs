@@ -80,7 +80,14 @@ struct RestoreArgs {
 /// Exit codes: 0 clean stop, 1 server error, 2 bad configuration, 3 store cannot open.
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    telemetry::init();
+    if let Err(e) = telemetry::init() {
+        // The alert client logs nothing of its own; the rest must not run
+        // with logging that is not what its operator set.
+        if !matches!(cli.command, Command::Alerts(_)) {
+            eprintln!("klaxon: configuration error: {e}");
+            return ExitCode::from(2);
+        }
+    }
     match cli.command {
         Command::Serve(args) => serve(*args),
         Command::CheckConfig(args) => check_config(*args),

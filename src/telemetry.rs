@@ -13,10 +13,23 @@ use tracing_subscriber::EnvFilter;
 use crate::error::ApiError;
 
 /// Log level from `RUST_LOG` (default `info`); JSON lines when
-/// `KLAXON_LOG_FORMAT=json`, human-readable otherwise. Logs go to stderr.
-pub fn init() {
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sled=warn"));
+/// `KLAXON_LOG_FORMAT=json`, human-readable when it is unset or `human`.
+/// Logs go to stderr. A setting that does not parse is an error, not a
+/// silent fallback: a mistyped filter would otherwise hide the logs its
+/// operator asked for.
+pub fn init() -> Result<(), String> {
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(f) if !f.trim().is_empty() => {
+            EnvFilter::try_new(&f).map_err(|e| format!("RUST_LOG does not parse: {e}"))?
+        }
+        _ => EnvFilter::new("info,sled=warn"),
+    };
+    let json = match std::env::var("KLAXON_LOG_FORMAT") {
+        Err(_) => false,
+        Ok(f) if f.is_empty() || f.eq_ignore_ascii_case("human") => false,
+        Ok(f) if f.eq_ignore_ascii_case("json") => true,
+        Ok(_) => return Err("KLAXON_LOG_FORMAT must be json or human".into()),
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -25,13 +38,13 @@ pub fn init() {
         // `eprintln!`, which panics on that same closed stderr.
         .log_internal_errors(false)
         .with_ansi(colour());
-    let json = std::env::var("KLAXON_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
     // A second init (tests) keeps the first subscriber.
     let _ = if json {
         builder.json().flatten_event(true).try_init()
     } else {
         builder.try_init()
     };
+    Ok(())
 }
 
 /// Colour codes only for a person at a terminal, and not if `NO_COLOR` is set.

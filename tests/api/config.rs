@@ -159,3 +159,57 @@ fn serve_exits_1_when_it_cannot_listen() {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("cannot listen"), "{stderr}");
 }
+
+#[test]
+fn log_settings_that_do_not_parse_stop_serve_and_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, value) in [
+        ("RUST_LOG", "info,klaxon=loud"),
+        ("KLAXON_LOG_FORMAT", "xml"),
+    ] {
+        let mut env = server_env(dir.path());
+        set_env(&mut env, name, value);
+        let out = command(&["serve"], &env).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{name}={value}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(name), "{stderr}");
+        let (code, _, _) = check_config(&[], &env);
+        assert_eq!(code, 2, "check-config with {name}={value}");
+    }
+    // Both accepted spellings still start the server.
+    for (name, value) in [
+        ("KLAXON_LOG_FORMAT", "human"),
+        ("RUST_LOG", "klaxon=debug,warn"),
+    ] {
+        let mut env = server_env(dir.path());
+        set_env(&mut env, name, value);
+        let (code, _, stderr) = check_config(&[], &env);
+        assert_eq!(code, 0, "{name}={value}: {stderr}");
+    }
+}
+
+#[test]
+fn an_urgency_in_the_file_is_read_in_any_case_like_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("klaxon.toml");
+    let env = [
+        ("KLAXON_CONFIG", file.display().to_string()),
+        ("SLACK_VERIFICATION_TOKEN", "t".to_owned()),
+    ];
+    std::fs::write(&file, "default_urgency = \"HIGH\"\n").unwrap();
+    let (code, stdout, stderr) = check_config(&[], &env);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        line(&stdout, "default_urgency").ends_with("high"),
+        "{stdout}"
+    );
+
+    std::fs::write(&file, "default_urgency = \"urgent\"\n").unwrap();
+    let (code, _, stderr) = check_config(&[], &env);
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("line 1") && stderr.contains("default_urgency must be low"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("urgent"), "{stderr}");
+}

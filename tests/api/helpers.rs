@@ -63,7 +63,7 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
 pub async fn spawn_on(settings: Settings, data_dir: TempDir) -> TestApp {
     // Logs only when asked: `TEST_LOG=1 cargo test`.
     if std::env::var_os("TEST_LOG").is_some() {
-        klaxon::telemetry::init();
+        klaxon::telemetry::init().expect("RUST_LOG and KLAXON_LOG_FORMAT parse");
     }
     let app = Application::build(&settings).expect("server starts");
     let address = format!("http://127.0.0.1:{}", app.port());
