@@ -150,7 +150,9 @@ fn check_config(args: ServeArgs) -> ExitCode {
 fn open_store(data_dir: &Path) -> Result<Store, ExitCode> {
     Store::open(data_dir, &StoreOptions::default()).map_err(|e| {
         eprintln!("klaxon: cannot open the store in {}: {e}", data_dir.display());
-        eprintln!("(if a klaxon server is using it, back up through its API: GET /api/v1/backup with a write token)");
+        if e.is_locked() {
+            eprintln!("(another process is using it; if that is a klaxon server, back up through its API: GET /api/v1/backup with a write token)");
+        }
         ExitCode::from(3)
     })
 }
@@ -158,7 +160,17 @@ fn open_store(data_dir: &Path) -> Result<Store, ExitCode> {
 /// `backup` and `check-store` read an existing store: opening a mistyped
 /// path would create an empty one there and report success on it.
 fn holds_a_store(data_dir: &Path) -> Result<(), ExitCode> {
-    if ["v2", "v1"].iter().any(|v| data_dir.join(v).is_dir()) {
+    // Any schema's directory (`v1/`, `v2/`, a newer one): opening then says
+    // what is wrong with a store it cannot read.
+    let schema_dir = |e: fs::DirEntry| {
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        e.path().is_dir()
+            && name
+                .strip_prefix('v')
+                .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+    };
+    if fs::read_dir(data_dir).is_ok_and(|mut d| d.any(|e| e.is_ok_and(schema_dir))) {
         return Ok(());
     }
     eprintln!(

@@ -42,4 +42,11 @@ impl StoreError {
             source: Arc::new(source),
         }
     }
+
+    /// Another process holds the store's lock. sled 0.34 reports that only
+    /// as text (an `Other` I/O error, "could not acquire lock on ...").
+    pub fn is_locked(&self) -> bool {
+        matches!(self, Self::Sled(e) if matches!(&**e,
+            sled::Error::Io(io) if io.to_string().starts_with("could not acquire lock")))
+    }
 }

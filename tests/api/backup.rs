@@ -325,3 +325,40 @@ async fn backup_and_check_store_need_an_existing_store_and_backup_replaces_only_
     assert_eq!(std::fs::read_to_string(&neighbour).unwrap(), "not klaxon's");
     assert!(!work.path().join("backup.jsonl.tmp").exists());
 }
+
+#[test]
+fn offline_commands_say_why_a_store_cannot_be_opened() {
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    let dir = data.display().to_string();
+    let to = work.path().join("b.jsonl").display().to_string();
+    let backup = ["backup", "--to", to.as_str(), "--data-dir", dir.as_str()];
+    let check = ["check-store", "--data-dir", dir.as_str()];
+
+    // In use by a server: exit 3, and the way to back it up anyway.
+    let server = start_server(&server_env(&data));
+    for args in [&backup[..], &check[..]] {
+        let out = command(args, &[]).output().unwrap();
+        assert_eq!(out.status.code(), Some(3), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("another process is using it"), "{stderr}");
+    }
+    drop(server);
+
+    // A newer klaxon's store: its schema is named, not "no store here", and
+    // the in-use hint stays out of it.
+    let future = work.path().join("future");
+    let future_schema = klaxon::store::SCHEMA_VERSION + 1;
+    std::fs::create_dir_all(future.join(format!("v{future_schema}"))).unwrap();
+    let future = future.display().to_string();
+    let out = command(&["check-store", "--data-dir", &future], &[])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("schema version {future_schema}")),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("another process"), "{stderr}");
+}
