@@ -29,6 +29,28 @@ async fn populate(app: &TestApp) -> Vec<Value> {
     app.all_alerts().await
 }
 
+/// A backup taken through the API.
+async fn backup_of(app: &TestApp) -> String {
+    let res = app
+        .client
+        .get(app.url("/api/v1/backup"))
+        .bearer_auth(WRITE_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    res.text().await.unwrap()
+}
+
+/// `klaxon backup --to file --data-dir data_dir`.
+fn offline_backup(file: &Path, data_dir: &Path) -> std::process::Output {
+    let to = file.display().to_string();
+    let dir = data_dir.display().to_string();
+    command(&["backup", "--to", &to, "--data-dir", &dir], &[])
+        .output()
+        .unwrap()
+}
+
 fn restore(file: &Path, data_dir: &Path) -> std::process::Output {
     let from = file.display().to_string();
     let dir = data_dir.display().to_string();
@@ -48,15 +70,7 @@ async fn a_backup_taken_while_serving_restores_every_alert_note_and_status() {
     let original = populate(&app).await;
     assert_eq!(original.len(), 4);
 
-    let res = app
-        .client
-        .get(app.url("/api/v1/backup"))
-        .bearer_auth(WRITE_TOKEN)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
-    let backup = res.bytes().await.unwrap();
+    let backup = backup_of(&app).await;
     // A change feed consumer reads on past the backup.
     app.create_alert("after the backup (low)", "1732400000.000009")
         .await;
@@ -166,10 +180,7 @@ async fn an_offline_backup_of_a_data_dir_round_trips() {
     server.kill_hard();
 
     let file = work.path().join("offline.jsonl");
-    let (to, dir) = (file.display().to_string(), data_dir.display().to_string());
-    let out = command(&["backup", "--to", &to, "--data-dir", &dir], &[])
-        .output()
-        .unwrap();
+    let out = offline_backup(&file, &data_dir);
     assert!(
         out.status.success(),
         "{}",
@@ -192,16 +203,7 @@ async fn an_offline_backup_of_a_data_dir_round_trips() {
 async fn restore_refuses_truncated_backups_and_non_empty_dirs() {
     let app = spawn_app().await;
     populate(&app).await;
-    let backup = app
-        .client
-        .get(app.url("/api/v1/backup"))
-        .bearer_auth(WRITE_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let backup = backup_of(&app).await;
     let work = tempfile::tempdir().unwrap();
     let truncated = work.path().join("truncated.jsonl");
     let cut: Vec<&str> = backup.lines().collect();
@@ -237,16 +239,7 @@ async fn restore_refuses_truncated_backups_and_non_empty_dirs() {
 async fn restore_refuses_a_backup_with_lines_cut_out_or_read_from_a_pipe() {
     let app = spawn_app().await;
     populate(&app).await;
-    let backup = app
-        .client
-        .get(app.url("/api/v1/backup"))
-        .bearer_auth(WRITE_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let backup = backup_of(&app).await;
     let work = tempfile::tempdir().unwrap();
     // The second alert line cut out, the trailer kept: the count gives it away.
     let mut lines: Vec<&str> = backup.lines().collect();
@@ -291,13 +284,9 @@ async fn backup_and_check_store_need_an_existing_store_and_backup_replaces_only_
     let data = work.path().join("data");
     let server = start_server(&server_env(&data));
     drop(server);
-    let data = data.display().to_string();
     let link = work.path().join("link.jsonl");
     std::os::unix::fs::symlink(work.path().join("real.jsonl"), &link).unwrap();
-    let to = link.display().to_string();
-    let out = command(&["backup", "--to", &to, "--data-dir", &data], &[])
-        .output()
-        .unwrap();
+    let out = offline_backup(&link, &data);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a regular file"));
     assert!(std::fs::symlink_metadata(&link)
@@ -310,10 +299,7 @@ async fn backup_and_check_store_need_an_existing_store_and_backup_replaces_only_
     // A file that only shares the stem is someone else's: left alone.
     let neighbour = work.path().join("backup.tmp");
     std::fs::write(&neighbour, "not klaxon's").unwrap();
-    let to = file.display().to_string();
-    let out = command(&["backup", "--to", &to, "--data-dir", &data], &[])
-        .output()
-        .unwrap();
+    let out = offline_backup(&file, &data);
     assert!(
         out.status.success(),
         "{}",

@@ -1,7 +1,7 @@
 use reqwest::Client;
 use serde_json::Value;
 
-use crate::helpers::{event_fixture, fixture, send_event, send_outgoing, READ_TOKEN};
+use crate::helpers::{event_fixture, fixture, send_event, send_outgoing, TestApp, READ_TOKEN};
 use crate::process::{command, server_env, set_env, start_server};
 
 /// Posts one alert through each surface per round, concurrently; returns the
@@ -52,14 +52,10 @@ async fn alerts_answered_200_survive_sigkill() {
 
     let server = start_server(&env);
     assert_eq!(ids.len(), 50);
+    let app = TestApp::at(&server.address);
     for id in &ids {
-        let res = client
-            .get(format!("{}/api/v1/alerts/{id}", server.address))
-            .bearer_auth(READ_TOKEN)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(res.status(), 200, "alert {id} lost after SIGKILL");
+        let status = app.get_alert(id).await.status();
+        assert_eq!(status, 200, "alert {id} lost after SIGKILL");
     }
     let listing: Value = client
         .get(format!("{}/api/v1/alerts?limit=1000", server.address))

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use reqwest::Client;
 
-use crate::helpers::{fixture, READ_TOKEN};
+use crate::helpers::{fixture, TestApp, READ_TOKEN};
 use crate::process::{server_env, start_server};
 
 /// SIGTERM stops accepting, lets the in-flight request finish and be stored,
@@ -108,14 +108,9 @@ async fn a_start_without_the_journal_files_warns_and_keeps_the_alerts() {
         std::fs::remove_file(data_dir.path().join("v2").join(file)).unwrap();
     }
     let server = start_server(&env);
+    let app = TestApp::at(&server.address);
     for id in &ids {
-        let res = client
-            .get(format!("{}/api/v1/alerts/{id}", server.address))
-            .bearer_auth(READ_TOKEN)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(res.status(), 200, "{id}");
+        assert_eq!(app.get_alert(id).await.status(), 200, "{id}");
     }
     let output = server.output.lock().unwrap().clone();
     let line = output
