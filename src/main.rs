@@ -170,8 +170,18 @@ fn holds_a_store(data_dir: &Path) -> Result<(), ExitCode> {
                 .strip_prefix('v')
                 .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
     };
-    if fs::read_dir(data_dir).is_ok_and(|mut d| d.any(|e| e.is_ok_and(schema_dir))) {
-        return Ok(());
+    match fs::read_dir(data_dir) {
+        Ok(entries) => {
+            if entries.flatten().any(schema_dir) {
+                return Ok(());
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        // Unreadable (another user's directory, say) is not "no store".
+        Err(e) => {
+            eprintln!("klaxon: cannot read {}: {e}", data_dir.display());
+            return Err(ExitCode::from(3));
+        }
     }
     eprintln!(
         "klaxon: {} holds no klaxon store (no v2/ inside)",
@@ -184,13 +194,22 @@ fn backup(args: &BackupArgs) -> ExitCode {
     if let Err(code) = holds_a_store(&args.data_dir) {
         return code;
     }
-    // The backup is renamed into place: that would replace a device, a
-    // pipe or a symlink itself (as root, `--to /dev/null` replaced it).
-    if let Ok(meta) = fs::symlink_metadata(&args.to) {
-        if !meta.is_file() {
+    // FILE.tmp beside FILE (with_extension would turn b.jsonl into b.tmp,
+    // someone else's file, and remove it on failure).
+    let partial = {
+        let mut name = args.to.clone().into_os_string();
+        name.push(".tmp");
+        PathBuf::from(name)
+    };
+    // The backup is written to FILE.tmp and renamed over FILE: through a
+    // symlink that would write wherever it points, and the rename would
+    // replace a device, a pipe or a symlink itself (as root, `--to
+    // /dev/null` replaced it). A regular FILE.tmp is an earlier run's.
+    for path in [&args.to, &partial] {
+        if fs::symlink_metadata(path).is_ok_and(|meta| !meta.is_file()) {
             eprintln!(
                 "klaxon: {} exists and is not a regular file: give a file to replace or a new path",
-                args.to.display()
+                path.display()
             );
             return ExitCode::from(2);
         }
@@ -199,55 +218,67 @@ fn backup(args: &BackupArgs) -> ExitCode {
         Ok(store) => store,
         Err(code) => return code,
     };
-    // FILE.tmp beside FILE (with_extension would turn b.jsonl into b.tmp,
-    // someone else's file, and remove it on failure).
-    let partial = {
-        let mut name = args.to.clone().into_os_string();
-        name.push(".tmp");
-        PathBuf::from(name)
-    };
-    let written = File::create(&partial)
-        .map_err(|e| e.to_string())
+    let _ = fs::remove_file(&partial);
+    // create_new: whatever appeared at FILE.tmp since is not followed.
+    let written = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&partial)
         .and_then(|file| {
             let mut out = BufWriter::new(file);
-            let summary = store.backup(&mut out).map_err(|e| e.to_string())?;
-            let file = out.into_inner().map_err(|e| e.to_string())?;
-            file.sync_all().map_err(|e| e.to_string())?;
-            fs::rename(&partial, &args.to).map_err(|e| e.to_string())?;
-            // The rename itself is durable once the directory is synced.
-            let dir = match args.to.parent() {
-                Some(p) if !p.as_os_str().is_empty() => p,
-                _ => Path::new("."),
-            };
-            File::open(dir)
-                .and_then(|d| d.sync_all())
-                .map_err(|e| e.to_string())?;
+            let summary = store.backup(&mut out).map_err(std::io::Error::other)?;
+            let file = out.into_inner().map_err(|e| e.into_error())?;
+            file.sync_all()?;
+            fs::rename(&partial, &args.to)?;
             Ok(summary)
         });
     store.close();
-    match written {
-        Ok(summary) => {
-            println!(
-                "backed up {} alerts (seq {}) to {}",
-                summary.alerts,
-                summary.seq,
-                args.to.display()
-            );
-            ExitCode::SUCCESS
-        }
+    let summary = match written {
+        Ok(summary) => summary,
         Err(e) => {
             let _ = fs::remove_file(&partial);
             eprintln!("klaxon: backup failed: {e}");
-            ExitCode::FAILURE
+            return ExitCode::FAILURE;
         }
+    };
+    println!(
+        "backed up {} alerts (seq {}) to {}",
+        summary.alerts,
+        summary.seq,
+        args.to.display()
+    );
+    // The rename itself is durable once the directory is synced.
+    let dir = match args.to.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    if let Err(e) = File::open(dir).and_then(|d| d.sync_all()) {
+        eprintln!(
+            "klaxon: the backup is complete, but {} could not be synced, so a power cut could still undo its rename: {e}",
+            dir.display()
+        );
+        return ExitCode::FAILURE;
     }
+    ExitCode::SUCCESS
 }
 
 fn restore(args: &RestoreArgs) -> ExitCode {
     // A freshly formatted volume (a new Kubernetes PVC) holds `lost+found`.
-    let in_use = fs::read_dir(&args.data_dir)
-        .map(|d| d.flatten().any(|e| e.file_name() != "lost+found"))
-        .unwrap_or(false);
+    let in_use = match fs::read_dir(&args.data_dir) {
+        Ok(entries) => entries
+            .map(|e| e.map(|e| e.file_name() != "lost+found"))
+            .collect::<Result<Vec<_>, _>>()
+            .map(|others| others.contains(&true)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
+    };
+    let in_use = match in_use {
+        Ok(in_use) => in_use,
+        Err(e) => {
+            eprintln!("klaxon: cannot read {}: {e}", args.data_dir.display());
+            return ExitCode::from(2);
+        }
+    };
     if in_use {
         eprintln!(
             "klaxon: {} is not empty: restore only into an empty data dir (lost+found aside)",

@@ -294,7 +294,25 @@ async fn backup_and_check_store_need_an_existing_store_and_backup_replaces_only_
         .file_type()
         .is_symlink());
 
+    // Nor is the backup written through a symlink at FILE.tmp.
     let file = work.path().join("backup.jsonl");
+    let elsewhere = work.path().join("elsewhere");
+    std::fs::write(&elsewhere, "precious").unwrap();
+    let tmp = work.path().join("backup.jsonl.tmp");
+    std::os::unix::fs::symlink(&elsewhere, &tmp).unwrap();
+    let out = offline_backup(&file, &data);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("backup.jsonl.tmp exists and is not a regular file"),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read_to_string(&elsewhere).unwrap(), "precious");
+    assert!(!file.exists());
+
+    // A regular FILE.tmp is an earlier run's leftover: replaced.
+    std::fs::remove_file(&tmp).unwrap();
+    std::fs::write(&tmp, "half a backup").unwrap();
     std::fs::write(&file, "old").unwrap();
     // A file that only shares the stem is someone else's: left alone.
     let neighbour = work.path().join("backup.tmp");
@@ -309,7 +327,16 @@ async fn backup_and_check_store_need_an_existing_store_and_backup_replaces_only_
         .unwrap()
         .starts_with("{\"klaxon_backup\""));
     assert_eq!(std::fs::read_to_string(&neighbour).unwrap(), "not klaxon's");
-    assert!(!work.path().join("backup.jsonl.tmp").exists());
+    assert!(!tmp.exists());
+
+    // A data dir that cannot be read is not a missing store.
+    let not_a_dir = work.path().join("elsewhere").display().to_string();
+    let out = command(&["check-store", "--data-dir", &not_a_dir], &[])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("cannot read"), "{stderr}");
 }
 
 #[test]
