@@ -370,12 +370,12 @@ impl Settings {
                 args.verification_token,
                 args.verification_token_file,
             )?,
-            read_tokens: secret_list(
+            read_tokens: bearer_list(
                 "KLAXON_READ_TOKENS",
                 args.read_tokens,
                 args.read_tokens_file,
             )?,
-            write_tokens: secret_list(
+            write_tokens: bearer_list(
                 "KLAXON_WRITE_TOKENS",
                 args.write_tokens,
                 args.write_tokens_file,
@@ -597,6 +597,18 @@ fn secret_list(
         .map_err(|source| ConfigError::EmptySecret { name, source })
 }
 
+/// A list of API tokens: a secret list whose tokens fit in a header.
+fn bearer_list(
+    name: &'static str,
+    direct: Option<Secret>,
+    file: Option<PathBuf>,
+) -> Result<Option<SecretList>, ConfigError> {
+    secret_list(name, direct, file)?
+        .map(SecretList::for_header)
+        .transpose()
+        .map_err(|source| ConfigError::EmptySecret { name, source })
+}
+
 fn read_secret_file(name: &'static str, path: &Path) -> Result<Secret, ConfigError> {
     let text = fs::read_to_string(path).map_err(|source| ConfigError::SecretFile {
         name,
@@ -723,6 +735,27 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn api_tokens_no_header_can_carry_are_errors_but_slack_secrets_are_not() {
+        let a = ServeArgs {
+            write_tokens: Some(Secret::new("\u{201c}pasted\u{201d}")),
+            ..args()
+        };
+        assert!(matches!(
+            Settings::from_args(a),
+            Err(ConfigError::EmptySecret {
+                name: "KLAXON_WRITE_TOKENS",
+                source: crate::secret::EmptySecret::NotAscii,
+            })
+        ));
+        // A verification token travels in a form body, not a header.
+        let a = ServeArgs {
+            verification_token: Some(Secret::new("t\u{f6}ken")),
+            ..args()
+        };
+        assert!(Settings::from_args(a).is_ok());
     }
 
     #[test]

@@ -57,6 +57,10 @@ pub enum EmptySecret {
     /// No client could send it in a header, so it would fail closed silently.
     #[error("contains a secret with whitespace or control characters inside (several secrets go on one line, separated by commas)")]
     Unsendable,
+    /// An API token goes in an `Authorization` header, which carries visible
+    /// ASCII only: a pasted curly quote or an accent could never match.
+    #[error("contains a token with characters other than visible ASCII, which an Authorization header cannot carry")]
+    NotAscii,
 }
 
 impl SecretList {
@@ -77,6 +81,18 @@ impl SecretList {
             return Err(EmptySecret::Unsendable);
         }
         Ok(Self(items))
+    }
+
+    /// For bearer tokens: every one must be sendable in a header.
+    pub fn for_header(self) -> Result<Self, EmptySecret> {
+        if self
+            .iter()
+            .all(|s| s.expose().bytes().all(|b| b.is_ascii_graphic()))
+        {
+            Ok(self)
+        } else {
+            Err(EmptySecret::NotAscii)
+        }
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &Secret> {
@@ -164,6 +180,20 @@ mod tests {
             );
         }
         assert_eq!(SecretList::parse(" tokA , tokB \r\n").unwrap().len(), 2);
+    }
+
+    #[test]
+    fn bearer_tokens_must_be_visible_ascii() {
+        for raw in ["\u{201c}tok\u{201d}", "t\u{f6}k\u{e9}n", "ok,caf\u{e9}"] {
+            let list = SecretList::parse(raw).unwrap();
+            assert_eq!(
+                list.for_header().err(),
+                Some(EmptySecret::NotAscii),
+                "{raw:?}"
+            );
+        }
+        let fine = SecretList::parse("Abc-123_~!$&'()*+./:;=?@[]^`{|}").unwrap();
+        assert_eq!(fine.for_header().unwrap().len(), 1);
     }
 
     #[test]
