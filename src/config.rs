@@ -381,7 +381,9 @@ impl Settings {
                 args.write_tokens_file,
             )?,
             default_urgency: args.default_urgency.unwrap_or(defaults.default_urgency),
-            cors_origins: args.cors_origins.unwrap_or_default(),
+            cors_origins: (args.cors_origins.unwrap_or_default().into_iter())
+                .map(|o| browser_origin(&o).ok_or(ConfigError::BadOrigin(o)))
+                .collect::<Result<_, _>>()?,
             cache_bytes: mebibytes("KLAXON_CACHE_MB", args.cache_mb)?
                 .unwrap_or(defaults.cache_bytes),
             min_free_bytes: mebibytes("KLAXON_MIN_FREE_MB", args.min_free_mb)?
@@ -421,9 +423,6 @@ impl Settings {
         if self.signing_secrets.is_none() && self.verification_tokens.is_none() {
             return Err(ConfigError::NoSlackSecret);
         }
-        if let Some(origin) = self.cors_origins.iter().find(|o| !is_origin(o)) {
-            return Err(ConfigError::BadOrigin(origin.clone()));
-        }
         let invalid = |name, message: &str| ConfigError::Invalid {
             name,
             message: message.to_owned(),
@@ -454,41 +453,46 @@ fn urgency_word<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Urgency
     })
 }
 
-/// `scheme://host[:port]` as a browser sends it in `Origin`: http or https,
-/// no path, user, query or wildcard (actix-cors would never match those).
-fn is_origin(origin: &str) -> bool {
-    let Some(rest) = origin
-        .strip_prefix("https://")
-        .or_else(|| origin.strip_prefix("http://"))
-    else {
-        return false;
+/// `origin` as a browser sends it in `Origin`, which actix-cors compares
+/// byte for byte: `http(s)://host[:port]`, lower case, no default port, no
+/// trailing slash. `None` for what no browser sends (a wildcard, a path,
+/// user info, another scheme, a port with leading zeros).
+fn browser_origin(origin: &str) -> Option<String> {
+    let origin = origin.trim().to_ascii_lowercase();
+    let (scheme, rest) = origin.split_once("://")?;
+    let default_port = match scheme {
+        "https" => "443",
+        "http" => "80",
+        _ => return None,
     };
     let authority = rest.strip_suffix('/').unwrap_or(rest);
     // An IPv6 host is bracketed; anything after the host is `:port`.
     let (host, port) = match authority.strip_prefix('[') {
-        Some(v6) => match v6.split_once(']') {
-            Some((ip, port)) => (ip, port),
-            None => return false,
-        },
-        None => match authority.find(':') {
-            Some(at) => authority.split_at(at),
-            None => (authority, ""),
-        },
-    };
-    let host_ok = match authority.starts_with('[') {
-        true => host.parse::<std::net::Ipv6Addr>().is_ok(),
-        false => {
-            !host.is_empty()
-                && host
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+        Some(v6) => {
+            let (ip, port) = v6.split_once(']')?;
+            (
+                format!("[{}]", ip.parse::<std::net::Ipv6Addr>().ok()?),
+                port,
+            )
+        }
+        None => {
+            let (host, port) = authority.split_at(authority.find(':').unwrap_or(authority.len()));
+            let name = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '.';
+            if host.is_empty() || !host.chars().all(name) {
+                return None;
+            }
+            (host.to_owned(), port)
         }
     };
-    let port_ok = match port.strip_prefix(':') {
-        Some(p) => p.parse::<u16>().is_ok_and(|p| p > 0),
-        None => port.is_empty(),
+    let port = match port.strip_prefix(':') {
+        None if port.is_empty() => "",
+        None => return None,
+        Some(p) if p == default_port => "",
+        Some(p) if !p.starts_with('0') && p.parse::<u16>().is_ok() => p,
+        Some(_) => return None,
     };
-    host_ok && port_ok
+    let colon = if port.is_empty() { "" } else { ":" };
+    Some(format!("{scheme}://{host}{colon}{port}"))
 }
 
 /// The `--config` file; unknown keys are errors, not silently ignored.
@@ -651,13 +655,17 @@ mod tests {
 
     #[test]
     fn cors_origins_are_what_a_browser_sends() {
-        for good in [
-            "https://dash.example.com",
-            "https://dash.example.com/",
-            "http://localhost:3000",
-            "http://[::1]:8080",
+        for (given, sent) in [
+            ("https://dash.example.com", "https://dash.example.com"),
+            ("https://dash.example.com/", "https://dash.example.com"),
+            ("HTTPS://Dash.Example.com:443", "https://dash.example.com"),
+            ("http://localhost:80", "http://localhost"),
+            ("http://localhost:3000", "http://localhost:3000"),
+            ("https://x.example:80", "https://x.example:80"),
+            ("http://[::1]:8080", "http://[::1]:8080"),
+            ("http://[0:0::1]", "http://[::1]"),
         ] {
-            assert!(is_origin(good), "{good}");
+            assert_eq!(browser_origin(given).as_deref(), Some(sent), "{given}");
         }
         for bad in [
             "dash.example.com",
@@ -666,11 +674,13 @@ mod tests {
             "https://a.example/path",
             "https://a.example:",
             "https://a.example:99999",
+            "https://a.example:080",
             "https://",
             "https://[::1",
+            "https://[::1]x",
             "ftp://a.example",
         ] {
-            assert!(!is_origin(bad), "{bad}");
+            assert_eq!(browser_origin(bad), None, "{bad}");
         }
         let a = ServeArgs {
             cors_origins: Some(vec!["https://*.example.com".into()]),
@@ -680,6 +690,12 @@ mod tests {
             Settings::from_args(a),
             Err(ConfigError::BadOrigin(_))
         ));
+        let a = ServeArgs {
+            cors_origins: Some(vec!["HTTPS://Dash.Example.com:443/".into()]),
+            ..args()
+        };
+        let settings = Settings::from_args(a).unwrap();
+        assert_eq!(settings.cors_origins, ["https://dash.example.com"]);
     }
 
     #[test]

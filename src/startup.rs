@@ -227,9 +227,7 @@ async fn no_route(_: HttpRequest) -> Result<HttpResponse, ApiError> {
 fn cors(origins: &[String]) -> Cors {
     origins
         .iter()
-        .fold(Cors::default(), |cors, origin| {
-            cors.allowed_origin(origin.trim_end_matches('/'))
-        })
+        .fold(Cors::default(), |cors, origin| cors.allowed_origin(origin))
         .allowed_methods(["GET", "POST"])
         .allowed_headers(["authorization", "content-type", "if-none-match"])
         .expose_headers(["etag"])

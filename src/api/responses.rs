@@ -22,7 +22,7 @@ pub struct NotModified;
 #[derive(IntoResponses)]
 #[response(
     status = 400,
-    description = "`malformed-body`, `missing-field` or `invalid-parameter`."
+    description = "`malformed-body`, `missing-field` or `invalid-parameter`; `cors-refused` for an `Origin` that is not allowed."
 )]
 pub struct BadRequest(pub ErrorBody<'static>);
 
