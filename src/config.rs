@@ -216,13 +216,14 @@ pub enum ConfigError {
 /// near `u64::MAX` seconds a deadline overflows.
 const MAX_TIMEOUT_SECS: u64 = 3600;
 
-/// An allow-list; unset allows any network. An empty list (possible in the
-/// config file) is refused rather than read as either.
+/// An allow-list; unset allows any network. An empty list (only the config
+/// file can give one, so `name` is its key) is refused rather than read as either.
 fn allow_list(name: &'static str, list: Option<Vec<IpNet>>) -> Result<Vec<IpNet>, ConfigError> {
     match list {
         Some(list) if list.is_empty() => Err(ConfigError::Invalid {
             name,
-            message: "an empty list; leave it unset to allow any network".into(),
+            message: "an empty list in the config file; leave the key out to allow any network"
+                .into(),
         }),
         list => Ok(list.unwrap_or_default()),
     }
@@ -412,8 +413,8 @@ impl Settings {
                         .map_err(|_| ConfigError::BadHeader(h))
                 })
                 .transpose()?,
-            allow_from_slack: allow_list("KLAXON_ALLOW_FROM_SLACK", args.allow_from_slack)?,
-            allow_from_api: allow_list("KLAXON_ALLOW_FROM_API", args.allow_from_api)?,
+            allow_from_slack: allow_list("allow_from_slack", args.allow_from_slack)?,
+            allow_from_api: allow_list("allow_from_api", args.allow_from_api)?,
         };
         settings.validate()?;
         Ok(settings)
@@ -725,7 +726,7 @@ mod tests {
             allow_from_api: Some(Vec::new()),
             ..args()
         };
-        assert_eq!(refused(empty), "KLAXON_ALLOW_FROM_API");
+        assert_eq!(refused(empty), "allow_from_api");
         let ok = ServeArgs {
             cache_mb: Some(1),
             client_timeout_secs: Some(3600),
