@@ -340,7 +340,7 @@ fn restore(args: &RestoreArgs) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("klaxon: restore failed: {e}; {} may hold a partial store, remove it before retrying", args.data_dir.display());
+            eprintln!("klaxon: restore failed: {e}; {} may hold a partial store: empty it before retrying", args.data_dir.display());
             ExitCode::FAILURE
         }
     }

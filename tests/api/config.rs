@@ -1,4 +1,4 @@
-use crate::process::{command, server_env, set_env};
+use crate::process::{command, serve_refused, server_env, set_env};
 
 fn check_config(args: &[&str], env: &[(&str, String)]) -> (i32, String, String) {
     let mut all = vec!["check-config"];
@@ -154,7 +154,7 @@ fn serve_exits_1_when_it_cannot_listen() {
         "KLAXON_LISTEN",
         &taken.local_addr().unwrap().to_string(),
     );
-    let out = command(&["serve"], &env).output().unwrap();
+    let out = serve_refused(&env);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("cannot listen"), "{stderr}");
@@ -169,7 +169,7 @@ fn log_settings_that_do_not_parse_stop_serve_and_are_named() {
     ] {
         let mut env = server_env(dir.path());
         set_env(&mut env, name, value);
-        let out = command(&["serve"], &env).output().unwrap();
+        let out = serve_refused(&env);
         assert_eq!(out.status.code(), Some(2), "{name}={value}");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.contains(name), "{stderr}");

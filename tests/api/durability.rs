@@ -2,7 +2,7 @@ use reqwest::Client;
 use serde_json::Value;
 
 use crate::helpers::{event_fixture, fixture, send_event, send_outgoing, TestApp, READ_TOKEN};
-use crate::process::{command, server_env, set_env, start_server};
+use crate::process::{serve_refused, server_env, set_env, start_server};
 
 /// Posts one alert through each surface per round, concurrently; returns the
 /// ids of every alert that was answered 200.
@@ -76,7 +76,7 @@ fn serve_refuses_to_start_without_any_slack_secret() {
         ("KLAXON_DATA_DIR", dir.path().display().to_string()),
         ("KLAXON_LISTEN", "127.0.0.1:0".into()),
     ];
-    let out = command(&["serve"], &env).output().unwrap();
+    let out = serve_refused(&env);
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -90,9 +90,7 @@ fn a_store_from_a_future_schema_stops_startup_cleanly() {
     let dir = tempfile::tempdir().unwrap();
     let future = klaxon::store::SCHEMA_VERSION + 1;
     std::fs::create_dir(dir.path().join(format!("v{future}"))).unwrap();
-    let out = command(&["serve"], &server_env(dir.path()))
-        .output()
-        .unwrap();
+    let out = serve_refused(&server_env(dir.path()));
     assert_eq!(out.status.code(), Some(3));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -107,7 +105,7 @@ fn an_empty_secret_is_a_configuration_error() {
     let dir = tempfile::tempdir().unwrap();
     let mut env = server_env(dir.path());
     set_env(&mut env, "SLACK_SIGNING_SECRET", "");
-    let out = command(&["serve"], &env).output().unwrap();
+    let out = serve_refused(&env);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("empty secret"));
 }

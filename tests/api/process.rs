@@ -48,6 +48,30 @@ pub fn command(args: &[&str], env: &[(&str, String)]) -> Command {
     cmd
 }
 
+/// Runs `klaxon serve` expecting it to refuse to start. A regression that
+/// lets it start would otherwise hang the test: after 20 s it is killed and
+/// the test fails.
+pub fn serve_refused(env: &[(&str, String)]) -> std::process::Output {
+    let mut child = command(&["serve"], env)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "serve started instead of refusing: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
 /// Runs `klaxon check-store` on `data_dir` and fails the test, saying
 /// `context` and what the check found, unless the store is clean.
 pub fn assert_store_clean(data_dir: &Path, context: &str) {
