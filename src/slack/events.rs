@@ -35,6 +35,8 @@ pub enum Envelope {
         team_id: Option<String>,
         minute_rate_limited: Option<u64>,
     },
+    /// An event callback of a type klaxon does not handle.
+    OtherEvent,
     Other,
 }
 
@@ -89,6 +91,18 @@ struct Wire<'a> {
     minute_rate_limited: Option<u64>,
 }
 
+/// An event's type alone, for an event whose other fields do not parse.
+#[derive(Deserialize)]
+struct EventKind<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: std::borrow::Cow<'a, str>,
+}
+
+/// Event types that can make an alert or act on one.
+fn handled(kind: &str) -> bool {
+    kind == "message" || kind == "app_mention"
+}
+
 impl Envelope {
     pub fn parse(body: &[u8]) -> Result<Self, ApiError> {
         let malformed = |e: serde_json::Error| ApiError::undecodable(e);
@@ -100,10 +114,23 @@ impl Envelope {
             },
             "event_callback" => {
                 let event = wire.event.ok_or_else(|| missing("event"))?;
+                // Events klaxon does not handle have other shapes (`user`
+                // is an object in team_join, `channel` in channel_created):
+                // ignored, not refused, or Slack retries them and may turn
+                // the subscription off. Looked at only when the full parse
+                // fails, so a message costs one parse.
+                let event: Event = match serde_json::from_str::<Event>(event.get()) {
+                    Ok(event) if handled(&event.kind) => event,
+                    Ok(_) => return Ok(Self::OtherEvent),
+                    Err(e) => match serde_json::from_str::<EventKind>(event.get()) {
+                        Ok(other) if !handled(&other.kind) => return Ok(Self::OtherEvent),
+                        _ => return Err(ApiError::undecodable(format!("in `event`: {e}"))),
+                    },
+                };
                 let callback = Callback {
                     team_id: wire.team_id,
                     event_id: wire.event_id,
-                    event: serde_json::from_str(event.get()).map_err(malformed)?,
+                    event,
                 };
                 callback.check_ids()?;
                 Self::EventCallback(Box::new(callback))
@@ -130,6 +157,7 @@ impl Envelope {
                 minute: minute_rate_limited,
             },
             Self::EventCallback(callback) => callback.decide(default),
+            Self::OtherEvent => Decision::Ignore("event type not handled"),
             Self::Other => Decision::Ignore("envelope type not handled"),
         }
     }
@@ -151,9 +179,6 @@ impl Callback {
 
     fn decide(self, default: Urgency) -> Decision {
         let e = self.event;
-        if e.kind != "message" && e.kind != "app_mention" {
-            return Decision::Ignore("event type not handled");
-        }
         // A person's message with a file attached, or a thread reply also
         // sent to the channel, is still a person's message.
         if !matches!(
@@ -214,15 +239,16 @@ fn without_leading_mention(text: &str) -> &str {
     }
 }
 
-/// A thread reply that is just `ack`, `acknowledge`, `resolve` or `resolved`
-/// (any case, optionally after a mention and before a full stop) is a command.
+/// A thread reply that is just `ack`, `acked`, `acknowledge`,
+/// `acknowledged`, `resolve` or `resolved` (any case, optionally after a
+/// mention and before a full stop) is a command.
 pub fn reply_command(text: &str) -> Option<Action> {
     let word = without_leading_mention(text)
         .trim()
         .trim_end_matches(['.', '!'])
         .trim_end();
     match word.to_ascii_lowercase().as_str() {
-        "ack" | "acknowledge" => Some(Action::Acknowledge),
+        "ack" | "acked" | "acknowledge" | "acknowledged" => Some(Action::Acknowledge),
         "resolve" | "resolved" => Some(Action::Resolve),
         _ => None,
     }
@@ -335,6 +361,9 @@ mod tests {
             Some(Action::Acknowledge)
         );
         assert_eq!(reply_command("RESOLVED!"), Some(Action::Resolve));
+        for ack in ["Acknowledged.", "acked", "<@U0KLAXON> ACK!"] {
+            assert_eq!(reply_command(ack), Some(Action::Acknowledge), "{ack}");
+        }
         assert_eq!(reply_command("resolve"), Some(Action::Resolve));
         assert_eq!(reply_command("ack, looking"), None);
         assert_eq!(reply_command("we should resolve this"), None);
