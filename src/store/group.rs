@@ -14,6 +14,7 @@
 
 use std::collections::BTreeMap;
 use std::ops::RangeInclusive;
+use std::sync::{Arc, RwLock};
 
 use sled::{Batch, IVec, Tree};
 
@@ -43,9 +44,16 @@ impl Writes {
 /// Key → value, `None` when removed; ordered, as sled likes its batches.
 pub type WriteMap = BTreeMap<Vec<u8>, Option<IVec>>;
 
+/// Held for writing while a group goes into the tree key by key, and for
+/// reading by every query: a query sees each group whole or not at all. (An
+/// acknowledgement moves an alert from one index bitmap to another: halfway,
+/// a listing showed it twice or not at all, and a cursor walk lost it.)
+pub type Applying = Arc<RwLock<()>>;
+
 /// The writes of the current group.
 pub struct Group {
     tree: Tree,
+    applying: Applying,
     /// Not yet applied to the tree.
     pending: WriteMap,
     /// Tests: the next [`Group::finish`] stops after this many keys, as a
@@ -58,10 +66,16 @@ impl Group {
     pub fn new(tree: Tree) -> Self {
         Self {
             tree,
+            applying: Applying::default(),
             pending: BTreeMap::new(),
             #[cfg(test)]
             stop_finish_after: None,
         }
+    }
+
+    /// The lock queries take so as not to see a group half applied.
+    pub fn applying(&self) -> Applying {
+        self.applying.clone()
     }
 
     /// Adds one change's writes.
@@ -126,6 +140,9 @@ impl Group {
     /// Applies a group whose journal record `record` is durable, key by key
     /// in key order, then the record number.
     pub fn finish(&mut self, record: u64) -> Result<(), StoreError> {
+        // A poisoned lock guards nothing but the tree, which sled keeps whole.
+        let applying = self.applying.clone();
+        let _applying = applying.write().unwrap_or_else(|e| e.into_inner());
         for (key, value) in std::mem::take(&mut self.pending) {
             self.count_down_to_injected_stop()?;
             match value {

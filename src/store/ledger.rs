@@ -212,6 +212,11 @@ impl Ledger {
 
     /// Applies the group, whose journal record is durable, to the tree (see
     /// [`Group::finish`]).
+    /// The lock queries take so as not to see a group half applied.
+    pub fn applying(&self) -> super::group::Applying {
+        self.group.applying()
+    }
+
     pub fn finish(&mut self, record: u64) -> Result<(), StoreError> {
         self.group.finish(record)?;
         self.committed = self.counters;

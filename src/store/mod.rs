@@ -89,6 +89,8 @@ struct Inner {
     /// Sequence numbers this store skipped when it was restored.
     skipped: Option<RangeInclusive<u64>>,
     commit_timeout: Duration,
+    /// Read by queries while they run: see [`group::Applying`].
+    applying: group::Applying,
 }
 
 impl Store {
@@ -155,6 +157,7 @@ impl Store {
             data_dir.to_owned(),
             options.min_free_bytes,
         );
+        let applying = ledger.applying();
         let handle = writer::spawn(ledger, journal, syncer, rx, progress.clone())
             .map_err(|e| StoreError::io(&path, e))?;
         Ok(Store {
@@ -166,6 +169,7 @@ impl Store {
                 instance,
                 skipped,
                 commit_timeout: options.commit_timeout,
+                applying,
             }),
         })
     }
@@ -322,9 +326,13 @@ impl Store {
     ) -> Result<T, StoreError> {
         self.settled_seq().await?;
         let tree = self.inner.tree.clone();
-        actix_web::rt::task::spawn_blocking(move || query(&tree))
-            .await
-            .map_err(|_| StoreError::Closed)?
+        let applying = self.inner.applying.clone();
+        actix_web::rt::task::spawn_blocking(move || {
+            let _whole_groups = applying.read().unwrap_or_else(|e| e.into_inner());
+            query(&tree)
+        })
+        .await
+        .map_err(|_| StoreError::Closed)?
     }
 }
 
