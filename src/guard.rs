@@ -148,6 +148,9 @@ impl Policy {
 }
 
 /// Middleware: refuses (403/429) before routing when the policy says so.
+/// It runs inside actix-cors, so that a browser can read these refusals
+/// (and `Retry-After`); preflights, which carry no data, are answered
+/// before it and spend no client's rate.
 pub async fn enforce(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
@@ -158,6 +161,16 @@ pub async fn enforce(
     if let Err(refused) = verdict {
         return Ok(req.error_response(refused).map_into_right_body());
     }
+    next.call(req)
+        .await
+        .map(ServiceResponse::map_into_left_body)
+}
+
+/// Middleware, outside actix-cors: its refusals become klaxon's JSON 400.
+pub async fn cors_refusals(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
     let res = next.call(req).await.map_err(|e| match cors_refusal(&e) {
         Some(refused) => refused.into(),
         None => e,

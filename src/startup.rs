@@ -84,8 +84,9 @@ impl Application {
         let main_metrics_source = metrics_source.clone();
         let server = HttpServer::new(move || {
             App::new()
-                .wrap(Condition::new(!origins.is_empty(), cors(&origins)))
                 .wrap(from_fn(guard::enforce))
+                .wrap(Condition::new(!origins.is_empty(), cors(&origins)))
+                .wrap(from_fn(guard::cors_refusals))
                 .wrap(from_fn(telemetry::log_requests))
                 .app_data(guard.clone())
                 .app_data(body_timeout.clone())
@@ -230,7 +231,7 @@ fn cors(origins: &[String]) -> Cors {
         .fold(Cors::default(), |cors, origin| cors.allowed_origin(origin))
         .allowed_methods(["GET", "POST"])
         .allowed_headers(["authorization", "content-type", "if-none-match"])
-        .expose_headers(["etag"])
+        .expose_headers(["etag", "retry-after"])
         .max_age(600)
 }
 

@@ -77,8 +77,8 @@ pub async fn acknowledge(
             body = Alert, headers(
                 ("ETag" = String, description = "The alert's tag."),
                 ("Cache-Control" = String, description = "`no-cache`."))),
-        BadRequest, Unauthenticated, Forbidden, NotFound, RequestTimeout, PayloadTooLarge,
-        UnsupportedMediaType, RateLimited, HeadersTooLarge, Unavailable
+        BadRequest, Unauthenticated, Forbidden, NotFound, RequestTimeout, Conflict,
+        PayloadTooLarge, UnsupportedMediaType, RateLimited, HeadersTooLarge, Unavailable
     )
 )]
 pub async fn resolve(
@@ -106,8 +106,8 @@ pub async fn resolve(
             body = Alert, headers(
                 ("ETag" = String, description = "The alert's tag."),
                 ("Cache-Control" = String, description = "`no-cache`."))),
-        BadRequest, Unauthenticated, Forbidden, NotFound, RequestTimeout, PayloadTooLarge,
-        UnsupportedMediaType, RateLimited, HeadersTooLarge, Unavailable
+        BadRequest, Unauthenticated, Forbidden, NotFound, RequestTimeout, Conflict,
+        PayloadTooLarge, UnsupportedMediaType, RateLimited, HeadersTooLarge, Unavailable
     )
 )]
 pub async fn reopen(

@@ -22,7 +22,7 @@ pub struct NotModified;
 #[derive(IntoResponses)]
 #[response(
     status = 400,
-    description = "`malformed-body`, `missing-field` or `invalid-parameter`; `cors-refused` for an `Origin` that is not allowed."
+    description = "`malformed-body`, `missing-field` or `invalid-parameter`; `cors-refused` for a CORS preflight that is not allowed."
 )]
 pub struct BadRequest(pub ErrorBody<'static>);
 

@@ -96,3 +96,52 @@ async fn no_cors_headers_by_default() {
         .unwrap();
     assert!(res.headers().get("access-control-allow-origin").is_none());
 }
+
+#[tokio::test]
+async fn a_browser_can_read_a_429_and_preflights_spend_no_rate() {
+    let app = spawn_app_with(|s| {
+        s.cors_origins = vec!["https://dash.example.com".into()];
+        s.api_rate = klaxon::config::RateLimit {
+            per_sec: 1,
+            burst: 2,
+        };
+    })
+    .await;
+    for _ in 0..5 {
+        let preflight = app
+            .client
+            .request(reqwest::Method::OPTIONS, app.url("/api/v1/alerts"))
+            .header("origin", "https://dash.example.com")
+            .header("access-control-request-method", "GET")
+            .header("access-control-request-headers", "authorization")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(preflight.status(), 200);
+    }
+    let get = || {
+        app.client
+            .get(app.url("/api/v1/alerts"))
+            .bearer_auth(READ_TOKEN)
+            .header("origin", "https://dash.example.com")
+            .send()
+    };
+    for _ in 0..2 {
+        assert_eq!(get().await.unwrap().status(), 200);
+    }
+    let limited = get().await.unwrap();
+    let header = |name: &str| {
+        limited
+            .headers()
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_lowercase())
+            .unwrap_or_default()
+    };
+    assert_eq!(
+        header("access-control-allow-origin"),
+        "https://dash.example.com"
+    );
+    assert!(header("access-control-expose-headers").contains("retry-after"));
+    assert!(!header("retry-after").is_empty());
+    assert_error(limited, 429, "rate-limited").await;
+}

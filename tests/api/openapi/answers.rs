@@ -249,6 +249,31 @@ async fn alert_changes_match_the_document() {
     )
     .await;
     check(vec![("POST", "/api/v1/alerts/{id}/resolve", res, 404)]).await;
+
+    // Notes full (128 KiB of text): resolving or reopening with a note that
+    // does not fit is a 409.
+    let long = json!({"note": "n".repeat(15_000)}).to_string();
+    while post(
+        &app,
+        &path("notes"),
+        WRITE_TOKEN,
+        Some(("application/json", &long)),
+    )
+    .await
+    .status()
+        == 201
+    {}
+    let with_note = Some(("application/json", long.as_str()));
+    let full = post(&app, &path("resolve"), WRITE_TOKEN, with_note).await;
+    check(vec![("POST", "/api/v1/alerts/{id}/resolve", full, 409)]).await;
+    assert_eq!(
+        post(&app, &path("resolve"), WRITE_TOKEN, None)
+            .await
+            .status(),
+        200
+    );
+    let full = post(&app, &path("reopen"), WRITE_TOKEN, with_note).await;
+    check(vec![("POST", "/api/v1/alerts/{id}/reopen", full, 409)]).await;
 }
 
 #[tokio::test]
