@@ -93,6 +93,33 @@ struct Inner {
     applying: group::Applying,
 }
 
+/// How long [`Store::open`] waits for a lock that a store closed by this
+/// same process still holds.
+const LOCK_WAIT: Duration = Duration::from_secs(2);
+
+/// Opens sled at `path`. sled releases a database's lock only once its
+/// background threads are done with it, a moment after the last handle is
+/// dropped: a store closed and opened again in one process (a restore, a
+/// migration, a test) can find it still held, more often on a busy machine.
+/// That is waited for, briefly; another process's lock then still fails.
+fn open_sled(path: &Path, options: &StoreOptions) -> Result<sled::Db, StoreError> {
+    let deadline = std::time::Instant::now() + LOCK_WAIT;
+    loop {
+        let opened = sled::Config::new()
+            .path(path)
+            .cache_capacity(options.cache_bytes)
+            .flush_every_ms(None)
+            .open()
+            .map_err(StoreError::from);
+        match opened {
+            Err(e) if e.is_locked() && std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            opened => return opened,
+        }
+    }
+}
+
 impl Store {
     /// Opens (or creates) the store under `data_dir`, checking its schema version.
     pub fn open(data_dir: &Path, options: &StoreOptions) -> Result<Store, StoreError> {
@@ -100,11 +127,7 @@ impl Store {
         refuse_newer_schema(data_dir)?;
         migrate::from_v1(data_dir, options)?;
         let path = data_dir.join(format!("v{SCHEMA_VERSION}"));
-        let db = sled::Config::new()
-            .path(&path)
-            .cache_capacity(options.cache_bytes)
-            .flush_every_ms(None)
-            .open()?;
+        let db = open_sled(&path, options)?;
         let tree = db.open_tree("klaxon")?;
         let instance = match tree.get(keys::meta("schema"))? {
             Some(v) => {
