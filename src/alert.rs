@@ -306,24 +306,43 @@ impl Alert {
 /// Longest title, in characters.
 pub const TITLE_MAX_CHARS: usize = 120;
 
+/// The title of a message with no text of its own: a file shared without a
+/// comment, a post that is only the trigger word.
+pub const UNTITLED: &str = "(no text)";
+
 /// The first non-empty line of `text`, without a leading trigger word,
-/// cut to [`TITLE_MAX_CHARS`] on a character boundary.
+/// cut to [`TITLE_MAX_CHARS`] on a character boundary; [`UNTITLED`] if
+/// nothing is left.
 pub fn title_of(text: &str, trigger_word: Option<&str>) -> String {
     let mut rest = text.trim_start();
     if let Some(trigger) = trigger_word.map(str::trim).filter(|t| !t.is_empty()) {
-        if let Some(head) = rest.get(..trigger.len()) {
-            if head.eq_ignore_ascii_case(trigger) {
-                rest = rest[trigger.len()..]
-                    .trim_start_matches(|c: char| c == ':' || c.is_whitespace());
-            }
+        if let Some(after) = after_word(rest, trigger) {
+            rest = after.trim_start_matches(|c: char| c == ':' || c.is_whitespace());
         }
     }
     let line = rest
         .lines()
         .map(str::trim)
         .find(|l| !l.is_empty())
-        .unwrap_or("");
+        .unwrap_or(UNTITLED);
     line.chars().take(TITLE_MAX_CHARS).collect()
+}
+
+/// `text` after `word` at its start (in any case), when `word` is a whole
+/// word there: `outage` is not taken off `outages in eu` or `outage-db`.
+fn after_word<'a>(text: &'a str, word: &str) -> Option<&'a str> {
+    let mut chars = text.char_indices();
+    for expected in word.chars() {
+        let (_, c) = chars.next()?;
+        if !c.to_lowercase().eq(expected.to_lowercase()) {
+            return None;
+        }
+    }
+    let rest = &text[chars.offset()..];
+    let word_char = |c: char| c.is_alphanumeric() || c == '_' || c == '-';
+    let joined =
+        word.chars().last().is_some_and(word_char) && rest.chars().next().is_some_and(word_char);
+    (!joined).then_some(rest)
 }
 
 /// Now, in Unix milliseconds.
@@ -404,6 +423,33 @@ mod tests {
         );
         assert_eq!(title_of("\n\n  db down\nmore", None), "db down");
         assert_eq!(title_of("Outage: api", Some("outage")), "api");
+        assert_eq!(title_of("ÄRGER im Lager", Some("ärger")), "im Lager");
+        assert_eq!(
+            title_of(":rotating_light:db", Some(":rotating_light:")),
+            "db"
+        );
+    }
+
+    #[test]
+    fn the_trigger_word_is_taken_off_only_as_a_whole_word() {
+        assert_eq!(
+            title_of("outages in eu high", Some("outage")),
+            "outages in eu high"
+        );
+        assert_eq!(title_of("outage_x down", Some("outage")), "outage_x down");
+        assert_eq!(title_of("outage-db down", Some("outage")), "outage-db down");
+    }
+
+    #[test]
+    fn a_message_without_text_is_untitled() {
+        for (text, trigger) in [
+            ("", None),
+            ("  \n ", None),
+            ("outage", Some("outage")),
+            ("outage:  ", Some("outage")),
+        ] {
+            assert_eq!(title_of(text, trigger), UNTITLED, "{text:?}");
+        }
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Urgency and how it is read from a message.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::str::FromStr;
 use std::sync::LazyLock;
@@ -81,10 +82,14 @@ static URGENCY_WORD: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"(?i)\b(?:low|medium|high|critical)\b").expect("urgency regex is valid")
 });
 
-/// The highest urgency named in `text`, if any: never under-page.
+/// The highest urgency named in `text`, if any: never under-page. Only the
+/// words people wrote count, not Slack markup: a link's address, a mention
+/// of `@critical-oncall` or of `#high-priority` names no urgency (a link's
+/// label does).
 pub fn named_in(text: &str) -> Option<Urgency> {
+    let text = written_words(text);
     let mut highest = None;
-    for word in URGENCY_WORD.find_iter(text) {
+    for word in URGENCY_WORD.find_iter(&text) {
         // The regex only matches the four words (case-folded), so this parses.
         if let Ok(u) = word.as_str().to_lowercase().parse::<Urgency>() {
             highest = highest.max(Some(u));
@@ -94,6 +99,31 @@ pub fn named_in(text: &str) -> Option<Urgency> {
         }
     }
     highest
+}
+
+/// `text` without Slack's markup (`<@U1>`, `<#C1|name>`, `<!here>`,
+/// `<!subteam^S1|@team>`, `<https://...>`), keeping a link's label. People's
+/// own `<` and `>` arrive escaped (`&lt;`), so every `<...>` is markup.
+fn written_words(text: &str) -> Cow<'_, str> {
+    if !text.contains('<') {
+        return Cow::Borrowed(text);
+    }
+    let mut words = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(open) = rest.find('<') {
+        let Some(close) = rest[open..].find('>').map(|c| open + c) else {
+            break;
+        };
+        words.push_str(&rest[..open]);
+        let markup = &rest[open + 1..close];
+        match markup.split_once('|') {
+            Some((target, label)) if !target.starts_with(['@', '#', '!']) => words.push_str(label),
+            _ => words.push(' '),
+        }
+        rest = &rest[close + 1..];
+    }
+    words.push_str(rest);
+    Cow::Owned(words)
 }
 
 /// The urgency of a message: the highest one it names, else `default`.
@@ -136,6 +166,28 @@ mod tests {
         ] {
             assert_eq!(named_in(text), None, "{text}");
         }
+    }
+
+    #[test]
+    fn slack_markup_names_no_urgency_but_a_link_label_does() {
+        for text in [
+            "<!subteam^S123|@critical-oncall> please look",
+            "see <https://grafana.example.com/d/high-cpu|dashboard>",
+            "see <https://grafana.example.com/d/high-cpu>",
+            "moved to <#C123|high-priority>",
+            "<@U0CRITICAL> db down",
+            "<!here|here> db down",
+        ] {
+            assert_eq!(named_in(text), None, "{text}");
+        }
+        assert_eq!(
+            named_in("<@U1> see <https://x.example/low|critical status>"),
+            Some(Urgency::Critical)
+        );
+        assert_eq!(named_in("<@U1> high: db down"), Some(Urgency::High));
+        // An unclosed `<` is text, as are escaped brackets.
+        assert_eq!(named_in("a < b, high"), Some(Urgency::High));
+        assert_eq!(named_in("&lt;low&gt;"), Some(Urgency::Low));
     }
 
     #[test]

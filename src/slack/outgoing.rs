@@ -152,7 +152,12 @@ pub async fn receive(
         Inserted::Created(a) => {
             metrics::alert_created("outgoing_webhook", a.urgency);
             (
-                format!("opened alert {} ({} urgency): {}", a.id, a.urgency, a.title),
+                format!(
+                    "opened alert {} ({} urgency): {}",
+                    a.id,
+                    a.urgency,
+                    inert(&a.title)
+                ),
                 format!("created alert {}", a.id),
             )
         }
@@ -175,6 +180,15 @@ pub async fn receive(
 
 /// Slack posts the reply in the channel: prefix it so that it can never start
 /// with the trigger word and fire the webhook again.
+/// `text` to repeat in klaxon's own reply without its Slack markup acting
+/// again: `<!channel>`, `<@U123>`, `<!subteam^S1>` would ping people a second
+/// time, and `<https://x|label>` would post someone's link in klaxon's voice.
+/// Slack sends `&`, `<` and `>` typed by people already escaped, so escaping
+/// the angle brackets shows the markup as the text it was.
+fn inert(text: &str) -> String {
+    text.replace('<', "&lt;").replace('>', "&gt;")
+}
+
 pub fn reply_text(text: &str, trigger_word: &str) -> String {
     let trigger = trigger_word.trim();
     for prefix in ["klaxon: ", ":rotating_light: klaxon "] {

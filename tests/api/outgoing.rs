@@ -238,3 +238,50 @@ async fn oversized_body_is_413() {
     assert_error(app.post_outgoing(&form).await, 413, "payload-too-large").await;
     assert!(app.all_alerts().await.is_empty());
 }
+
+#[tokio::test]
+async fn the_reply_repeats_no_live_mention_or_link_and_markup_names_no_urgency() {
+    let app = spawn_app().await;
+    let form = fixture("outgoing/pagertree_outage_high.form").replace(
+        "text=outage+check+servers+high",
+        // outage <!channel> db down <@U999> <https://grafana.example/d/high-cpu|graph>
+        "text=outage+%3C%21channel%3E+db+down+%3C%40U999%3E+%3Chttps%3A%2F%2Fgrafana.example%2Fd%2Fhigh-cpu%7Cgraph%3E",
+    );
+    let reply: Value = app.post_outgoing(&form).await.json().await.unwrap();
+    let text = reply["text"].as_str().unwrap();
+    assert!(!text.contains('<') && !text.contains('>'), "{text}");
+    assert!(
+        text.contains("&lt;!channel&gt; db down &lt;@U999&gt;"),
+        "{text}"
+    );
+    let alert = &app.all_alerts().await[0];
+    // Stored as Slack sent it; the address's "high" is not the author's word.
+    assert_eq!(
+        alert["title"],
+        "<!channel> db down <@U999> <https://grafana.example/d/high-cpu|graph>"
+    );
+    assert_eq!(alert["urgency_source"], "default");
+}
+
+#[tokio::test]
+async fn a_post_of_only_the_trigger_word_is_untitled_and_a_longer_word_is_kept() {
+    let app = spawn_app().await;
+    let base = fixture("outgoing/pagertree_outage_high.form");
+    let only = base.replace("text=outage+check+servers+high", "text=outage");
+    let reply: Value = app.post_outgoing(&only).await.json().await.unwrap();
+    assert!(
+        reply["text"].as_str().unwrap().ends_with("(no text)"),
+        "{reply}"
+    );
+    let longer = base
+        .replace("text=outage+check+servers+high", "text=outages+in+eu")
+        .replace("timestamp=1732358400.000200", "timestamp=1732358400.000300");
+    app.post_outgoing(&longer).await;
+    let titles: Vec<Value> = app
+        .all_alerts()
+        .await
+        .iter()
+        .map(|a| a["title"].clone())
+        .collect();
+    assert_eq!(titles, ["outages in eu", "(no text)"]);
+}
