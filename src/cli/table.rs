@@ -7,19 +7,23 @@
 use std::collections::HashMap;
 
 use serde::Deserialize;
+use unicode_width::UnicodeWidthChar;
 
 use crate::alert::{Alert, Source, Status};
 use crate::urgency::{Urgency, UrgencySource};
 
-/// Widest TITLE cell, in characters.
+/// Widest TITLE cell, in terminal columns.
 pub const TITLE_WIDTH: usize = 60;
+/// Widest CHANNEL cell, in terminal columns (Slack's names are at most 80 characters).
+const CHANNEL_WIDTH: usize = 24;
 
-/// `text` safe for one terminal line: whitespace controls become spaces, other
-/// control and bidirectional-override characters become U+FFFD.
+/// `text` safe for one terminal line: whitespace controls and line or
+/// paragraph separators become spaces, other control and
+/// bidirectional-override characters become U+FFFD.
 pub fn clean(text: &str) -> String {
     text.chars()
         .map(|c| match c {
-            '\t' | '\n' | '\r' => ' ',
+            '\t' | '\n' | '\r' | '\u{2028}' | '\u{2029}' => ' ',
             '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' => {
                 '\u{fffd}'
             }
@@ -29,12 +33,27 @@ pub fn clean(text: &str) -> String {
         .collect()
 }
 
-/// `text` cut to at most `width` characters (on a character boundary), ending in `…` when cut.
+/// Terminal columns `text` takes: a CJK character or an emoji takes two.
+fn columns_of(text: &str) -> usize {
+    text.chars().map(|c| c.width().unwrap_or(0)).sum()
+}
+
+/// `text` cut to at most `width` terminal columns (on a character
+/// boundary), ending in `…` when cut.
 pub fn truncate(text: &str, width: usize) -> String {
-    if text.chars().count() <= width {
+    if columns_of(text) <= width {
         return text.to_owned();
     }
-    let mut cut: String = text.chars().take(width.saturating_sub(1)).collect();
+    let mut cut = String::new();
+    let mut used = 0;
+    for c in text.chars() {
+        let w = c.width().unwrap_or(0);
+        if used + w > width.saturating_sub(1) {
+            break;
+        }
+        used += w;
+        cut.push(c);
+    }
     cut.push('…');
     cut
 }
@@ -48,10 +67,11 @@ fn minutes(rfc3339: &str) -> String {
 }
 
 fn channel(alert: &Alert) -> String {
-    match &alert.slack.channel_name {
+    let name = match &alert.slack.channel_name {
         Some(name) => clean(&format!("#{name}")),
         None => clean(&alert.slack.channel_id),
-    }
+    };
+    truncate(&name, CHANNEL_WIDTH)
 }
 
 /// Rows as aligned columns, two spaces apart; `right` columns align right.
@@ -61,7 +81,7 @@ fn columns(rows: &[Vec<String>], right: &[usize]) -> String {
         .map(|i| {
             rows.iter()
                 .filter_map(|r| r.get(i))
-                .map(|c| c.chars().count())
+                .map(|c| columns_of(c))
                 .max()
                 .unwrap_or(0)
         })
@@ -70,7 +90,7 @@ fn columns(rows: &[Vec<String>], right: &[usize]) -> String {
     for row in rows {
         let mut line = String::new();
         for (i, cell) in row.iter().enumerate() {
-            let pad = " ".repeat(widths[i] - cell.chars().count());
+            let pad = " ".repeat(widths[i] - columns_of(cell));
             if i > 0 {
                 line.push_str("  ");
             }
@@ -279,6 +299,20 @@ mod tests {
         let cut = truncate(&long, TITLE_WIDTH);
         assert_eq!(cut.chars().count(), TITLE_WIDTH);
         assert!(cut.ends_with('…'));
+        // Wide characters take two columns each.
+        let cut = truncate(&"障害".repeat(40), TITLE_WIDTH);
+        assert_eq!(columns_of(&cut), TITLE_WIDTH - 1);
+        assert_eq!(cut.chars().count(), 30);
+    }
+
+    #[test]
+    fn wide_cells_align_by_terminal_columns() {
+        let rows = vec![
+            vec!["障害".into(), "x".into()],
+            vec!["abcd".into(), "y".into()],
+        ];
+        assert_eq!(columns(&rows, &[]), "障害  x\nabcd  y\n");
+        assert_eq!(clean("a\u{2028}b"), "a b");
     }
 
     #[test]

@@ -64,6 +64,16 @@ async fn reading_without_a_valid_token_is_401_with_www_authenticate() {
         .await
         .unwrap();
     assert_error(res, 401, "unauthenticated").await;
+    // Two Authorization headers, the first valid: which one counts would be a guess.
+    let res = app
+        .client
+        .get(app.url("/api/v1/alerts"))
+        .header("authorization", format!("Bearer {READ_TOKEN}"))
+        .header("authorization", "Bearer wrong")
+        .send()
+        .await
+        .unwrap();
+    assert_error(res, 401, "unauthenticated").await;
 }
 
 #[tokio::test]
