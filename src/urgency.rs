@@ -85,9 +85,10 @@ static URGENCY_WORD: LazyLock<Regex> = LazyLock::new(|| {
 /// The highest urgency named in `text`, if any: never under-page. Only the
 /// words people wrote count, not Slack markup: a link's address, a mention
 /// of `@critical-oncall` or of `#high-priority` names no urgency (a link's
-/// label does).
+/// label does), and `_critical_` (Slack's italics) is the word critical.
 pub fn named_in(text: &str) -> Option<Urgency> {
-    let text = written_words(text);
+    let words = written_words(text);
+    let text = without_italics(&words);
     let mut highest = None;
     for word in URGENCY_WORD.find_iter(&text) {
         // The regex only matches the four words (case-folded), so this parses.
@@ -117,13 +118,57 @@ fn written_words(text: &str) -> Cow<'_, str> {
         words.push_str(&rest[..open]);
         let markup = &rest[open + 1..close];
         match markup.split_once('|') {
-            Some((target, label)) if !target.starts_with(['@', '#', '!']) => words.push_str(label),
+            Some((target, label))
+                if !target.starts_with(['@', '#', '!']) && !is_address_of(label, target) =>
+            {
+                words.push_str(label)
+            }
             _ => words.push(' '),
         }
         rest = &rest[close + 1..];
     }
     words.push_str(rest);
     Cow::Owned(words)
+}
+
+/// Whether a link's label is its address as someone typed it: Slack links
+/// `example.com/critical` as `<http://example.com/critical|example.com/critical>`.
+fn is_address_of(label: &str, target: &str) -> bool {
+    let bare = ["https://", "http://", "mailto:"]
+        .into_iter()
+        .find_map(|scheme| target.strip_prefix(scheme))
+        .unwrap_or(target);
+    label.eq_ignore_ascii_case(target) || label.eq_ignore_ascii_case(bare)
+}
+
+/// `text` with the underscores at either edge of a word as spaces: Slack
+/// sends italics as `_critical_`, and `\b` counts `_` as a letter. Inside a
+/// word (`critical_path`) they stay, so an identifier names no urgency.
+fn without_italics(text: &str) -> Cow<'_, str> {
+    if !text.contains('_') {
+        return Cow::Borrowed(text);
+    }
+    let chars: Vec<char> = text.chars().collect();
+    let letter = |i: Option<usize>| {
+        i.and_then(|i| chars.get(i))
+            .is_some_and(|c| c.is_alphanumeric())
+    };
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    while i < chars.len() {
+        if chars[i] != '_' {
+            out.push(chars[i]);
+            i += 1;
+            continue;
+        }
+        let run = i;
+        while chars.get(i) == Some(&'_') {
+            i += 1;
+        }
+        let inside = letter(run.checked_sub(1)) && letter(Some(i));
+        out.extend(std::iter::repeat_n(if inside { '_' } else { ' ' }, i - run));
+    }
+    Cow::Owned(out)
 }
 
 /// The urgency of a message: the highest one it names, else `default`.
@@ -188,6 +233,37 @@ mod tests {
         // An unclosed `<` is text, as are escaped brackets.
         assert_eq!(named_in("a < b, high"), Some(Urgency::High));
         assert_eq!(named_in("&lt;low&gt;"), Some(Urgency::Low));
+    }
+
+    #[test]
+    fn italics_name_an_urgency_and_identifiers_do_not() {
+        for (text, want) in [
+            ("_critical_ checkout down", Some(Urgency::Critical)),
+            ("*_critical_* checkout down", Some(Urgency::Critical)),
+            ("db down, _HIGH_ priority", Some(Urgency::High)),
+            ("__low__", Some(Urgency::Low)),
+            ("_low", Some(Urgency::Low)),
+            ("see critical_path_service", None),
+            ("_critical_path_ slow", None),
+            ("high_cpu alarm", None),
+        ] {
+            assert_eq!(named_in(text), want, "{text}");
+        }
+    }
+
+    #[test]
+    fn a_link_labelled_with_its_own_address_names_no_urgency() {
+        for text in [
+            "see <http://example.com/critical|example.com/critical>",
+            "see <https://example.com/critical|https://example.com/critical>",
+            "mail <mailto:high@x.example|high@x.example>",
+        ] {
+            assert_eq!(named_in(text), None, "{text}");
+        }
+        assert_eq!(
+            named_in("<https://x.example/critical|the critical runbook>"),
+            Some(Urgency::Critical)
+        );
     }
 
     #[test]

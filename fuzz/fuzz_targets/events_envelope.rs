@@ -1,6 +1,6 @@
 //! Events API envelopes: parsing and deciding any body never panics; an alert
 //! title is at most 120 chars and taken from the text; a thread reply is never
-//! a reply to itself and its command is `reply_command` of its text.
+//! a reply to itself, has text, and its command is `reply_command` of its text.
 #![no_main]
 
 use klaxon::alert::{TITLE_MAX_CHARS, UNTITLED};
@@ -22,6 +22,7 @@ fuzz_target!(|data: &[u8]| {
         }
         Decision::Reply(reply) => {
             assert_ne!(reply.thread_ts, reply.ts);
+            assert!(!reply.text.trim().is_empty());
             assert_eq!(reply.command, reply_command(&reply.text));
         }
         _ => {}

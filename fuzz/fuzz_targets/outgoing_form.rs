@@ -1,10 +1,13 @@
 //! Outgoing-webhook forms: strict decoding, the bot check and the alert built
 //! from any body never panic; a built alert's title is at most 120 chars and
 //! its urgency is the one read from its text; the channel reply never starts
-//! with the trigger word (which would fire the webhook again).
+//! with the trigger word (which would fire the webhook again); a post read as
+//! a thread reply is never a reply to itself, has text, and its command is the
+//! one the Events API would read from the same text.
 #![no_main]
 
 use klaxon::alert::{TITLE_MAX_CHARS, UNTITLED};
+use klaxon::slack::events::reply_command;
 use klaxon::slack::outgoing::{reply_text, OutgoingForm};
 use klaxon::urgency::{self, Urgency};
 use libfuzzer_sys::fuzz_target;
@@ -14,6 +17,12 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let _ = form.is_from_bot();
+    let _ = form.check_ids();
+    if let Some(reply) = form.as_thread_reply() {
+        assert_ne!(reply.thread_ts, reply.ts);
+        assert!(!reply.text.trim().is_empty());
+        assert_eq!(reply.command, reply_command(&reply.text));
+    }
     let trigger = form.trigger_word.clone().unwrap_or_default();
     if let Ok(alert) = form.into_new_alert(Urgency::Medium) {
         assert!(alert.title.chars().count() <= TITLE_MAX_CHARS);

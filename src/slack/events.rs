@@ -199,6 +199,10 @@ impl Callback {
         let text = e.text.unwrap_or_default();
         let thread_ts = given(e.thread_ts);
         if let Some(thread_ts) = thread_ts.clone().filter(|t| *t != ts) {
+            // A file or a reaction-only reply: an empty note says nothing.
+            if text.trim().is_empty() {
+                return Decision::Ignore("thread reply without text");
+            }
             return Decision::Reply(ThreadReply {
                 team: team.unwrap_or_default(),
                 channel,

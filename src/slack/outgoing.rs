@@ -6,6 +6,7 @@ use serde::Deserialize;
 use serde_json::json;
 use utoipa::ToSchema;
 
+use super::events::reply_command;
 use super::{form, SlackSettings, BODY_LIMIT};
 use crate::alert::{title_of, NewAlert, SlackRef, Source};
 use crate::api::responses::{
@@ -16,7 +17,7 @@ use crate::api::schemas::OutgoingReply;
 use crate::body::{read_body, require_content_type};
 use crate::error::ApiError;
 use crate::metrics;
-use crate::store::{Inserted, Store};
+use crate::store::{Inserted, ReplyOutcome, Store, ThreadReply};
 use crate::telemetry::with_outcome;
 use crate::urgency;
 
@@ -59,9 +60,8 @@ impl OutgoingForm {
             || self.user_id.as_deref() == Some("USLACKBOT")
     }
 
-    /// The alert this post asks for; 400 when a required field is missing
-    /// or an identifier is too long.
-    pub fn into_new_alert(self, default: urgency::Urgency) -> Result<NewAlert, ApiError> {
+    /// 400 when an identifier is too long.
+    pub fn check_ids(&self) -> Result<(), ApiError> {
         super::check_ids([
             ("team_id", self.team_id.as_deref()),
             ("team_domain", self.team_domain.as_deref()),
@@ -72,7 +72,31 @@ impl OutgoingForm {
             ("user_id", self.user_id.as_deref()),
             ("user_name", self.user_name.as_deref()),
             ("trigger_word", self.trigger_word.as_deref()),
-        ])?;
+        ])
+    }
+
+    /// A post inside a thread, as a reply to the thread's first message:
+    /// the same reply the Events API would give for it, so that the same
+    /// message does the same whichever surface brings it first.
+    pub fn as_thread_reply(&self) -> Option<ThreadReply> {
+        let given = |v: &Option<String>| v.clone().filter(|v| !v.trim().is_empty());
+        let thread_ts = given(&self.thread_ts)?;
+        let ts = given(&self.timestamp).filter(|ts| *ts != thread_ts)?;
+        let text = given(&self.text)?;
+        Some(ThreadReply {
+            team: self.team_id.clone().unwrap_or_default(),
+            channel: given(&self.channel_id)?,
+            thread_ts,
+            ts,
+            event_id: None,
+            user: self.user_id.clone(),
+            command: reply_command(&text),
+            text,
+        })
+    }
+
+    /// The alert this post asks for; 400 when a required field is missing.
+    pub fn into_new_alert(self, default: urgency::Urgency) -> Result<NewAlert, ApiError> {
         let channel_id = required(self.channel_id, "channel_id")?;
         let ts = required(self.timestamp, "timestamp")?;
         let text = required(self.text, "text")?;
@@ -113,7 +137,8 @@ fn required(value: Option<String>, name: &'static str) -> Result<String, ApiErro
     tag = "slack",
     summary = "A legacy outgoing webhook: a message starting with a trigger word",
     description = "Creates an alert (or finds the one for the same message) and answers the \
-        text Slack posts back in the channel. Posts by bots answer 200 with an empty body.",
+        text Slack posts back in the channel. A post in the thread of an alert is a reply to it \
+        (a note, or ack / resolve). Posts by bots answer 200 with an empty body.",
     request_body(content = OutgoingForm, content_type = "application/x-www-form-urlencoded"),
     responses(
         (status = 200, description = "The channel reply (empty for bot posts).",
@@ -144,7 +169,16 @@ pub async fn receive(
             "ignored: bot post",
         ));
     }
+    post.check_ids()?;
     let trigger = post.trigger_word.clone().unwrap_or_default();
+    // In a thread under an alert, the post is a reply to it; anywhere else
+    // (or under a message that is not an alert) the trigger word opens one.
+    if let Some(reply) = post.as_thread_reply() {
+        if let Some((text, outcome)) = replied(store.thread_reply(reply).await?) {
+            let reply = json!({ "text": reply_text(&text, &trigger) });
+            return Ok(with_outcome(HttpResponse::Ok().json(reply), outcome));
+        }
+    }
     let inserted = store
         .insert_if_new(post.into_new_alert(slack.default_urgency)?)
         .await?;
@@ -178,8 +212,34 @@ pub async fn receive(
     Ok(with_outcome(HttpResponse::Ok().json(reply), outcome))
 }
 
-/// Slack posts the reply in the channel: prefix it so that it can never start
-/// with the trigger word and fire the webhook again.
+/// What to say of a thread reply (the channel text and the log outcome);
+/// `None` when the thread does not start with an alert.
+fn replied(outcome: ReplyOutcome) -> Option<(String, String)> {
+    Some(match outcome {
+        ReplyOutcome::NotAnAlert => return None,
+        ReplyOutcome::Applied(a) => (
+            format!(
+                "added to alert {} ({} urgency, {})",
+                a.id,
+                a.urgency,
+                a.status.as_str()
+            ),
+            format!("thread reply applied to alert {}", a.id),
+        ),
+        ReplyOutcome::Duplicate(id) => {
+            metrics::duplicate_suppressed("outgoing_webhook");
+            (
+                format!("already added to alert {id}"),
+                format!("duplicate reply to alert {id}"),
+            )
+        }
+        ReplyOutcome::Refused(id, why) => (
+            format!("not added to alert {id}: {why}"),
+            format!("thread reply to alert {id} refused: {why}"),
+        ),
+    })
+}
+
 /// `text` to repeat in klaxon's own reply without its Slack markup acting
 /// again: `<!channel>`, `<@U123>`, `<!subteam^S1>` would ping people a second
 /// time, and `<https://x|label>` would post someone's link in klaxon's voice.
@@ -189,6 +249,8 @@ fn inert(text: &str) -> String {
     text.replace('<', "&lt;").replace('>', "&gt;")
 }
 
+/// Slack posts the reply in the channel: prefix it so that it can never start
+/// with the trigger word and fire the webhook again.
 pub fn reply_text(text: &str, trigger_word: &str) -> String {
     let trigger = trigger_word.trim();
     for prefix in ["klaxon: ", ":rotating_light: klaxon "] {

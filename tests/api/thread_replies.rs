@@ -1,6 +1,6 @@
 use serde_json::Value;
 
-use crate::helpers::{event_fixture, spawn_app, TestApp};
+use crate::helpers::{event_fixture, fixture, spawn_app, TestApp};
 
 /// A thread reply under the `message` fixture's alert.
 fn reply(text: &str, ts: &str, event_id: &str) -> Value {
@@ -143,4 +143,109 @@ async fn a_reply_beyond_the_note_limit_is_answered_ignored_and_kept_nowhere() {
     );
     let alert: Value = app.get_alert(&id).await.json().await.unwrap();
     assert_eq!(alert["notes"].as_array().unwrap().len(), 3);
+}
+
+#[tokio::test]
+async fn a_reply_without_text_is_ignored_not_an_empty_note() {
+    let app = spawn_app().await;
+    let id = alert_from_fixture(&app).await;
+    let mut file_only = reply("", "1732358800.000904", "EvFILE1");
+    file_only["event"]["subtype"] = "file_share".into();
+    let mut blank = reply(" \n ", "1732358800.000905", "EvBLANK1");
+    blank["event"].as_object_mut().unwrap().remove("text");
+    let mut spaces = reply(" \n ", "1732358800.000906", "EvBLANK2");
+    spaces["event_id"] = "EvBLANK2".into();
+    for event in [file_only, blank, spaces] {
+        let res: Value = app.post_event(&event).await.json().await.unwrap();
+        assert_eq!(res["ignored"], "thread reply without text", "{event}");
+    }
+    let alert: Value = app.get_alert(&id).await.json().await.unwrap();
+    assert_eq!(alert["notes"], serde_json::json!([]));
+}
+
+/// The outgoing-webhook post of `thread_reply.form`, and the same message
+/// (same channel and ts) as the Events API sends it.
+fn same_reply_through_events() -> Value {
+    let mut event = reply(
+        "outage still failing after the rollback, now critical",
+        "1732358800.000700",
+        "EvTHREADOUT",
+    );
+    event["event"]["user"] = "U0ONCALL1".into();
+    event
+}
+
+#[tokio::test]
+async fn an_outgoing_webhook_post_in_an_alerts_thread_is_a_reply_whichever_surface_comes_first() {
+    // Outgoing webhook first, then the Events API copy.
+    let app = spawn_app().await;
+    let id = alert_from_fixture(&app).await;
+    let res = app
+        .post_outgoing(&fixture("outgoing/thread_reply.form"))
+        .await;
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.unwrap();
+    let text = body["text"].as_str().unwrap();
+    assert!(text.contains(&format!("added to alert {id}")), "{text}");
+    let again: Value = app
+        .post_event(&same_reply_through_events())
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (&again["alert_id"], &again["duplicate"]),
+        (&id.clone().into(), &true.into())
+    );
+    let outgoing_first: Value = app.get_alert(&id).await.json().await.unwrap();
+    assert_eq!(app.all_alerts().await.len(), 1, "no new alert from a reply");
+
+    // The Events API copy first, then the outgoing webhook.
+    let app = spawn_app().await;
+    let id = alert_from_fixture(&app).await;
+    app.post_event(&same_reply_through_events()).await;
+    let body: Value = app
+        .post_outgoing(&fixture("outgoing/thread_reply.form"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let text = body["text"].as_str().unwrap();
+    assert!(
+        text.contains(&format!("already added to alert {id}")),
+        "{text}"
+    );
+    let events_first: Value = app.get_alert(&id).await.json().await.unwrap();
+    assert_eq!(app.all_alerts().await.len(), 1);
+
+    for alert in [&outgoing_first, &events_first] {
+        let notes = alert["notes"].as_array().unwrap();
+        assert_eq!(notes.len(), 1, "{alert}");
+        assert_eq!(
+            notes[0]["text"],
+            "outage still failing after the rollback, now critical"
+        );
+        assert_eq!(notes[0]["user"], "U0ONCALL1");
+        assert_eq!(alert["urgency"], "critical", "the parent's urgency is kept");
+    }
+}
+
+#[tokio::test]
+async fn an_outgoing_webhook_ack_in_an_alerts_thread_acknowledges_it() {
+    let app = spawn_app().await;
+    let id = alert_from_fixture(&app).await;
+    let form = fixture("outgoing/thread_reply.form")
+        .replace(
+            "text=outage+still+failing+after+the+rollback%2C+now+critical",
+            "text=ack",
+        )
+        .replace("trigger_word=outage", "trigger_word=ack");
+    let body: Value = app.post_outgoing(&form).await.json().await.unwrap();
+    assert!(
+        body["text"].as_str().unwrap().contains("acknowledged"),
+        "{body}"
+    );
+    let alert: Value = app.get_alert(&id).await.json().await.unwrap();
+    assert_eq!(alert["status"], "acknowledged");
+    assert_eq!(alert["acknowledged_by"], "U0ONCALL1");
 }
