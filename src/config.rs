@@ -489,7 +489,13 @@ fn browser_origin(origin: &str) -> Option<String> {
         None if port.is_empty() => "",
         None => return None,
         Some(p) if p == default_port => "",
-        Some(p) if !p.starts_with('0') && p.parse::<u16>().is_ok() => p,
+        Some(p)
+            if p.bytes().all(|b| b.is_ascii_digit())
+                && !p.starts_with('0')
+                && p.parse::<u16>().is_ok() =>
+        {
+            p
+        }
         Some(_) => return None,
     };
     let colon = if port.is_empty() { "" } else { ":" };
@@ -676,6 +682,7 @@ mod tests {
             "https://a.example:",
             "https://a.example:99999",
             "https://a.example:080",
+            "https://a.example:+8080",
             "https://",
             "https://[::1",
             "https://[::1]x",

@@ -121,7 +121,10 @@ fn written_words(text: &str) -> Cow<'_, str> {
             Some((target, label))
                 if !target.starts_with(['@', '#', '!']) && !is_address_of(label, target) =>
             {
-                words.push_str(label)
+                // Spaced: `critical<https://x|dash>` still names critical.
+                words.push(' ');
+                words.push_str(label);
+                words.push(' ');
             }
             _ => words.push(' '),
         }
@@ -230,6 +233,14 @@ mod tests {
             Some(Urgency::Critical)
         );
         assert_eq!(named_in("<@U1> high: db down"), Some(Urgency::High));
+        assert_eq!(
+            named_in("critical<https://x.example|dash>"),
+            Some(Urgency::Critical)
+        );
+        assert_eq!(
+            named_in("<https://x.example|dash>high"),
+            Some(Urgency::High)
+        );
         // An unclosed `<` is text, as are escaped brackets.
         assert_eq!(named_in("a < b, high"), Some(Urgency::High));
         assert_eq!(named_in("&lt;low&gt;"), Some(Urgency::Low));

@@ -158,6 +158,10 @@ impl Group {
     /// Applies a group that has no journal record (too big for one) as one
     /// atomic batch, with the number that stands for it.
     pub fn finish_atomically(&mut self, record: u64) -> Result<(), StoreError> {
+        // sled applies a batch atomically key by key, not for a query that
+        // reads several keys: a listing takes the read lock.
+        let applying = self.applying.clone();
+        let _applying = applying.write().unwrap_or_else(|e| e.into_inner());
         let mut writes = std::mem::take(&mut self.pending);
         writes.insert(
             keys::meta("journal"),

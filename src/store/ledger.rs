@@ -210,13 +210,13 @@ impl Ledger {
         self.group.writes()
     }
 
-    /// Applies the group, whose journal record is durable, to the tree (see
-    /// [`Group::finish`]).
     /// The lock queries take so as not to see a group half applied.
     pub fn applying(&self) -> super::group::Applying {
         self.group.applying()
     }
 
+    /// Applies the group, whose journal record is durable, to the tree (see
+    /// [`Group::finish`]).
     pub fn finish(&mut self, record: u64) -> Result<(), StoreError> {
         self.group.finish(record)?;
         self.committed = self.counters;

@@ -253,6 +253,7 @@ async fn alert_changes_match_the_document() {
     // Notes full (128 KiB of text): resolving or reopening with a note that
     // does not fit is a 409.
     let long = json!({"note": "n".repeat(15_000)}).to_string();
+    let mut added = 0;
     while post(
         &app,
         &path("notes"),
@@ -262,7 +263,13 @@ async fn alert_changes_match_the_document() {
     .await
     .status()
         == 201
-    {}
+    {
+        added += 1;
+        assert!(
+            added < 20,
+            "128 KiB of notes should be full after 9 notes of 15,000"
+        );
+    }
     let with_note = Some(("application/json", long.as_str()));
     let full = post(&app, &path("resolve"), WRITE_TOKEN, with_note).await;
     check(vec![("POST", "/api/v1/alerts/{id}/resolve", full, 409)]).await;
