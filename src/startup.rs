@@ -113,6 +113,9 @@ impl Application {
         .client_request_timeout(settings.client_timeout)
         .client_disconnect_timeout(std::time::Duration::from_secs(1))
         .shutdown_timeout(settings.shutdown_grace.as_secs())
+        // klaxon handles the signals itself: actix-web drops the requests in
+        // flight on SIGINT (see `stop_on_signal`).
+        .disable_signals()
         .listen(listener)
         .map_err(|source| Self::bind_error(settings, source))?
         .run();
@@ -150,6 +153,7 @@ impl Application {
                 .default_service(web::to(no_route))
         })
         .workers(1)
+        .disable_signals()
         .listen(listener)
         .map_err(bind_error)?
         .run();
@@ -164,6 +168,7 @@ impl Application {
             actix_web::rt::spawn(server);
             handle
         });
+        actix_web::rt::spawn(stop_on_signal(self.server.handle()));
         let result = self.server.await;
         if let Some(handle) = metrics {
             handle.stop(false).await;
@@ -251,5 +256,38 @@ fn log_startup(settings: &Settings, tokens: &ApiTokens, port: u16) {
         tracing::warn!(
             "the alert API is closed: set KLAXON_READ_TOKENS and/or KLAXON_WRITE_TOKENS to open it"
         );
+    }
+}
+
+/// SIGINT (Ctrl-C) and SIGTERM both stop the server gracefully: it stops
+/// accepting, and the requests in flight get `KLAXON_SHUTDOWN_GRACE_SECS` to
+/// finish. A second signal stops it at once.
+async fn stop_on_signal(server: actix_web::dev::ServerHandle) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        tracing::error!("cannot listen for SIGINT and SIGTERM: stop klaxon with SIGKILL");
+        return;
+    };
+    let mut graceful = true;
+    loop {
+        let name = tokio::select! {
+            _ = int.recv() => "SIGINT",
+            _ = term.recv() => "SIGTERM",
+        };
+        if graceful {
+            tracing::info!(signal = name, "stopping: finishing the requests in flight");
+            actix_web::rt::spawn(server.clone().stop(true));
+            graceful = false;
+        } else {
+            tracing::warn!(
+                signal = name,
+                "stopping now: dropping the requests in flight"
+            );
+            server.stop(false).await;
+            return;
+        }
     }
 }

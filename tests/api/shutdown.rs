@@ -12,6 +12,16 @@ use crate::process::{server_env, start_server};
 /// then exits 0.
 #[tokio::test]
 async fn sigterm_finishes_the_in_flight_alert_and_exits_cleanly() {
+    the_in_flight_alert_is_finished_on("-TERM").await;
+}
+
+/// Ctrl-C too (actix-web's own SIGINT handling dropped the request).
+#[tokio::test]
+async fn sigint_finishes_the_in_flight_alert_and_exits_cleanly() {
+    the_in_flight_alert_is_finished_on("-INT").await;
+}
+
+async fn the_in_flight_alert_is_finished_on(signal: &'static str) {
     let data_dir = tempfile::tempdir().unwrap();
     let mut env = server_env(data_dir.path());
     env.push(("KLAXON_SHUTDOWN_GRACE_SECS", "10".into()));
@@ -31,7 +41,7 @@ async fn sigterm_finishes_the_in_flight_alert_and_exits_cleanly() {
         stream.write_all(&form.as_bytes()[..20]).unwrap();
         std::thread::sleep(Duration::from_millis(300));
 
-        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+        assert!(Command::new("kill").args([signal, &pid]).status().unwrap().success());
         std::thread::sleep(Duration::from_millis(500));
         let refused = TcpStream::connect(&address).is_err();
 
