@@ -526,6 +526,43 @@ fn toml_error(text: &str, e: &toml::de::Error) -> String {
 }
 
 impl ServeArgs {
+    /// Flags win over the environment for secrets too: clap reads a flag
+    /// and the other form of the same secret from the environment
+    /// (`--read-tokens` and `KLAXON_READ_TOKENS_FILE`) into two fields, and
+    /// two forms are refused. The form not given as a flag is dropped.
+    pub fn prefer_flags(&mut self, matches: &clap::ArgMatches) {
+        let flag =
+            |id: &str| matches.value_source(id) == Some(clap::parser::ValueSource::CommandLine);
+        let keep = |id: &str, direct: &mut Option<Secret>, file: &mut Option<PathBuf>| match (
+            flag(id),
+            flag(&format!("{id}_file")),
+        ) {
+            (true, false) => *file = None,
+            (false, true) => *direct = None,
+            _ => {}
+        };
+        keep(
+            "signing_secret",
+            &mut self.signing_secret,
+            &mut self.signing_secret_file,
+        );
+        keep(
+            "verification_token",
+            &mut self.verification_token,
+            &mut self.verification_token_file,
+        );
+        keep(
+            "read_tokens",
+            &mut self.read_tokens,
+            &mut self.read_tokens_file,
+        );
+        keep(
+            "write_tokens",
+            &mut self.write_tokens,
+            &mut self.write_tokens_file,
+        );
+    }
+
     /// These arguments, with anything they leave unset taken from `file`.
     /// A secret and its `_FILE` variant count as one setting, so a secret in
     /// the environment overrides a secret file named in the config file.

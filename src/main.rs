@@ -5,7 +5,7 @@ use std::io::{BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, FromArgMatches, Parser, Subcommand};
 use klaxon::config::{ServeArgs, Settings, DEFAULT_DATA_DIR};
 use klaxon::startup::{Application, StartupError};
 use klaxon::store::{Store, StoreOptions};
@@ -79,7 +79,13 @@ struct RestoreArgs {
 
 /// Exit codes: 0 clean stop, 1 server error, 2 bad configuration, 3 store cannot open.
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = <Cli as clap::CommandFactory>::command().get_matches();
+    let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    if let (Command::Serve(args) | Command::CheckConfig(args), Some((_, sub))) =
+        (&mut cli.command, matches.subcommand())
+    {
+        args.prefer_flags(sub);
+    }
     if let Err(e) = telemetry::init() {
         // The alert client logs nothing of its own; the rest must not run
         // with logging that is not what its operator set.

@@ -88,6 +88,45 @@ fn a_secret_in_the_environment_overrides_a_secret_file_named_in_the_config() {
 }
 
 #[test]
+fn a_secret_flag_beats_the_other_form_of_it_in_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = dir.path().join("tokens");
+    std::fs::write(&tokens, "one,two,three\n").unwrap();
+    let tokens = tokens.display().to_string();
+    let base = ("SLACK_VERIFICATION_TOKEN", "t".to_owned());
+
+    // The flag, over a _FILE variable.
+    let env = [base.clone(), ("KLAXON_READ_TOKENS_FILE", tokens.clone())];
+    let (code, stdout, stderr) = check_config(&["--read-tokens", "a"], &env);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        line(&stdout, "read_tokens").contains("(1 configured)"),
+        "{stdout}"
+    );
+
+    // The _FILE flag, over the variable.
+    let env = [base.clone(), ("KLAXON_READ_TOKENS", "a".to_owned())];
+    let (code, stdout, stderr) = check_config(&["--read-tokens-file", &tokens], &env);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        line(&stdout, "read_tokens").contains("(3 configured)"),
+        "{stdout}"
+    );
+
+    // Both forms in the environment, or both as flags: which one is meant is a guess.
+    let env = [
+        base.clone(),
+        ("KLAXON_READ_TOKENS", "a".to_owned()),
+        ("KLAXON_READ_TOKENS_FILE", tokens.clone()),
+    ];
+    let (code, _, stderr) = check_config(&[], &env);
+    assert_eq!(code, 2, "{stderr}");
+    let both = ["--read-tokens", "a", "--read-tokens-file", &tokens];
+    let (code, _, stderr) = check_config(&both, &[base]);
+    assert_eq!(code, 2, "{stderr}");
+}
+
+#[test]
 fn check_config_reports_what_serve_would_refuse() {
     let (code, _, stderr) = check_config(&[], &[]);
     assert_eq!(code, 2);
