@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use clap::{Args, FromArgMatches, Parser, Subcommand};
 use klaxon::config::{ServeArgs, Settings, DEFAULT_DATA_DIR};
 use klaxon::startup::{Application, StartupError};
-use klaxon::store::{Store, StoreOptions};
+use klaxon::store::{self, Holds, Store, StoreOptions};
 use klaxon::telemetry;
 
 /// mimalloc: sled and actix allocate and free many short-lived buffers per
@@ -164,35 +164,22 @@ fn open_store(data_dir: &Path) -> Result<Store, ExitCode> {
 }
 
 /// `backup` and `check-store` read an existing store: opening a mistyped
-/// path would create an empty one there and report success on it.
+/// path would create an empty one there and report success on it, and
+/// opening a schema 1 store would migrate it.
 fn holds_a_store(data_dir: &Path) -> Result<(), ExitCode> {
-    // Any schema's directory (`v1/`, `v2/`, a newer one): opening then says
-    // what is wrong with a store it cannot read.
-    let schema_dir = |e: fs::DirEntry| {
-        let name = e.file_name();
-        let name = name.to_string_lossy();
-        e.path().is_dir()
-            && name
-                .strip_prefix('v')
-                .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
-    };
-    match fs::read_dir(data_dir) {
-        Ok(entries) => {
-            if entries.flatten().any(schema_dir) {
-                return Ok(());
-            }
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+    let dir = data_dir.display();
+    match store::holds(data_dir) {
+        Ok(Holds::Store) => return Ok(()),
+        Ok(Holds::Nothing) => eprintln!("klaxon: {dir} holds no klaxon store (no v2/ store inside)"),
+        Ok(Holds::EarlierSchema) => eprintln!(
+            "klaxon: {dir} holds a schema 1 store (v1/); `klaxon serve` migrates it when it starts (keeping v1.migrated/), then back it up or check it"
+        ),
         // Unreadable (another user's directory, say) is not "no store".
         Err(e) => {
-            eprintln!("klaxon: cannot read {}: {e}", data_dir.display());
+            eprintln!("klaxon: cannot read {dir}: {e}");
             return Err(ExitCode::from(3));
         }
     }
-    eprintln!(
-        "klaxon: {} holds no klaxon store (no v2/ inside)",
-        data_dir.display()
-    );
     Err(ExitCode::from(2))
 }
 
@@ -372,6 +359,7 @@ fn serve(args: ServeArgs) -> ExitCode {
             }
         };
         release_freed_memory();
+        app.stop_on_signals();
         match app.run_until_stopped().await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

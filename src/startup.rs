@@ -161,14 +161,19 @@ impl Application {
         Ok((port, server))
     }
 
-    /// Serves until stopped (SIGINT/SIGTERM), then commits what is queued.
+    /// Stops the server gracefully on SIGINT or SIGTERM (see
+    /// [`stop_on_signal`]); without it, only the process's end stops it.
+    pub fn stop_on_signals(&self) {
+        actix_web::rt::spawn(stop_on_signal(self.server.handle()));
+    }
+
+    /// Serves until stopped, then commits what is queued.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let metrics = self.metrics.map(|(_, server)| {
             let handle = server.handle();
             actix_web::rt::spawn(server);
             handle
         });
-        actix_web::rt::spawn(stop_on_signal(self.server.handle()));
         let result = self.server.await;
         if let Some(handle) = metrics {
             handle.stop(false).await;

@@ -427,6 +427,44 @@ fn recover(
 }
 
 /// A `v{N}` directory with N above ours means a newer klaxon wrote here.
+/// What a data dir holds, for the commands that read a store and must
+/// neither create one (at a mistyped path) nor migrate one.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Holds {
+    /// This schema's sled store, or a newer schema's (opening then says so).
+    Store,
+    /// A schema 1 store: `klaxon serve` migrates it when it starts.
+    EarlierSchema,
+    /// Nothing klaxon wrote (an empty `v2/` is not a store).
+    Nothing,
+}
+
+/// What `data_dir` holds; an error only when it cannot be read.
+pub fn holds(data_dir: &Path) -> std::io::Result<Holds> {
+    let entries = match fs::read_dir(data_dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Holds::Nothing),
+        entries => entries?,
+    };
+    let sled_in = |dir: &Path| dir.join("db").is_file();
+    let mut found = Holds::Nothing;
+    for entry in entries {
+        let path = entry?.path();
+        let version = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_prefix('v'))
+            .filter(|v| v.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|v| v.parse::<u64>().ok());
+        match version {
+            Some(v) if v > SCHEMA_VERSION && path.is_dir() => return Ok(Holds::Store),
+            Some(SCHEMA_VERSION) if sled_in(&path) => return Ok(Holds::Store),
+            Some(1) if sled_in(&path) => found = Holds::EarlierSchema,
+            _ => {}
+        }
+    }
+    Ok(found)
+}
+
 fn refuse_newer_schema(data_dir: &Path) -> Result<(), StoreError> {
     let entries = fs::read_dir(data_dir).map_err(|e| StoreError::io(data_dir, e))?;
     for entry in entries.flatten() {

@@ -470,3 +470,29 @@ async fn queries_see_each_group_whole_while_alerts_change() {
     }
     assert!(listings > 10, "only {listings} listings ran");
 }
+
+#[test]
+fn only_a_sled_store_counts_as_one_for_the_offline_commands() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    assert_eq!(holds(&data).unwrap(), Holds::Nothing, "missing");
+    fs::create_dir_all(data.join("v2")).unwrap();
+    assert_eq!(holds(&data).unwrap(), Holds::Nothing, "an empty v2/");
+
+    let v1 = sled::Config::new().path(data.join("v1")).open().unwrap();
+    drop(v1);
+    assert_eq!(holds(&data).unwrap(), Holds::EarlierSchema);
+
+    fs::remove_dir(data.join("v2")).unwrap();
+    drop(Store::open(&data, &StoreOptions::default()).unwrap());
+    assert!(data.join("v1.migrated").is_dir());
+    assert_eq!(holds(&data).unwrap(), Holds::Store, "migrated");
+
+    let newer = dir.path().join("newer");
+    fs::create_dir_all(newer.join("v3")).unwrap();
+    assert_eq!(
+        holds(&newer).unwrap(),
+        Holds::Store,
+        "open names the newer schema"
+    );
+}

@@ -280,6 +280,13 @@ async fn backup_and_check_store_need_an_existing_store_and_backup_replaces_only_
         assert!(String::from_utf8_lossy(&out.stderr).contains("holds no klaxon store"));
         assert!(!missing.exists(), "{args:?} created the data dir");
     }
+    // An empty v2/ is no store either, and stays empty.
+    std::fs::create_dir_all(missing.join("v2")).unwrap();
+    let out = command(&["check-store", "--data-dir", &dir], &[])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(std::fs::read_dir(missing.join("v2")).unwrap().count(), 0);
 
     let data = work.path().join("data");
     let server = start_server(&server_env(&data));
