@@ -77,7 +77,8 @@ impl Guard {
         Ok(ip.map(|ip| ip.to_canonical()))
     }
 
-    fn check(&self, req: &HttpRequest) -> Result<(), ApiError> {
+    /// The policy for `req`; `rate` false checks only the network (a preflight).
+    fn check(&self, req: &HttpRequest, rate: bool) -> Result<(), ApiError> {
         let header_bytes: usize = req
             .headers()
             .iter()
@@ -105,7 +106,7 @@ impl Guard {
         if !policy.allow.is_empty() && !policy.allow.iter().any(|net| net.contains(&ip)) {
             return Err(ApiError::ForbiddenNetwork);
         }
-        let Some(limiter) = &policy.limiter else {
+        let Some(limiter) = policy.limiter.as_ref().filter(|_| rate) else {
             return Ok(());
         };
         if self.checks.fetch_add(1, Ordering::Relaxed) % PRUNE_EVERY == PRUNE_EVERY - 1 {
@@ -149,21 +150,41 @@ impl Policy {
 
 /// Middleware: refuses (403/429) before routing when the policy says so.
 /// It runs inside actix-cors, so that a browser can read these refusals
-/// (and `Retry-After`); preflights, which carry no data, are answered
-/// before it and spend no client's rate.
+/// (and `Retry-After`); actix-cors answers preflights before it.
 pub async fn enforce(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
-    let verdict = req
-        .app_data::<web::Data<Guard>>()
-        .map_or(Ok(()), |g| g.check(req.request()));
-    if let Err(refused) = verdict {
+    if let Err(refused) = verdict(&req, true) {
         return Ok(req.error_response(refused).map_into_right_body());
     }
     next.call(req)
         .await
         .map(ServiceResponse::map_into_left_body)
+}
+
+/// Middleware, just outside actix-cors: a CORS preflight must come from an
+/// allowed network too (else anyone could learn which origins are allowed),
+/// but it carries no data and spends no client's rate.
+pub async fn enforce_on_preflights(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
+    let preflight = req.method() == actix_web::http::Method::OPTIONS
+        && req.headers().contains_key("access-control-request-method");
+    if preflight {
+        if let Err(refused) = verdict(&req, false) {
+            return Ok(req.error_response(refused).map_into_right_body());
+        }
+    }
+    next.call(req)
+        .await
+        .map(ServiceResponse::map_into_left_body)
+}
+
+fn verdict(req: &ServiceRequest, rate: bool) -> Result<(), ApiError> {
+    req.app_data::<web::Data<Guard>>()
+        .map_or(Ok(()), |g| g.check(req.request(), rate))
 }
 
 /// Middleware, outside actix-cors: its refusals become klaxon's JSON 400.

@@ -86,6 +86,7 @@ impl Application {
             App::new()
                 .wrap(from_fn(guard::enforce))
                 .wrap(Condition::new(!origins.is_empty(), cors(&origins)))
+                .wrap(from_fn(guard::enforce_on_preflights))
                 .wrap(from_fn(guard::cors_refusals))
                 .wrap(from_fn(telemetry::log_requests))
                 .app_data(guard.clone())

@@ -145,3 +145,34 @@ async fn a_browser_can_read_a_429_and_preflights_spend_no_rate() {
     assert!(!header("retry-after").is_empty());
     assert_error(limited, 429, "rate-limited").await;
 }
+
+#[tokio::test]
+async fn a_preflight_from_a_network_not_allowed_is_refused_without_cors_headers() {
+    let preflight = |app: &crate::helpers::TestApp| {
+        app.client
+            .request(reqwest::Method::OPTIONS, app.url("/api/v1/alerts"))
+            .header("origin", "https://dash.example.com")
+            .header("access-control-request-method", "GET")
+            .send()
+    };
+    let closed = spawn_app_with(|s| {
+        s.cors_origins = vec!["https://dash.example.com".into()];
+        s.allow_from_api = vec!["203.0.113.0/24".parse().unwrap()];
+    })
+    .await;
+    let res = preflight(&closed).await.unwrap();
+    assert!(res.headers().get("access-control-allow-origin").is_none());
+    assert_error(res, 403, "forbidden-network").await;
+
+    let open = spawn_app_with(|s| {
+        s.cors_origins = vec!["https://dash.example.com".into()];
+        s.allow_from_api = vec!["127.0.0.0/8".parse().unwrap()];
+    })
+    .await;
+    let res = preflight(&open).await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(
+        res.headers()["access-control-allow-origin"],
+        "https://dash.example.com"
+    );
+}
