@@ -18,14 +18,15 @@ use crate::error::ApiError;
 /// silent fallback: a mistyped filter would otherwise hide the logs its
 /// operator asked for.
 pub fn init() -> Result<(), String> {
+    use std::env::VarError::{NotPresent, NotUnicode};
     let filter = match std::env::var("RUST_LOG") {
-        Ok(f) if !f.trim().is_empty() => {
-            EnvFilter::try_new(&f).map_err(|e| format!("RUST_LOG does not parse: {e}"))?
-        }
-        _ => EnvFilter::new("info,sled=warn"),
+        Ok(f) if !f.trim().is_empty() => log_filter(&f)?,
+        Ok(_) | Err(NotPresent) => EnvFilter::new("info,sled=warn"),
+        Err(NotUnicode(_)) => return Err("RUST_LOG is not UTF-8".into()),
     };
     let json = match std::env::var("KLAXON_LOG_FORMAT") {
-        Err(_) => false,
+        Err(NotPresent) => false,
+        Err(NotUnicode(_)) => return Err("KLAXON_LOG_FORMAT must be json or human".into()),
         Ok(f) if f.is_empty() || f.eq_ignore_ascii_case("human") => false,
         Ok(f) if f.eq_ignore_ascii_case("json") => true,
         Ok(_) => return Err("KLAXON_LOG_FORMAT must be json or human".into()),
@@ -45,6 +46,26 @@ pub fn init() -> Result<(), String> {
         builder.try_init()
     };
     Ok(())
+}
+
+/// `RUST_LOG` as a filter. tracing-subscriber reads a bare word as a target
+/// to log at every level, so a mistyped level (`wran`) would parse and
+/// silently log nothing of klaxon's: a bare word must be a level or one of
+/// the crates klaxon's logs come from.
+fn log_filter(directives: &str) -> Result<EnvFilter, String> {
+    const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+    const CRATES: [&str; 5] = ["klaxon", "sled", "actix", "tokio", "governor"];
+    for word in directives.split(',').map(str::trim) {
+        let bare = !word.is_empty() && !word.contains(['=', '[']);
+        let known = LEVELS.iter().any(|l| l.eq_ignore_ascii_case(word))
+            || CRATES.iter().any(|c| word.starts_with(c));
+        if bare && !known {
+            return Err(format!(
+                "RUST_LOG: {word:?} is neither a level (off, error, warn, info, debug, trace) nor target=level"
+            ));
+        }
+    }
+    EnvFilter::try_new(directives).map_err(|e| format!("RUST_LOG does not parse: {e}"))
 }
 
 /// Colour codes only for a person at a terminal, and not if `NO_COLOR` is set.
@@ -133,6 +154,24 @@ pub async fn log_requests(
 mod tests {
     use super::*;
     use actix_web::http::header::HeaderValue;
+
+    #[test]
+    fn a_bare_word_in_rust_log_must_be_a_level_or_a_known_crate() {
+        for good in [
+            "warn",
+            "INFO",
+            "info,sled=warn",
+            "klaxon",
+            "actix_web=debug,warn",
+            "",
+        ] {
+            assert!(log_filter(good).is_ok(), "{good}");
+        }
+        for bad in ["wran", "info,debgu", "klaxon=loud"] {
+            let err = log_filter(bad).unwrap_err();
+            assert!(err.starts_with("RUST_LOG"), "{bad}: {err}");
+        }
+    }
 
     #[test]
     fn the_slack_retry_number_is_logged_only_as_a_number() {

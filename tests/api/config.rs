@@ -204,6 +204,7 @@ fn log_settings_that_do_not_parse_stop_serve_and_are_named() {
     let dir = tempfile::tempdir().unwrap();
     for (name, value) in [
         ("RUST_LOG", "info,klaxon=loud"),
+        ("RUST_LOG", "wran"),
         ("KLAXON_LOG_FORMAT", "xml"),
     ] {
         let mut env = server_env(dir.path());
