@@ -7,7 +7,8 @@
 use std::collections::HashMap;
 
 use serde::Deserialize;
-use unicode_width::UnicodeWidthChar;
+use unicode_segmentation::UnicodeSegmentation;
+use unicode_width::UnicodeWidthStr;
 
 use crate::alert::{Alert, Source, Status};
 use crate::urgency::{Urgency, UrgencySource};
@@ -33,26 +34,28 @@ pub fn clean(text: &str) -> String {
         .collect()
 }
 
-/// Terminal columns `text` takes: a CJK character or an emoji takes two.
+/// Terminal columns `text` takes: a CJK character or an emoji takes two,
+/// an emoji of several code points (`⚠️`, a family joined by ZWJ) too.
 fn columns_of(text: &str) -> usize {
-    text.chars().map(|c| c.width().unwrap_or(0)).sum()
+    text.graphemes(true).map(UnicodeWidthStr::width).sum()
 }
 
-/// `text` cut to at most `width` terminal columns (on a character
-/// boundary), ending in `…` when cut.
+/// `text` cut to at most `width` terminal columns, between the characters
+/// a reader sees (an emoji sequence or an accent stays whole), ending in
+/// `…` when cut.
 pub fn truncate(text: &str, width: usize) -> String {
     if columns_of(text) <= width {
         return text.to_owned();
     }
     let mut cut = String::new();
     let mut used = 0;
-    for c in text.chars() {
-        let w = c.width().unwrap_or(0);
+    for g in text.graphemes(true) {
+        let w = g.width();
         if used + w > width.saturating_sub(1) {
             break;
         }
         used += w;
-        cut.push(c);
+        cut.push_str(g);
     }
     cut.push('…');
     cut
@@ -303,6 +306,12 @@ mod tests {
         let cut = truncate(&"障害".repeat(40), TITLE_WIDTH);
         assert_eq!(columns_of(&cut), TITLE_WIDTH - 1);
         assert_eq!(cut.chars().count(), 30);
+        // An emoji of several code points is one thing to cut around.
+        let family = "\u{1f469}\u{200d}\u{1f469}\u{200d}\u{1f467}";
+        let cut = truncate(&format!("a{family}"), 2);
+        assert_eq!(cut, "a…", "the family is not cut in half");
+        assert_eq!(columns_of(family), 2);
+        assert_eq!(columns_of("\u{26a0}\u{fe0f}"), 2, "⚠️ takes two columns");
     }
 
     #[test]
