@@ -12,6 +12,7 @@ pub mod error;
 pub mod guard;
 pub mod health;
 pub mod metrics;
+pub mod offline;
 pub mod secret;
 pub mod slack;
 pub mod startup;

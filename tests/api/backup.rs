@@ -338,12 +338,16 @@ async fn backup_and_check_store_need_an_existing_store_and_backup_replaces_only_
 
     // A data dir that cannot be read is not a missing store.
     let not_a_dir = work.path().join("elsewhere").display().to_string();
-    let out = command(&["check-store", "--data-dir", &not_a_dir], &[])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(3));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("cannot read"), "{stderr}");
+    let file = file.display().to_string();
+    for args in [
+        vec!["check-store", "--data-dir", &not_a_dir],
+        vec!["restore", "--from", &file, "--data-dir", &not_a_dir],
+    ] {
+        let out = command(&args, &[]).output().unwrap();
+        assert_eq!(out.status.code(), Some(3), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("cannot read"), "{stderr}");
+    }
 }
 
 #[test]
