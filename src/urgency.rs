@@ -9,6 +9,8 @@ use regex::Regex;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::slack::markup::{pieces, Piece};
+
 /// How urgently an alert should page someone; ordered from least to most urgent.
 #[derive(
     Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema,
@@ -103,34 +105,27 @@ pub fn named_in(text: &str) -> Option<Urgency> {
 }
 
 /// `text` without Slack's markup (`<@U1>`, `<#C1|name>`, `<!here>`,
-/// `<!subteam^S1|@team>`, `<https://...>`), keeping a link's label. People's
-/// own `<` and `>` arrive escaped (`&lt;`), so every `<...>` is markup.
+/// `<!subteam^S1|@team>`, `<https://...>`), keeping a link's label.
 fn written_words(text: &str) -> Cow<'_, str> {
     if !text.contains('<') {
         return Cow::Borrowed(text);
     }
     let mut words = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(open) = rest.find('<') {
-        let Some(close) = rest[open..].find('>').map(|c| open + c) else {
-            break;
-        };
-        words.push_str(&rest[..open]);
-        let markup = &rest[open + 1..close];
-        match markup.split_once('|') {
-            Some((target, label))
-                if !target.starts_with(['@', '#', '!']) && !is_address_of(label, target) =>
-            {
+    for piece in pieces(text) {
+        match piece {
+            Piece::Text(text) => words.push_str(text),
+            Piece::Markup {
+                target,
+                label: Some(label),
+            } if !target.starts_with(['@', '#', '!']) && !is_address_of(label, target) => {
                 // Spaced: `critical<https://x|dash>` still names critical.
                 words.push(' ');
                 words.push_str(label);
                 words.push(' ');
             }
-            _ => words.push(' '),
+            Piece::Markup { .. } => words.push(' '),
         }
-        rest = &rest[close + 1..];
     }
-    words.push_str(rest);
     Cow::Owned(words)
 }
 

@@ -11,6 +11,7 @@ use unicode_segmentation::UnicodeSegmentation;
 use unicode_width::UnicodeWidthStr;
 
 use crate::alert::{Alert, Source, Status};
+use crate::slack::markup;
 use crate::urgency::{Urgency, UrgencySource};
 
 /// Widest TITLE cell, in terminal columns.
@@ -32,6 +33,12 @@ pub fn clean(text: &str) -> String {
             c => c,
         })
         .collect()
+}
+
+/// Slack text as Slack shows it (`R&amp;D` as `R&D`, `<#C1|ops>` as
+/// `#ops`, a link as its label), made [`clean`].
+fn readable(text: &str) -> String {
+    clean(&markup::plain(text))
 }
 
 /// Terminal columns `text` takes: a CJK character or an emoji takes two,
@@ -125,7 +132,7 @@ pub fn alerts(alerts: &[Alert]) -> String {
             a.status.as_str().to_owned(),
             a.urgency.as_str().to_owned(),
             channel(a),
-            truncate(&clean(&a.title), TITLE_WIDTH),
+            truncate(&readable(&a.title), TITLE_WIDTH),
         ]
     }));
     columns(&rows, &[])
@@ -144,7 +151,7 @@ pub fn changed(alert: &Alert) -> String {
         alert.id,
         alert.status.as_str(),
         alert.urgency,
-        truncate(&clean(&alert.title), TITLE_WIDTH)
+        truncate(&readable(&alert.title), TITLE_WIDTH)
     )
 }
 
@@ -191,7 +198,7 @@ pub fn details(a: &Alert) -> String {
     }
     let fields = [
         ("alert", a.id.to_string()),
-        ("title", clean(&a.title)),
+        ("title", readable(&a.title)),
         ("status", a.status.as_str().to_owned()),
         ("urgency", format!("{} ({urgency_source})", a.urgency)),
         ("created", clean(&a.created_at)),
@@ -224,14 +231,14 @@ pub fn details(a: &Alert) -> String {
     let mut out = columns(&rows, &[]);
     out.push_str("\ntext:\n");
     for line in a.text.lines() {
-        out.push_str(&format!("  {}\n", clean(line)));
+        out.push_str(&format!("  {}\n", readable(line)));
     }
     out.push_str(&format!("\nnotes: {}\n", a.notes.len()));
     for note in &a.notes {
         let by = note.user.as_deref().map_or_else(|| "-".to_owned(), clean);
         out.push_str(&format!("  {} {by}:\n", clean(&note.at)));
         for line in note.text.lines() {
-            out.push_str(&format!("    {}\n", clean(line)));
+            out.push_str(&format!("    {}\n", readable(line)));
         }
     }
     out
@@ -286,6 +293,14 @@ pub fn summary(summary: &Summary) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn slack_text_reads_as_slack_shows_it_and_stays_clean() {
+        assert_eq!(
+            readable("R&amp;D <#C1|ops> &lt;x&gt;\u{1b}[2J"),
+            "R&D #ops <x>\u{fffd}[2J"
+        );
+    }
 
     #[test]
     fn clean_defuses_terminal_control_sequences() {

@@ -2,6 +2,7 @@
 
 pub mod events;
 mod form;
+pub mod markup;
 pub mod outgoing;
 pub mod signature;
 
