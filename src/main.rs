@@ -106,8 +106,11 @@ fn serve(args: ServeArgs) -> ExitCode {
                 };
             }
         };
+        if let Err(e) = app.stop_on_signals() {
+            eprintln!("klaxon: cannot take over SIGINT and SIGTERM: {e}");
+            return ExitCode::FAILURE;
+        }
         release_freed_memory();
-        app.stop_on_signals();
         match app.run_until_stopped().await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

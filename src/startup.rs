@@ -10,6 +10,7 @@ use actix_web::middleware::{from_fn, Condition};
 use actix_web::{
     web, App, FromRequest, Handler, HttpRequest, HttpResponse, HttpServer, Resource, Responder,
 };
+use tokio::signal::unix::{signal, Signal, SignalKind};
 
 use crate::api::{self, ApiTokens};
 use crate::body::BodyTimeout;
@@ -164,8 +165,12 @@ impl Application {
 
     /// Stops the server gracefully on SIGINT or SIGTERM (see
     /// [`stop_on_signal`]); without it, only the process's end stops it.
-    pub fn stop_on_signals(&self) {
-        actix_web::rt::spawn(stop_on_signal(self.server.handle()));
+    /// The signals are taken over here, before the server first runs.
+    pub fn stop_on_signals(&self) -> std::io::Result<()> {
+        let int = signal(SignalKind::interrupt())?;
+        let term = signal(SignalKind::terminate())?;
+        actix_web::rt::spawn(stop_on_signal(self.server.handle(), int, term));
+        Ok(())
     }
 
     /// Serves until stopped, then commits what is queued.
@@ -267,16 +272,10 @@ fn log_startup(settings: &Settings, tokens: &ApiTokens, port: u16) {
 
 /// SIGINT (Ctrl-C) and SIGTERM both stop the server gracefully: it stops
 /// accepting, and the requests in flight get `KLAXON_SHUTDOWN_GRACE_SECS` to
-/// finish. A second signal stops it at once.
-async fn stop_on_signal(server: actix_web::dev::ServerHandle) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut int), Ok(mut term)) = (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-    ) else {
-        tracing::error!("cannot listen for SIGINT and SIGTERM: stop klaxon with SIGKILL");
-        return;
-    };
+/// finish. A second signal ends the process at once, with exit code 1: every
+/// change answered 2xx is already in the journal, so nothing answered is
+/// lost (actix-server's forced stop waited out the grace period all the same).
+async fn stop_on_signal(server: actix_web::dev::ServerHandle, mut int: Signal, mut term: Signal) {
     let mut graceful = true;
     loop {
         let name = tokio::select! {
@@ -292,8 +291,7 @@ async fn stop_on_signal(server: actix_web::dev::ServerHandle) {
                 signal = name,
                 "stopping now: dropping the requests in flight"
             );
-            server.stop(false).await;
-            return;
+            std::process::exit(1);
         }
     }
 }

@@ -129,3 +129,39 @@ async fn a_start_without_the_journal_files_warns_and_keeps_the_alerts() {
         .unwrap_or_else(|| panic!("no warning in: {output}"));
     assert!(line.contains("\"level\":\"WARN\""), "{line}");
 }
+
+/// A second signal ends the process at once, not after the grace period.
+#[tokio::test]
+async fn a_second_signal_stops_at_once() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let mut env = server_env(data_dir.path());
+    env.push(("KLAXON_SHUTDOWN_GRACE_SECS", "60".into()));
+    env.push(("KLAXON_CLIENT_TIMEOUT_SECS", "60".into()));
+    let mut server = start_server(&env);
+    let address = server.address.trim_start_matches("http://").to_owned();
+    let pid = server.child.id().to_string();
+    // A request that never finishes keeps a graceful stop waiting.
+    let mut stream = TcpStream::connect(&address).unwrap();
+    stream
+        .write_all(b"POST /slack/outgoing HTTP/1.1\r\nHost: x\r\ncontent-type: application/x-www-form-urlencoded\r\ncontent-length: 100\r\n\r\ntoken=")
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let started = std::time::Instant::now();
+    for signal in ["-TERM", "-INT"] {
+        assert!(Command::new("kill")
+            .args([signal, &pid])
+            .status()
+            .unwrap()
+            .success());
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let status = loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "still running");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(1));
+    drop(stream);
+}
