@@ -445,20 +445,25 @@ pub fn holds(data_dir: &Path) -> std::io::Result<Holds> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Holds::Nothing),
         entries => entries?,
     };
-    let sled_in = |dir: &Path| dir.join("db").is_file();
+    // sled's `db` file, with something in it (sled makes a store of an empty one).
+    let sled_in = |dir: &Path| match fs::metadata(dir.join("db")) {
+        Ok(meta) => Ok(meta.is_file() && meta.len() > 0),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
+    };
     let mut found = Holds::Nothing;
     for entry in entries {
         let path = entry?.path();
+        // Only the names klaxon writes: `v02` is not `v2`.
         let version = path
             .file_name()
             .and_then(|n| n.to_str())
             .and_then(|n| n.strip_prefix('v'))
-            .filter(|v| v.bytes().all(|b| b.is_ascii_digit()))
-            .and_then(|v| v.parse::<u64>().ok());
+            .and_then(|v| v.parse::<u64>().ok().filter(|n| n.to_string() == v));
         match version {
             Some(v) if v > SCHEMA_VERSION && path.is_dir() => return Ok(Holds::Store),
-            Some(SCHEMA_VERSION) if sled_in(&path) => return Ok(Holds::Store),
-            Some(1) if sled_in(&path) => found = Holds::EarlierSchema,
+            Some(SCHEMA_VERSION) if sled_in(&path)? => return Ok(Holds::Store),
+            Some(1) if sled_in(&path)? => found = Holds::EarlierSchema,
             _ => {}
         }
     }

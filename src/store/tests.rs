@@ -488,6 +488,17 @@ fn only_a_sled_store_counts_as_one_for_the_offline_commands() {
     assert!(data.join("v1.migrated").is_dir());
     assert_eq!(holds(&data).unwrap(), Holds::Store, "migrated");
 
+    let odd = dir.path().join("odd");
+    fs::create_dir_all(odd.join("v02")).unwrap();
+    fs::write(odd.join("v02").join("db"), "x").unwrap();
+    fs::create_dir_all(odd.join("v2")).unwrap();
+    fs::write(odd.join("v2").join("db"), "").unwrap();
+    assert_eq!(
+        holds(&odd).unwrap(),
+        Holds::Nothing,
+        "v02/, and an empty db"
+    );
+
     let newer = dir.path().join("newer");
     fs::create_dir_all(newer.join("v3")).unwrap();
     assert_eq!(
