@@ -53,12 +53,24 @@ pub fn init() -> Result<(), String> {
 /// silently log nothing of klaxon's: a bare word must be a level or one of
 /// the crates klaxon's logs come from.
 fn log_filter(directives: &str) -> Result<EnvFilter, String> {
-    const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
-    const CRATES: [&str; 5] = ["klaxon", "sled", "actix", "tokio", "governor"];
+    const LEVELS: [&str; 12] = [
+        "off", "error", "warn", "info", "debug", "trace", "0", "1", "2", "3", "4", "5",
+    ];
+    const CRATES: [&str; 8] = [
+        "klaxon",
+        "sled",
+        "actix_web",
+        "actix_server",
+        "actix_http",
+        "actix_cors",
+        "tokio",
+        "governor",
+    ];
     for word in directives.split(',').map(str::trim) {
         let bare = !word.is_empty() && !word.contains(['=', '[']);
+        let crate_name = word.split("::").next().unwrap_or_default();
         let known = LEVELS.iter().any(|l| l.eq_ignore_ascii_case(word))
-            || CRATES.iter().any(|c| word.starts_with(c));
+            || CRATES.contains(&crate_name) && !word.ends_with(':');
         if bare && !known {
             return Err(format!(
                 "RUST_LOG: {word:?} is neither a level (off, error, warn, info, debug, trace) nor target=level"
@@ -162,12 +174,23 @@ mod tests {
             "INFO",
             "info,sled=warn",
             "klaxon",
+            "klaxon::store",
             "actix_web=debug,warn",
+            "5",
             "",
         ] {
             assert!(log_filter(good).is_ok(), "{good}");
         }
-        for bad in ["wran", "info,debgu", "klaxon=loud"] {
+        for bad in [
+            "wran",
+            "info,debgu",
+            "klaxon=loud",
+            "klaxon:debug",
+            "klaxondebug",
+            "sledd",
+            "tokio_wran",
+            "actix_web:info",
+        ] {
             let err = log_filter(bad).unwrap_err();
             assert!(err.starts_with("RUST_LOG"), "{bad}: {err}");
         }
