@@ -78,6 +78,12 @@ impl ApiError {
         Self::MalformedBody(without_client_text(&error.to_string()))
     }
 
+    /// [`ApiError::undecodable`] for a part of the body, named first.
+    pub fn undecodable_in(part: &str, error: impl std::fmt::Display) -> Self {
+        let message = without_client_text(&error.to_string());
+        Self::MalformedBody(format!("in `{part}`: {message}"))
+    }
+
     /// Stable kebab-case code, for clients and logs.
     pub fn code(&self) -> &'static str {
         match self {

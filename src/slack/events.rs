@@ -124,7 +124,7 @@ impl Envelope {
                     Ok(_) => return Ok(Self::OtherEvent),
                     Err(e) => match serde_json::from_str::<EventKind>(event.get()) {
                         Ok(other) if !handled(&other.kind) => return Ok(Self::OtherEvent),
-                        _ => return Err(ApiError::undecodable(format!("in `event`: {e}"))),
+                        _ => return Err(ApiError::undecodable_in("event", e)),
                     },
                 };
                 let callback = Callback {
@@ -187,7 +187,9 @@ impl Callback {
         ) {
             return Decision::Ignore("message subtype");
         }
-        if e.bot_id.is_some() {
+        // Slackbot's posts (reminders, auto-responses) carry no bot_id: on
+        // both surfaces they page no one and act on no alert.
+        if e.bot_id.is_some() || e.user.as_deref() == Some("USLACKBOT") {
             return Decision::Ignore("bot message");
         }
         // Empty is missing: two messages with an empty ts would be one.

@@ -94,6 +94,7 @@ async fn bot_messages_subtypes_other_events_and_stray_thread_replies_store_nothi
     for name in [
         "bot_message_bot_id",
         "bot_message_subtype",
+        "slackbot_reminder",
         "message_changed",
         "message_deleted",
         "channel_join",
@@ -128,6 +129,25 @@ async fn bot_messages_subtypes_other_events_and_stray_thread_replies_store_nothi
     let res = app.post_event(&message).await;
     let error = assert_error(res, 400, "malformed-body").await;
     assert!(error.contains("in `event`"), "{error}");
+    // Whatever the client wrote there is not echoed back.
+    for (field, value) in [
+        ("text", json!(12345678)),
+        ("ts", json!("x".repeat(3) + "\"secret")),
+    ] {
+        let mut message = event_fixture("message");
+        message["event"][field] = value;
+        message["event"]["user"] = json!(["sekrit-value"]);
+        let error = assert_error(app.post_event(&message).await, 400, "malformed-body").await;
+        assert!(error.contains("in `event`: invalid type"), "{error}");
+        assert!(
+            !error.contains("12345678") && !error.contains("sekrit"),
+            "{error}"
+        );
+    }
+    let mut not_an_object = event_fixture("message");
+    not_an_object["event"] = json!("xyz-secret");
+    let error = assert_error(app.post_event(&not_an_object).await, 400, "malformed-body").await;
+    assert!(!error.contains("xyz-secret"), "{error}");
     // An empty channel or ts is no channel or ts: such messages would all be one.
     for field in ["channel", "ts"] {
         let mut event = event_fixture("message");
