@@ -89,7 +89,7 @@ pub struct RequestTimeout(pub ErrorBody<'static>);
 #[derive(IntoResponses)]
 #[response(
     status = 409,
-    description = "`conflict`: the alert's status does not allow this change, or the alert has as many notes as it may keep."
+    description = "`conflict`: the alert's status does not allow this change, or the note does not fit in the alert (at most 200 notes and 128 KiB of note text)."
 )]
 pub struct Conflict(pub ErrorBody<'static>);
 

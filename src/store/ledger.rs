@@ -27,7 +27,8 @@ pub const RESTORE_GAP: u64 = 1 << 32;
 /// every answer, listing and write that touches it.
 pub const MAX_NOTES: usize = 200;
 pub const MAX_NOTE_BYTES: usize = 128 * 1024;
-const NOTES_FULL: &str = "the alert has as many notes as it may keep (200, or 128 KiB of text)";
+const NOTES_FULL: &str =
+    "the note does not fit: an alert keeps at most 200 notes and 128 KiB of note text";
 
 /// The result of offering a new alert.
 #[derive(Clone, Debug)]
