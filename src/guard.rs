@@ -77,8 +77,9 @@ impl Guard {
         Ok(ip.map(|ip| ip.to_canonical()))
     }
 
-    /// The policy for `req`; `rate` false checks only the network (a preflight).
-    fn check(&self, req: &HttpRequest, rate: bool) -> Result<(), ApiError> {
+    /// The network check for `req`: its headers' size, and its client's
+    /// address against the allow-list of the routes it asks for.
+    fn check_network(&self, req: &HttpRequest) -> Result<(), ApiError> {
         let header_bytes: usize = req
             .headers()
             .iter()
@@ -87,26 +88,23 @@ impl Guard {
         if header_bytes > HEADER_LIMIT {
             return Err(ApiError::HeadersTooLarge(HEADER_LIMIT));
         }
-        // The path as the router sees it, percent-escapes decoded: `/%73lack/`
-        // reaches the Slack routes, so it must meet their policy.
-        let path = req.match_info().as_str();
-        let policy = if path.starts_with("/slack/") {
-            &self.slack
-        } else if path.starts_with("/api/") {
-            &self.api
-        } else {
+        let Some(policy) = self.policy(req).filter(|p| !p.allow.is_empty()) else {
             return Ok(());
         };
-        if policy.allow.is_empty() && policy.limiter.is_none() {
-            return Ok(());
+        match self.client_ip(req)? {
+            Some(ip) if !policy.allow.iter().any(|net| net.contains(&ip)) => {
+                Err(ApiError::ForbiddenNetwork)
+            }
+            _ => Ok(()),
         }
+    }
+
+    /// The rate check for `req`: its client's rate on the routes it asks for.
+    fn check_rate(&self, req: &HttpRequest) -> Result<(), ApiError> {
+        let Some(limiter) = self.policy(req).and_then(|p| p.limiter.as_ref()) else {
+            return Ok(());
+        };
         let Some(ip) = self.client_ip(req)? else {
-            return Ok(());
-        };
-        if !policy.allow.is_empty() && !policy.allow.iter().any(|net| net.contains(&ip)) {
-            return Err(ApiError::ForbiddenNetwork);
-        }
-        let Some(limiter) = policy.limiter.as_ref().filter(|_| rate) else {
             return Ok(());
         };
         if self.checks.fetch_add(1, Ordering::Relaxed) % PRUNE_EVERY == PRUNE_EVERY - 1 {
@@ -119,6 +117,20 @@ impl Guard {
                 retry_after_secs: wait.as_secs() + 1,
             }
         })
+    }
+
+    /// The policy of the routes `req` asks for, by the path as the router
+    /// sees it, percent-escapes decoded: `/%73lack/` reaches the Slack
+    /// routes, so it must meet their policy.
+    fn policy(&self, req: &HttpRequest) -> Option<&Policy> {
+        let path = req.match_info().as_str();
+        if path.starts_with("/slack/") {
+            Some(&self.slack)
+        } else if path.starts_with("/api/") {
+            Some(&self.api)
+        } else {
+            None
+        }
     }
 }
 
@@ -148,14 +160,15 @@ impl Policy {
     }
 }
 
-/// Middleware: refuses (403/429) before routing when the policy says so.
-/// It runs inside actix-cors, so that a browser can read these refusals
-/// (and `Retry-After`); actix-cors answers preflights before it.
-pub async fn enforce(
+/// Middleware, outside actix-cors: refuses a client whose network is not
+/// allowed (403) or whose headers are too large (431), preflights too, and
+/// without CORS headers: a network that may not call learns nothing, not
+/// even which origins are allowed.
+pub async fn enforce_network(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
-    if let Err(refused) = verdict(&req, true) {
+    if let Err(refused) = guard(&req).map_or(Ok(()), |g| g.check_network(req.request())) {
         return Ok(req.error_response(refused).map_into_right_body());
     }
     next.call(req)
@@ -163,28 +176,23 @@ pub async fn enforce(
         .map(ServiceResponse::map_into_left_body)
 }
 
-/// Middleware, just outside actix-cors: a CORS preflight must come from an
-/// allowed network too (else anyone could learn which origins are allowed),
-/// but it carries no data and spends no client's rate.
-pub async fn enforce_on_preflights(
+/// Middleware, inside actix-cors: refuses a client over its rate (429), with
+/// CORS headers so that a browser dashboard can read `Retry-After`.
+/// actix-cors answers preflights before this: they spend no rate.
+pub async fn enforce_rate(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
-    let preflight = req.method() == actix_web::http::Method::OPTIONS
-        && req.headers().contains_key("access-control-request-method");
-    if preflight {
-        if let Err(refused) = verdict(&req, false) {
-            return Ok(req.error_response(refused).map_into_right_body());
-        }
+    if let Err(refused) = guard(&req).map_or(Ok(()), |g| g.check_rate(req.request())) {
+        return Ok(req.error_response(refused).map_into_right_body());
     }
     next.call(req)
         .await
         .map(ServiceResponse::map_into_left_body)
 }
 
-fn verdict(req: &ServiceRequest, rate: bool) -> Result<(), ApiError> {
-    req.app_data::<web::Data<Guard>>()
-        .map_or(Ok(()), |g| g.check(req.request(), rate))
+fn guard(req: &ServiceRequest) -> Option<&Guard> {
+    req.app_data::<web::Data<Guard>>().map(|g| g.get_ref())
 }
 
 /// Middleware, outside actix-cors: its refusals become klaxon's JSON 400.

@@ -85,9 +85,9 @@ impl Application {
         let main_metrics_source = metrics_source.clone();
         let server = HttpServer::new(move || {
             App::new()
-                .wrap(from_fn(guard::enforce))
+                .wrap(from_fn(guard::enforce_rate))
                 .wrap(Condition::new(!origins.is_empty(), cors(&origins)))
-                .wrap(from_fn(guard::enforce_on_preflights))
+                .wrap(from_fn(guard::enforce_network))
                 .wrap(from_fn(guard::cors_refusals))
                 .wrap(from_fn(telemetry::log_requests))
                 .app_data(guard.clone())

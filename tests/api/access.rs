@@ -147,7 +147,7 @@ async fn a_browser_can_read_a_429_and_preflights_spend_no_rate() {
 }
 
 #[tokio::test]
-async fn a_preflight_from_a_network_not_allowed_is_refused_without_cors_headers() {
+async fn a_network_not_allowed_is_refused_without_cors_headers_preflight_or_not() {
     let preflight = |app: &crate::helpers::TestApp| {
         app.client
             .request(reqwest::Method::OPTIONS, app.url("/api/v1/alerts"))
@@ -161,6 +161,17 @@ async fn a_preflight_from_a_network_not_allowed_is_refused_without_cors_headers(
     })
     .await;
     let res = preflight(&closed).await.unwrap();
+    assert!(res.headers().get("access-control-allow-origin").is_none());
+    assert_error(res, 403, "forbidden-network").await;
+    // Nor does a plain request tell which origins are allowed.
+    let res = closed
+        .client
+        .get(closed.url("/api/v1/alerts"))
+        .bearer_auth(READ_TOKEN)
+        .header("origin", "https://dash.example.com")
+        .send()
+        .await
+        .unwrap();
     assert!(res.headers().get("access-control-allow-origin").is_none());
     assert_error(res, 403, "forbidden-network").await;
 
