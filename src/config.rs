@@ -187,14 +187,16 @@ pub struct Settings {
 pub enum ConfigError {
     #[error("neither SLACK_SIGNING_SECRET (Events API) nor SLACK_VERIFICATION_TOKEN (outgoing webhooks) is configured: set at least one (or its _FILE variant)")]
     NoSlackSecret,
-    #[error("{name} and {name}_FILE are both set: use one")]
+    #[error("{} and {} are both set: use one", setting(name), setting_file(name))]
     SecretTwice { name: &'static str },
-    #[error("{name} {source}")]
+    #[error("{} {source}", if *from_file { format!("the file named by {}", setting_file(name)) } else { setting(name) })]
     EmptySecret {
         name: &'static str,
+        /// Read from the file its `_FILE` form names.
+        from_file: bool,
         source: crate::secret::EmptySecret,
     },
-    #[error("cannot read {name}_FILE {path}: {source}")]
+    #[error("cannot read {path}, named by {}: {source}", setting_file(name))]
     SecretFile {
         name: &'static str,
         path: PathBuf,
@@ -628,12 +630,29 @@ impl ServeArgs {
     }
 }
 
+/// A secret's names, for messages: it may have come from the variable, the
+/// flag or the config file key (`KLAXON_READ_TOKENS`, `--read-tokens`).
+fn setting(name: &str) -> String {
+    let key = name
+        .strip_prefix("KLAXON_")
+        .or_else(|| name.strip_prefix("SLACK_"))
+        .unwrap_or(name)
+        .to_ascii_lowercase();
+    format!("{name} (--{})", key.replace('_', "-"))
+}
+
+/// The names of a secret's `_FILE` form.
+fn setting_file(name: &str) -> String {
+    setting(&format!("{name}_FILE"))
+}
+
 /// A secret list from its variable or its `_FILE` variable (not both).
 fn secret_list(
     name: &'static str,
     direct: Option<Secret>,
     file: Option<PathBuf>,
 ) -> Result<Option<SecretList>, ConfigError> {
+    let from_file = file.is_some();
     let raw = match (direct, file) {
         (Some(_), Some(_)) => return Err(ConfigError::SecretTwice { name }),
         (Some(secret), None) => secret,
@@ -642,7 +661,11 @@ fn secret_list(
     };
     SecretList::parse(raw.expose())
         .map(Some)
-        .map_err(|source| ConfigError::EmptySecret { name, source })
+        .map_err(|source| ConfigError::EmptySecret {
+            name,
+            from_file,
+            source,
+        })
 }
 
 /// A list of API tokens: a secret list whose tokens fit in a header.
@@ -651,10 +674,15 @@ fn bearer_list(
     direct: Option<Secret>,
     file: Option<PathBuf>,
 ) -> Result<Option<SecretList>, ConfigError> {
+    let from_file = file.is_some();
     secret_list(name, direct, file)?
         .map(SecretList::for_header)
         .transpose()
-        .map_err(|source| ConfigError::EmptySecret { name, source })
+        .map_err(|source| ConfigError::EmptySecret {
+            name,
+            from_file,
+            source,
+        })
 }
 
 fn read_secret_file(name: &'static str, path: &Path) -> Result<Secret, ConfigError> {
@@ -808,6 +836,7 @@ mod tests {
             Settings::from_args(a),
             Err(ConfigError::EmptySecret {
                 name: "KLAXON_WRITE_TOKENS",
+                from_file: false,
                 source: crate::secret::EmptySecret::NotAscii,
             })
         ));

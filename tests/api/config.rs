@@ -122,8 +122,22 @@ fn a_secret_flag_beats_the_other_form_of_it_in_the_environment() {
     let (code, _, stderr) = check_config(&[], &env);
     assert_eq!(code, 2, "{stderr}");
     let both = ["--read-tokens", "a", "--read-tokens-file", &tokens];
-    let (code, _, stderr) = check_config(&both, &[base]);
+    let (code, _, stderr) = check_config(&both, &[base.clone()]);
     assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("--read-tokens-file"),
+        "names the flags too: {stderr}"
+    );
+
+    // A bad secret in the file is the file's fault, and is named so.
+    std::fs::write(dir.path().join("tokens"), "one two\n").unwrap();
+    let env = [base, ("KLAXON_READ_TOKENS_FILE", tokens)];
+    let (code, _, stderr) = check_config(&[], &env);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("the file named by KLAXON_READ_TOKENS_FILE"),
+        "{stderr}"
+    );
 }
 
 #[test]
