@@ -122,7 +122,7 @@ fn a_secret_flag_beats_the_other_form_of_it_in_the_environment() {
     let (code, _, stderr) = check_config(&[], &env);
     assert_eq!(code, 2, "{stderr}");
     let both = ["--read-tokens", "a", "--read-tokens-file", &tokens];
-    let (code, _, stderr) = check_config(&both, &[base.clone()]);
+    let (code, _, stderr) = check_config(&both, std::slice::from_ref(&base));
     assert_eq!(code, 2, "{stderr}");
     assert!(
         stderr.contains("--read-tokens-file"),
