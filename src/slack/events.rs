@@ -7,7 +7,7 @@ use serde_json::json;
 use utoipa::ToSchema;
 
 use super::signature::SignedBody;
-use super::SlackSettings;
+use super::{given, in_thread, InThread, SlackSettings};
 use crate::alert::{title_of, NewAlert, SlackRef, Source};
 use crate::api::responses::{
     BadRequest, BadSignature, ForbiddenNetwork, HeadersTooLarge, PayloadTooLarge, RateLimited,
@@ -192,29 +192,28 @@ impl Callback {
         if e.bot_id.is_some() || e.user.as_deref() == Some("USLACKBOT") {
             return Decision::Ignore("bot message");
         }
-        // Empty is missing: two messages with an empty ts would be one.
-        let given = |v: Option<String>| v.filter(|v| !v.is_empty());
-        let (Some(channel), Some(ts)) = (given(e.channel), given(e.ts)) else {
+        let field = |v: Option<String>| v.filter(|v| given(Some(v)).is_some());
+        let (Some(channel), Some(ts)) = (field(e.channel), field(e.ts)) else {
             return Decision::Ignore("event without channel or ts");
         };
-        let team = given(self.team_id).or(given(e.team));
+        let team = field(self.team_id).or(field(e.team));
         let text = e.text.unwrap_or_default();
-        let thread_ts = given(e.thread_ts);
-        if let Some(thread_ts) = thread_ts.clone().filter(|t| *t != ts) {
-            // A file or a reaction-only reply: an empty note says nothing.
-            if text.trim().is_empty() {
-                return Decision::Ignore("thread reply without text");
+        let thread_ts = field(e.thread_ts);
+        match in_thread(&ts, thread_ts.as_deref(), &text) {
+            InThread::No => {}
+            InThread::ReplyWithoutText => return Decision::Ignore("thread reply without text"),
+            InThread::Reply(thread_ts) => {
+                return Decision::Reply(ThreadReply {
+                    team: team.unwrap_or_default(),
+                    channel,
+                    thread_ts: thread_ts.to_owned(),
+                    ts,
+                    event_id: self.event_id,
+                    user: e.user,
+                    command: reply_command(&text),
+                    text,
+                })
             }
-            return Decision::Reply(ThreadReply {
-                team: team.unwrap_or_default(),
-                channel,
-                thread_ts,
-                ts,
-                event_id: self.event_id,
-                user: e.user,
-                command: reply_command(&text),
-                text,
-            });
         }
         let (urgency, urgency_source) = urgency::read(&text, default);
         Decision::Alert(NewAlert {

@@ -34,6 +34,33 @@ pub fn check_ids<'a>(
     }
 }
 
+/// A field Slack sent, if it holds anything: an empty id or ts is a missing
+/// one (two messages with an empty ts would otherwise be one).
+pub fn given(value: Option<&str>) -> Option<&str> {
+    value.filter(|v| !v.trim().is_empty())
+}
+
+/// Where a message stands in its thread: the same rule on both surfaces,
+/// so that the same message does the same whichever brings it first.
+#[derive(Debug, PartialEq, Eq)]
+pub enum InThread<'a> {
+    /// A message of its own (or a thread's first message).
+    No,
+    /// A reply under the message whose ts this is.
+    Reply(&'a str),
+    /// A reply with nothing to say (a file alone): ignored.
+    ReplyWithoutText,
+}
+
+/// Where the message `ts` with `thread_ts` and `text` stands.
+pub fn in_thread<'a>(ts: &str, thread_ts: Option<&'a str>, text: &str) -> InThread<'a> {
+    match given(thread_ts).filter(|t| *t != ts) {
+        None => InThread::No,
+        Some(_) if text.trim().is_empty() => InThread::ReplyWithoutText,
+        Some(thread_ts) => InThread::Reply(thread_ts),
+    }
+}
+
 /// What the Slack routes need to know. An unconfigured surface fails closed.
 #[derive(Clone, Debug)]
 pub struct SlackSettings {

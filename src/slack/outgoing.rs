@@ -7,8 +7,8 @@ use serde_json::json;
 use utoipa::ToSchema;
 
 use super::events::reply_command;
-use super::{form, SlackSettings, BODY_LIMIT};
-use crate::alert::{title_of, NewAlert, SlackRef, Source};
+use super::{form, given, in_thread, InThread, SlackSettings, BODY_LIMIT};
+use crate::alert::{title_of, without_trigger_word, NewAlert, SlackRef, Source};
 use crate::api::responses::{
     BadRequest, ForbiddenNetwork, HeadersTooLarge, InvalidToken, PayloadTooLarge, RateLimited,
     RequestTimeout, Unavailable, UnsupportedMediaType,
@@ -75,22 +75,36 @@ impl OutgoingForm {
         ])
     }
 
+    /// Where the post stands in its thread (see [`super::in_thread`]).
+    pub fn in_thread(&self) -> InThread<'_> {
+        match given(self.timestamp.as_deref()) {
+            Some(ts) => in_thread(
+                ts,
+                self.thread_ts.as_deref(),
+                self.text.as_deref().unwrap_or(""),
+            ),
+            None => InThread::No,
+        }
+    }
+
     /// A post inside a thread, as a reply to the thread's first message:
-    /// the same reply the Events API would give for it, so that the same
-    /// message does the same whichever surface brings it first.
+    /// the same reply the Events API would give for it.
     pub fn as_thread_reply(&self) -> Option<ThreadReply> {
-        let given = |v: &Option<String>| v.clone().filter(|v| !v.trim().is_empty());
-        let thread_ts = given(&self.thread_ts)?;
-        let ts = given(&self.timestamp).filter(|ts| *ts != thread_ts)?;
-        let text = given(&self.text)?;
+        let InThread::Reply(thread_ts) = self.in_thread() else {
+            return None;
+        };
+        let text = self.text.clone()?;
         Some(ThreadReply {
             team: self.team_id.clone().unwrap_or_default(),
-            channel: given(&self.channel_id)?,
-            thread_ts,
-            ts,
+            channel: given(self.channel_id.as_deref())?.to_owned(),
+            thread_ts: thread_ts.to_owned(),
+            ts: self.timestamp.clone()?,
             event_id: None,
             user: self.user_id.clone(),
-            command: reply_command(&text),
+            // The trigger word is how the post reached klaxon, not what it
+            // says (`outage ack`), unless it is all the post says (`ack`).
+            command: reply_command(without_trigger_word(&text, self.trigger_word.as_deref()))
+                .or_else(|| reply_command(&text)),
             text,
         })
     }
@@ -173,6 +187,14 @@ pub async fn receive(
     let trigger = post.trigger_word.clone().unwrap_or_default();
     // In a thread under an alert, the post is a reply to it; anywhere else
     // (or under a message that is not an alert) the trigger word opens one.
+    // A reply without text says nothing, as on the Events API.
+    if post.in_thread() == InThread::ReplyWithoutText {
+        metrics::event_ignored("thread reply without text");
+        return Ok(with_outcome(
+            HttpResponse::Ok().finish(),
+            "ignored: thread reply without text",
+        ));
+    }
     if let Some(reply) = post.as_thread_reply() {
         if let Some((text, outcome)) = replied(store.thread_reply(reply).await?) {
             let reply = json!({ "text": reply_text(&text, &trigger) });

@@ -7,7 +7,9 @@
 use std::fs;
 use std::path::Path;
 
-use super::{decode_alert, keys, sync_dir, Store, StoreError, StoreOptions, SCHEMA_VERSION};
+use super::{
+    decode_alert, holds_sled, keys, sync_dir, Store, StoreError, StoreOptions, SCHEMA_VERSION,
+};
 
 const BATCH: usize = 100;
 
@@ -15,7 +17,22 @@ const BATCH: usize = 100;
 pub fn from_v1(data_dir: &Path, options: &StoreOptions) -> Result<(), StoreError> {
     let old = data_dir.join("v1");
     let new = data_dir.join(format!("v{SCHEMA_VERSION}"));
-    if !old.is_dir() || new.exists() {
+    if !old.is_dir() {
+        return Ok(());
+    }
+    if new.exists() {
+        // A crash between the two renames below leaves both, v2 whole.
+        // A v2 that holds no store would be opened empty, and every
+        // schema 1 alert would be gone from the service.
+        let io = |e| StoreError::io(&new, e);
+        if !holds_sled(&new).map_err(io)? && holds_sled(&old).map_err(io)? {
+            return Err(StoreError::Corrupt(format!(
+                "{} holds a schema 1 store, and {} holds none: move {} aside and klaxon migrates the schema 1 store when it next opens it",
+                old.display(),
+                new.display(),
+                new.display()
+            )));
+        }
         return Ok(());
     }
     let work = data_dir.join(".migrating");

@@ -18,7 +18,7 @@ mod query;
 mod record;
 pub(crate) use record::decode_alert;
 #[cfg(test)]
-mod testing;
+pub(crate) mod testing;
 mod writer;
 
 use std::fs;
@@ -426,7 +426,6 @@ fn recover(
     Ok(journal)
 }
 
-/// A `v{N}` directory with N above ours means a newer klaxon wrote here.
 /// What a data dir holds, for the commands that read a store and must
 /// neither create one (at a mistyped path) nor migrate one.
 #[derive(Debug, PartialEq, Eq)]
@@ -445,40 +444,44 @@ pub fn holds(data_dir: &Path) -> std::io::Result<Holds> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Holds::Nothing),
         entries => entries?,
     };
-    // sled's `db` file, with something in it (sled makes a store of an empty one).
-    let sled_in = |dir: &Path| match fs::metadata(dir.join("db")) {
-        Ok(meta) => Ok(meta.is_file() && meta.len() > 0),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
-        Err(e) => Err(e),
-    };
     let mut found = Holds::Nothing;
     for entry in entries {
         let path = entry?.path();
-        // Only the names klaxon writes: `v02` is not `v2`.
-        let version = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .and_then(|n| n.strip_prefix('v'))
-            .and_then(|v| v.parse::<u64>().ok().filter(|n| n.to_string() == v));
-        match version {
+        match schema_of(&path) {
             Some(v) if v > SCHEMA_VERSION && path.is_dir() => return Ok(Holds::Store),
-            Some(SCHEMA_VERSION) if sled_in(&path)? => return Ok(Holds::Store),
-            Some(1) if sled_in(&path)? => found = Holds::EarlierSchema,
+            Some(SCHEMA_VERSION) if holds_sled(&path)? => return Ok(Holds::Store),
+            Some(1) if holds_sled(&path)? => found = Holds::EarlierSchema,
             _ => {}
         }
     }
     Ok(found)
 }
 
+/// The schema version a data dir entry is named for: `v2` is 2; only the
+/// names klaxon writes (`v02` is none).
+fn schema_of(path: &Path) -> Option<u64> {
+    let digits = path.file_name()?.to_str()?.strip_prefix('v')?;
+    digits
+        .parse::<u64>()
+        .ok()
+        .filter(|n| n.to_string() == digits)
+}
+
+/// Whether `dir` holds a sled store: its `db` file, with something in it
+/// (sled makes a new store of an empty one).
+fn holds_sled(dir: &Path) -> std::io::Result<bool> {
+    match fs::metadata(dir.join("db")) {
+        Ok(meta) => Ok(meta.is_file() && meta.len() > 0),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// A `v{N}` entry with N above ours means a newer klaxon wrote here.
 fn refuse_newer_schema(data_dir: &Path) -> Result<(), StoreError> {
     let entries = fs::read_dir(data_dir).map_err(|e| StoreError::io(data_dir, e))?;
     for entry in entries.flatten() {
-        let name = entry.file_name();
-        let version = name
-            .to_str()
-            .and_then(|n| n.strip_prefix('v'))
-            .and_then(|v| v.parse::<u64>().ok());
-        if let Some(found) = version.filter(|&v| v > SCHEMA_VERSION) {
+        if let Some(found) = schema_of(&entry.path()).filter(|&v| v > SCHEMA_VERSION) {
             let path: PathBuf = entry.path();
             return Err(StoreError::SchemaTooNew {
                 path,

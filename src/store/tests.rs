@@ -482,6 +482,13 @@ fn only_a_sled_store_counts_as_one_for_the_offline_commands() {
     let v1 = sled::Config::new().path(data.join("v1")).open().unwrap();
     drop(v1);
     assert_eq!(holds(&data).unwrap(), Holds::EarlierSchema);
+    // Opened with that empty v2/ in place, the schema 1 alerts would be gone.
+    let err = Store::open(&data, &StoreOptions::default()).err().unwrap();
+    assert!(err.to_string().contains("move"), "{err}");
+    assert!(
+        !data.join("v2").join("db").exists(),
+        "nothing written into v2/"
+    );
 
     fs::remove_dir(data.join("v2")).unwrap();
     drop(Store::open(&data, &StoreOptions::default()).unwrap());

@@ -232,20 +232,43 @@ async fn an_outgoing_webhook_post_in_an_alerts_thread_is_a_reply_whichever_surfa
 
 #[tokio::test]
 async fn an_outgoing_webhook_ack_in_an_alerts_thread_acknowledges_it() {
+    let text = "text=outage+still+failing+after+the+rollback%2C+now+critical";
+    // The trigger word itself as the command, and a command after the trigger word.
+    for (said, trigger) in [
+        ("text=ack", "trigger_word=ack"),
+        ("text=outage+ack", "trigger_word=outage"),
+    ] {
+        let app = spawn_app().await;
+        let id = alert_from_fixture(&app).await;
+        let form = fixture("outgoing/thread_reply.form")
+            .replace(text, said)
+            .replace("trigger_word=outage", trigger);
+        let body: Value = app.post_outgoing(&form).await.json().await.unwrap();
+        assert!(
+            body["text"].as_str().unwrap().contains("acknowledged"),
+            "{said}: {body}"
+        );
+        let alert: Value = app.get_alert(&id).await.json().await.unwrap();
+        assert_eq!(alert["status"], "acknowledged", "{said}");
+        assert_eq!(alert["acknowledged_by"], "U0ONCALL1");
+        assert_eq!(alert["notes"], serde_json::json!([]), "{said}");
+    }
+}
+
+#[tokio::test]
+async fn an_outgoing_webhook_post_in_a_thread_without_text_is_ignored_as_on_events() {
     let app = spawn_app().await;
     let id = alert_from_fixture(&app).await;
-    let form = fixture("outgoing/thread_reply.form")
-        .replace(
-            "text=outage+still+failing+after+the+rollback%2C+now+critical",
-            "text=ack",
-        )
-        .replace("trigger_word=outage", "trigger_word=ack");
-    let body: Value = app.post_outgoing(&form).await.json().await.unwrap();
-    assert!(
-        body["text"].as_str().unwrap().contains("acknowledged"),
-        "{body}"
-    );
+    for text in ["text=&", "text=+++&", ""] {
+        let form = fixture("outgoing/thread_reply.form").replace(
+            "text=outage+still+failing+after+the+rollback%2C+now+critical&",
+            text,
+        );
+        let res = app.post_outgoing(&form).await;
+        assert_eq!(res.status(), 200, "{form}");
+        assert_eq!(res.text().await.unwrap(), "", "{form}");
+    }
     let alert: Value = app.get_alert(&id).await.json().await.unwrap();
-    assert_eq!(alert["status"], "acknowledged");
-    assert_eq!(alert["acknowledged_by"], "U0ONCALL1");
+    assert_eq!(alert["notes"], serde_json::json!([]));
+    assert_eq!(app.all_alerts().await.len(), 1);
 }
