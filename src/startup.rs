@@ -27,6 +27,8 @@ use crate::telemetry;
 /// A bound, not yet running, klaxon server.
 pub struct Application {
     port: u16,
+    /// Where it listens and keeps its data, for the line that says it is up.
+    listening: (std::net::SocketAddr, std::path::PathBuf),
     server: Server,
     store: Store,
     /// `GET /metrics` on its own listener (`KLAXON_METRICS_LISTEN`), without auth.
@@ -68,7 +70,7 @@ impl Application {
             settings.read_tokens.as_ref(),
             settings.write_tokens.as_ref(),
         ));
-        log_startup(settings, &tokens, port);
+        warn_of_closed_surfaces(settings, &tokens);
         let store_data = web::Data::new(store.clone());
         let guard = web::Data::new(Guard::new(settings));
         let body_timeout = web::Data::new(BodyTimeout(settings.client_timeout));
@@ -121,8 +123,11 @@ impl Application {
         .listen(listener)
         .map_err(|source| Self::bind_error(settings, source))?
         .run();
+        let mut addr = settings.listen;
+        addr.set_port(port);
         Ok(Self {
             port,
+            listening: (addr, settings.data_dir.clone()),
             server,
             store,
             metrics,
@@ -167,14 +172,22 @@ impl Application {
     /// [`stop_on_signal`]); without it, only the process's end stops it.
     /// The signals are taken over here, before the server first runs.
     pub fn stop_on_signals(&self) -> std::io::Result<()> {
-        let int = signal(SignalKind::interrupt())?;
-        let term = signal(SignalKind::terminate())?;
-        actix_web::rt::spawn(stop_on_signal(self.server.handle(), int, term));
+        let signals = [
+            signal(SignalKind::interrupt())?,
+            signal(SignalKind::terminate())?,
+            signal(SignalKind::quit())?,
+        ];
+        actix_web::rt::spawn(stop_on_signal(self.server.handle(), signals));
         Ok(())
     }
 
-    /// Serves until stopped, then commits what is queued.
+    /// Serves until stopped, then commits what is queued. Says it is up
+    /// only here, after [`Application::stop_on_signals`] when that is used:
+    /// a supervisor that signals as soon as it reads the line gets a
+    /// graceful stop.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let (addr, data_dir) = &self.listening;
+        tracing::info!(%addr, data_dir = %data_dir.display(), "klaxon listening");
         let metrics = self.metrics.map(|(_, server)| {
             let handle = server.handle();
             actix_web::rt::spawn(server);
@@ -251,10 +264,7 @@ fn cors(origins: &[String]) -> Cors {
         .max_age(600)
 }
 
-fn log_startup(settings: &Settings, tokens: &ApiTokens, port: u16) {
-    let mut addr = settings.listen;
-    addr.set_port(port);
-    tracing::info!(%addr, data_dir = %settings.data_dir.display(), "klaxon listening");
+fn warn_of_closed_surfaces(settings: &Settings, tokens: &ApiTokens) {
     if settings.signing_secrets.is_none() {
         tracing::warn!("SLACK_SIGNING_SECRET is not set: /slack/events rejects every request");
     }
@@ -275,12 +285,18 @@ fn log_startup(settings: &Settings, tokens: &ApiTokens, port: u16) {
 /// finish. A second signal ends the process at once, with exit code 1: every
 /// change answered 2xx is already in the journal, so nothing answered is
 /// lost (actix-server's forced stop waited out the grace period all the same).
-async fn stop_on_signal(server: actix_web::dev::ServerHandle, mut int: Signal, mut term: Signal) {
+/// SIGQUIT ends it at once, as actix-server's own handling did.
+async fn stop_on_signal(server: actix_web::dev::ServerHandle, mut signals: [Signal; 3]) {
     let mut graceful = true;
     loop {
+        let [int, term, quit] = &mut signals;
         let name = tokio::select! {
             _ = int.recv() => "SIGINT",
             _ = term.recv() => "SIGTERM",
+            _ = quit.recv() => {
+                graceful = false;
+                "SIGQUIT"
+            }
         };
         if graceful {
             tracing::info!(signal = name, "stopping: finishing the requests in flight");

@@ -146,7 +146,6 @@ async fn a_second_signal_stops_at_once() {
         .write_all(b"POST /slack/outgoing HTTP/1.1\r\nHost: x\r\ncontent-type: application/x-www-form-urlencoded\r\ncontent-length: 100\r\n\r\ntoken=")
         .unwrap();
     std::thread::sleep(Duration::from_millis(300));
-    let started = std::time::Instant::now();
     for signal in ["-TERM", "-INT"] {
         assert!(Command::new("kill")
             .args([signal, &pid])
@@ -155,13 +154,36 @@ async fn a_second_signal_stops_at_once() {
             .success());
         std::thread::sleep(Duration::from_millis(300));
     }
-    let status = loop {
-        if let Some(status) = server.child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(started.elapsed() < Duration::from_secs(10), "still running");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = exit_within(&mut server.child, Duration::from_secs(10));
     assert_eq!(status.code(), Some(1));
     drop(stream);
+}
+
+/// SIGQUIT ends the process at once, as actix-server's own handling did.
+#[tokio::test]
+async fn sigquit_stops_at_once() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let mut env = server_env(data_dir.path());
+    env.push(("KLAXON_SHUTDOWN_GRACE_SECS", "60".into()));
+    let mut server = start_server(&env);
+    let pid = server.child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-QUIT", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let status = exit_within(&mut server.child, Duration::from_secs(10));
+    assert_eq!(status.code(), Some(1), "exited, not killed by the signal");
+}
+
+/// The process's exit status, which must come within `limit`.
+fn exit_within(child: &mut std::process::Child, limit: Duration) -> std::process::ExitStatus {
+    let started = std::time::Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(started.elapsed() < limit, "still running after {limit:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
