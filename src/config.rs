@@ -631,14 +631,15 @@ impl ServeArgs {
 }
 
 /// A secret's names, for messages: it may have come from the variable, the
-/// flag or the config file key (`KLAXON_READ_TOKENS`, `--read-tokens`).
+/// flag or the config file key (`KLAXON_READ_TOKENS`, `--read-tokens`,
+/// `read_tokens`).
 fn setting(name: &str) -> String {
     let key = name
         .strip_prefix("KLAXON_")
         .or_else(|| name.strip_prefix("SLACK_"))
         .unwrap_or(name)
         .to_ascii_lowercase();
-    format!("{name} (--{})", key.replace('_', "-"))
+    format!("{name} (--{}, file key {key})", key.replace('_', "-"))
 }
 
 /// The names of a secret's `_FILE` form.
