@@ -98,6 +98,7 @@ fn holds_a_store(data_dir: &Path) -> Result<(), ExitCode> {
     match store::holds(data_dir) {
         Ok(Holds::Store) => return Ok(()),
         Ok(Holds::Nothing) => eprintln!("klaxon: {dir} holds no klaxon store (no v2/ store inside)"),
+        Ok(Holds::EarlierSchemaBlocked(why)) => eprintln!("klaxon: {why}"),
         Ok(Holds::EarlierSchema) => eprintln!(
             "klaxon: {dir} holds a schema 1 store (v1/); `klaxon serve` migrates it when it starts (keeping v1.migrated/), then back it up or check it"
         ),

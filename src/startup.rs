@@ -285,7 +285,8 @@ fn warn_of_closed_surfaces(settings: &Settings, tokens: &ApiTokens) {
 /// finish. A second signal ends the process at once, with exit code 1: every
 /// change answered 2xx is already in the journal, so nothing answered is
 /// lost (actix-server's forced stop waited out the grace period all the same).
-/// SIGQUIT ends it at once, as actix-server's own handling did.
+/// SIGQUIT ends it at once too (actix-server's own handling made it a
+/// forced stop that still closed the store; the journal makes that unneeded).
 async fn stop_on_signal(server: actix_web::dev::ServerHandle, mut signals: [Signal; 3]) {
     let mut graceful = true;
     loop {

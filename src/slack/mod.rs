@@ -37,7 +37,7 @@ pub fn check_ids<'a>(
 /// A field Slack sent, if it holds anything: an empty id or ts is a missing
 /// one (two messages with an empty ts would otherwise be one).
 pub fn given(value: Option<&str>) -> Option<&str> {
-    value.filter(|v| !v.trim().is_empty())
+    value.filter(|v| !v.is_empty())
 }
 
 /// Where a message stands in its thread: the same rule on both surfaces,

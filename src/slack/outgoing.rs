@@ -17,7 +17,7 @@ use crate::api::schemas::OutgoingReply;
 use crate::body::{read_body, require_content_type};
 use crate::error::ApiError;
 use crate::metrics;
-use crate::store::{Inserted, ReplyOutcome, Store, ThreadReply};
+use crate::store::{Actor, Changed, Inserted, Refused, ReplyOutcome, Store, ThreadReply};
 use crate::telemetry::with_outcome;
 use crate::urgency;
 
@@ -196,7 +196,7 @@ pub async fn receive(
         ));
     }
     if let Some(reply) = post.as_thread_reply() {
-        if let Some((text, outcome)) = replied(store.thread_reply(reply).await?) {
+        if let Some((text, outcome)) = replied(thread_reply(&store, reply).await?) {
             let reply = json!({ "text": reply_text(&text, &trigger) });
             return Ok(with_outcome(HttpResponse::Ok().json(reply), outcome));
         }
@@ -232,6 +232,35 @@ pub async fn receive(
     }
     let reply = json!({ "text": reply_text(&text, &trigger) });
     Ok(with_outcome(HttpResponse::Ok().json(reply), outcome))
+}
+
+/// Applies a thread reply. Only this surface reads a command after the
+/// trigger word (`outage ack`): when the Events API brought the same
+/// message first, it kept it as a note, and the command still applies
+/// (acknowledging or resolving twice changes nothing).
+async fn thread_reply(store: &Store, reply: ThreadReply) -> Result<ReplyOutcome, ApiError> {
+    let command_events_missed = reply
+        .command
+        .filter(|_| reply_command(&reply.text).is_none());
+    let actor = Actor {
+        by: reply.user.clone(),
+        note: None,
+        ts: Some(reply.ts.clone()),
+    };
+    Ok(
+        match (store.thread_reply(reply).await?, command_events_missed) {
+            (ReplyOutcome::Duplicate(id), Some(action)) => {
+                match store.change(id, action, actor).await? {
+                    Ok(Changed::Yes(alert) | Changed::AlreadyDone(alert)) => {
+                        ReplyOutcome::Applied(Box::new(alert))
+                    }
+                    Err(Refused::Conflict(why)) => ReplyOutcome::Refused(id, why),
+                    Err(Refused::NotFound) => ReplyOutcome::NotAnAlert,
+                }
+            }
+            (outcome, _) => outcome,
+        },
+    )
 }
 
 /// What to say of a thread reply (the channel text and the log outcome);

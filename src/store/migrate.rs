@@ -21,17 +21,16 @@ pub fn from_v1(data_dir: &Path, options: &StoreOptions) -> Result<(), StoreError
         return Ok(());
     }
     if new.exists() {
-        // A crash between the two renames below leaves both, v2 whole.
-        // A v2 that holds no store would be opened empty, and every
-        // schema 1 alert would be gone from the service.
         let io = |e| StoreError::io(&new, e);
-        if !holds_sled(&new).map_err(io)? && holds_sled(&old).map_err(io)? {
-            return Err(StoreError::Corrupt(format!(
-                "{} holds a schema 1 store, and {} holds none: move {} aside and klaxon migrates the schema 1 store when it next opens it",
-                old.display(),
-                new.display(),
-                new.display()
-            )));
+        if holds_sled(&new).map_err(io)? {
+            // A crash between the two renames at the end left both: the
+            // migration is done but for putting v1 aside.
+            return put_aside(data_dir, &old);
+        }
+        // A v2 that holds no store would be opened empty, and every schema
+        // 1 alert would be gone from the service.
+        if holds_sled(&old).map_err(io)? {
+            return Err(StoreError::Corrupt(blocked(data_dir)));
         }
         return Ok(());
     }
@@ -68,11 +67,40 @@ pub fn from_v1(data_dir: &Path, options: &StoreOptions) -> Result<(), StoreError
     let built = work.join(format!("v{SCHEMA_VERSION}"));
     fs::rename(&built, &new).map_err(|e| StoreError::io(&new, e))?;
     sync_dir(data_dir)?;
+    tracing::info!(alerts, "store migrated");
+    put_aside(data_dir, &old)
+}
+
+/// Why a schema 1 store cannot be migrated: `v2/` is in the way.
+pub fn blocked(data_dir: &Path) -> String {
+    let new = data_dir.join(format!("v{SCHEMA_VERSION}"));
+    format!(
+        "{} holds a schema 1 store, and {} holds none: move {} aside and klaxon migrates the schema 1 store when it next opens it",
+        data_dir.join("v1").display(),
+        new.display(),
+        new.display()
+    )
+}
+
+/// Keeps the migrated schema 1 store as `v1.migrated` and removes the
+/// work directory, once the new store is in place.
+fn put_aside(data_dir: &Path, old: &Path) -> Result<(), StoreError> {
     let kept = data_dir.join("v1.migrated");
-    fs::rename(&old, &kept).map_err(|e| StoreError::io(&kept, e))?;
-    fs::remove_dir_all(&work).map_err(|e| StoreError::io(&work, e))?;
+    if kept.exists() {
+        tracing::warn!(
+            v1 = %old.display(),
+            kept = %kept.display(),
+            "both are beside the migrated store and neither is used: keep one of them elsewhere"
+        );
+        return Ok(());
+    }
+    fs::rename(old, &kept).map_err(|e| StoreError::io(&kept, e))?;
+    let work = data_dir.join(".migrating");
+    if work.exists() {
+        fs::remove_dir_all(&work).map_err(|e| StoreError::io(&work, e))?;
+    }
     sync_dir(data_dir)?;
-    tracing::info!(alerts, kept = %kept.display(), "store migrated");
+    tracing::info!(kept = %kept.display(), "the schema 1 store is kept aside");
     Ok(())
 }
 
@@ -125,6 +153,17 @@ mod tests {
         // Changes continue after the old store's sequence.
         let seq = store.write_blocking(|ledger| Ok(ledger.seq())).unwrap();
         assert_eq!(seq, 9);
+        store.close();
+        drop(store);
+
+        // Cut off between its two renames: v2 whole, v1 still there.
+        let path = |name: &str| dir.path().join(name);
+        std::fs::rename(path("v1.migrated"), path("v1")).unwrap();
+        std::fs::create_dir(path(".migrating")).unwrap();
+        let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
+        assert!(path("v1.migrated").is_dir(), "the migration is finished");
+        assert!(!path("v1").exists() && !path(".migrating").exists());
+        assert_eq!(store.check().unwrap().alerts, 3);
         store.close();
     }
 }

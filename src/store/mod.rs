@@ -434,6 +434,9 @@ pub enum Holds {
     Store,
     /// A schema 1 store: `klaxon serve` migrates it when it starts.
     EarlierSchema,
+    /// A schema 1 store beside a `v2/` that holds none: `klaxon serve`
+    /// refuses it until `v2/` is moved aside (the message says so).
+    EarlierSchemaBlocked(String),
     /// Nothing klaxon wrote (an empty `v2/` is not a store).
     Nothing,
 }
@@ -453,6 +456,9 @@ pub fn holds(data_dir: &Path) -> std::io::Result<Holds> {
             Some(1) if holds_sled(&path)? => found = Holds::EarlierSchema,
             _ => {}
         }
+    }
+    if found == Holds::EarlierSchema && data_dir.join(format!("v{SCHEMA_VERSION}")).exists() {
+        return Ok(Holds::EarlierSchemaBlocked(migrate::blocked(data_dir)));
     }
     Ok(found)
 }

@@ -272,3 +272,33 @@ async fn an_outgoing_webhook_post_in_a_thread_without_text_is_ignored_as_on_even
     assert_eq!(alert["notes"], serde_json::json!([]));
     assert_eq!(app.all_alerts().await.len(), 1);
 }
+
+#[tokio::test]
+async fn an_ack_after_the_trigger_word_acknowledges_even_when_the_event_came_first() {
+    let app = spawn_app().await;
+    let id = alert_from_fixture(&app).await;
+    // The Events API copy of `outage ack` comes first: to it, the text is a note.
+    let mut event = same_reply_through_events();
+    event["event"]["text"] = "outage ack".into();
+    app.post_event(&event).await;
+    let noted: Value = app.get_alert(&id).await.json().await.unwrap();
+    assert_eq!(noted["status"], "open");
+
+    let form = fixture("outgoing/thread_reply.form").replace(
+        "text=outage+still+failing+after+the+rollback%2C+now+critical",
+        "text=outage+ack",
+    );
+    let body: Value = app.post_outgoing(&form).await.json().await.unwrap();
+    assert!(
+        body["text"].as_str().unwrap().contains("acknowledged"),
+        "{body}"
+    );
+    let alert: Value = app.get_alert(&id).await.json().await.unwrap();
+    assert_eq!(alert["status"], "acknowledged");
+    assert_eq!(alert["acknowledged_by"], "U0ONCALL1");
+    assert_eq!(
+        alert["notes"].as_array().unwrap().len(),
+        1,
+        "the event's note stays"
+    );
+}
