@@ -168,12 +168,7 @@ pub async fn enforce_network(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
-    if let Err(refused) = guard(&req).map_or(Ok(()), |g| g.check_network(req.request())) {
-        return Ok(req.error_response(refused).map_into_right_body());
-    }
-    next.call(req)
-        .await
-        .map(ServiceResponse::map_into_left_body)
+    refuse_unless(req, next, Guard::check_network).await
 }
 
 /// Middleware, inside actix-cors: refuses a client over its rate (429), with
@@ -183,16 +178,24 @@ pub async fn enforce_rate(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
-    if let Err(refused) = guard(&req).map_or(Ok(()), |g| g.check_rate(req.request())) {
+    refuse_unless(req, next, Guard::check_rate).await
+}
+
+/// Answers the refusal `check` gives, or passes the request on.
+async fn refuse_unless<B: MessageBody>(
+    req: ServiceRequest,
+    next: Next<B>,
+    check: fn(&Guard, &HttpRequest) -> Result<(), ApiError>,
+) -> Result<ServiceResponse<EitherBody<B>>, actix_web::Error> {
+    let verdict = req
+        .app_data::<web::Data<Guard>>()
+        .map_or(Ok(()), |g| check(g, req.request()));
+    if let Err(refused) = verdict {
         return Ok(req.error_response(refused).map_into_right_body());
     }
     next.call(req)
         .await
         .map(ServiceResponse::map_into_left_body)
-}
-
-fn guard(req: &ServiceRequest) -> Option<&Guard> {
-    req.app_data::<web::Data<Guard>>().map(|g| g.get_ref())
 }
 
 /// Middleware, outside actix-cors: its refusals become klaxon's JSON 400.

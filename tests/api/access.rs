@@ -1,6 +1,17 @@
 use serde_json::Value;
 
-use crate::helpers::{assert_error, spawn_app, spawn_app_with, READ_TOKEN};
+use crate::helpers::{assert_error, spawn_app, spawn_app_with, TestApp, READ_TOKEN};
+
+/// `GET /api/v1/alerts` as a browser dashboard at https://dash.example.com sends it.
+async fn dashboard_get(app: &TestApp) -> reqwest::Response {
+    app.client
+        .get(app.url("/api/v1/alerts"))
+        .bearer_auth(READ_TOKEN)
+        .header("origin", "https://dash.example.com")
+        .send()
+        .await
+        .unwrap()
+}
 
 #[tokio::test]
 async fn summary_counts_by_status_and_urgency() {
@@ -60,14 +71,7 @@ async fn cors_allows_only_configured_origins() {
         .unwrap();
     assert_error(method, 400, "cors-refused").await;
 
-    let res = app
-        .client
-        .get(app.url("/api/v1/alerts"))
-        .bearer_auth(READ_TOKEN)
-        .header("origin", "https://dash.example.com")
-        .send()
-        .await
-        .unwrap();
+    let res = dashboard_get(&app).await;
     assert_eq!(res.status(), 200);
     assert_eq!(
         res.headers().get("access-control-allow-origin").unwrap(),
@@ -86,14 +90,7 @@ async fn cors_allows_only_configured_origins() {
 #[tokio::test]
 async fn no_cors_headers_by_default() {
     let app = spawn_app().await;
-    let res = app
-        .client
-        .get(app.url("/api/v1/alerts"))
-        .bearer_auth(READ_TOKEN)
-        .header("origin", "https://dash.example.com")
-        .send()
-        .await
-        .unwrap();
+    let res = dashboard_get(&app).await;
     assert!(res.headers().get("access-control-allow-origin").is_none());
 }
 
@@ -119,17 +116,10 @@ async fn a_browser_can_read_a_429_and_preflights_spend_no_rate() {
             .unwrap();
         assert_eq!(preflight.status(), 200);
     }
-    let get = || {
-        app.client
-            .get(app.url("/api/v1/alerts"))
-            .bearer_auth(READ_TOKEN)
-            .header("origin", "https://dash.example.com")
-            .send()
-    };
     for _ in 0..2 {
-        assert_eq!(get().await.unwrap().status(), 200);
+        assert_eq!(dashboard_get(&app).await.status(), 200);
     }
-    let limited = get().await.unwrap();
+    let limited = dashboard_get(&app).await;
     let header = |name: &str| {
         limited
             .headers()
@@ -148,7 +138,7 @@ async fn a_browser_can_read_a_429_and_preflights_spend_no_rate() {
 
 #[tokio::test]
 async fn a_network_not_allowed_is_refused_without_cors_headers_preflight_or_not() {
-    let preflight = |app: &crate::helpers::TestApp| {
+    let preflight = |app: &TestApp| {
         app.client
             .request(reqwest::Method::OPTIONS, app.url("/api/v1/alerts"))
             .header("origin", "https://dash.example.com")
@@ -164,14 +154,7 @@ async fn a_network_not_allowed_is_refused_without_cors_headers_preflight_or_not(
     assert!(res.headers().get("access-control-allow-origin").is_none());
     assert_error(res, 403, "forbidden-network").await;
     // Nor does a plain request tell which origins are allowed.
-    let res = closed
-        .client
-        .get(closed.url("/api/v1/alerts"))
-        .bearer_auth(READ_TOKEN)
-        .header("origin", "https://dash.example.com")
-        .send()
-        .await
-        .unwrap();
+    let res = dashboard_get(&closed).await;
     assert!(res.headers().get("access-control-allow-origin").is_none());
     assert_error(res, 403, "forbidden-network").await;
 
