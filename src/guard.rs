@@ -99,8 +99,12 @@ impl Guard {
         }
     }
 
-    /// The rate check for `req`: its client's rate on the routes it asks for.
+    /// The rate check for `req`: its client's rate on the routes it asks for
+    /// (a Prometheus scrape of `/metrics` is not limited).
     fn check_rate(&self, req: &HttpRequest) -> Result<(), ApiError> {
+        if req.match_info().as_str() == "/metrics" {
+            return Ok(());
+        }
         let Some(limiter) = self.policy(req).and_then(|p| p.limiter.as_ref()) else {
             return Ok(());
         };
@@ -121,12 +125,13 @@ impl Guard {
 
     /// The policy of the routes `req` asks for, by the path as the router
     /// sees it, percent-escapes decoded: `/%73lack/` reaches the Slack
-    /// routes, so it must meet their policy.
+    /// routes, so it must meet their policy. `/metrics` on the main port
+    /// takes a read token, so it meets the API's.
     fn policy(&self, req: &HttpRequest) -> Option<&Policy> {
         let path = req.match_info().as_str();
         if path.starts_with("/slack/") {
             Some(&self.slack)
-        } else if path.starts_with("/api/") {
+        } else if path.starts_with("/api/") || path == "/metrics" {
             Some(&self.api)
         } else {
             None

@@ -35,6 +35,10 @@ impl Writes {
         self.0.insert(key.as_ref().to_vec(), None);
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
     /// This change's own write of `key`: `Some(None)` when it removes it.
     pub fn get(&self, key: &[u8]) -> Option<&Option<IVec>> {
         self.0.get(key)

@@ -193,8 +193,12 @@ impl Ledger {
         Ok(())
     }
 
-    /// Adds one change's writes to the group.
+    /// Adds one change's writes to the group. A change that writes nothing
+    /// (an action repeated) needs no room: it answers even on a full disk.
     fn apply(&mut self, writes: Writes) -> Result<(), StoreError> {
+        if writes.is_empty() {
+            return Ok(());
+        }
         self.ensure_room()?;
         self.group.add(writes);
         Ok(())

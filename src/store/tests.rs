@@ -518,3 +518,26 @@ fn only_a_sled_store_counts_as_one_for_the_offline_commands() {
         "open names the newer schema"
     );
 }
+
+#[test]
+fn an_action_repeated_on_a_full_disk_answers_and_a_change_does_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
+    import_open(&store, 0..1);
+    store.close();
+    drop(store);
+    let full = StoreOptions {
+        min_free_bytes: u64::MAX / 2,
+        ..StoreOptions::default()
+    };
+    let store = Store::open(dir.path(), &full).unwrap();
+    let id = testing::alert(0, Urgency::High, Status::Open).id;
+    let again = store.write_blocking(move |l| l.change(id, Action::Reopen, Actor::default()));
+    assert!(
+        matches!(again, Ok(Ok(Changed::AlreadyDone(_)))),
+        "{again:?}"
+    );
+    let ack = store.write_blocking(move |l| l.change(id, Action::Acknowledge, Actor::default()));
+    assert!(matches!(ack, Err(StoreError::DiskFull { .. })), "{ack:?}");
+    store.close();
+}

@@ -76,6 +76,14 @@ async fn allow_lists_are_per_surface() {
         "forbidden-network",
     )
     .await;
+    // /metrics on the main port takes a read token: the API's list too.
+    assert_error(
+        app.get_with("/metrics", Some(READ_TOKEN)).await,
+        403,
+        "forbidden-network",
+    )
+    .await;
+    assert_eq!(app.get_with("/healthz", None).await.status(), 200);
     // Slack routes are not restricted by the API's list.
     assert_eq!(
         app.post_event(&event_fixture("message")).await.status(),
