@@ -443,6 +443,27 @@ impl Settings {
         if self.shutdown_grace.as_secs() > MAX_TIMEOUT_SECS {
             return Err(invalid("KLAXON_SHUTDOWN_GRACE_SECS", "must be 0 to 3600"));
         }
+        for (name, rate) in [
+            ("KLAXON_SLACK_RATE_BURST", self.slack_rate),
+            ("KLAXON_API_RATE_BURST", self.api_rate),
+        ] {
+            if rate.per_sec > 0 && rate.burst == 0 {
+                return Err(invalid(name, "must be at least 1 while the rate is on"));
+            }
+        }
+        if let Some(metrics) = self.metrics_listen {
+            let main = self.listen;
+            let unspecified = main.ip().is_unspecified() || metrics.ip().is_unspecified();
+            if metrics.port() != 0
+                && metrics.port() == main.port()
+                && (metrics.ip() == main.ip() || unspecified)
+            {
+                return Err(invalid(
+                    "KLAXON_METRICS_LISTEN",
+                    "must be another address than KLAXON_LISTEN (both cannot listen there)",
+                ));
+            }
+        }
         Ok(())
     }
 }
@@ -810,6 +831,38 @@ mod tests {
         assert!(settings
             .to_string()
             .contains("allow_from_api       = any network"));
+    }
+
+    #[test]
+    fn a_burst_of_0_is_refused_while_the_rate_is_on() {
+        let a = ServeArgs {
+            api_rate_burst: Some(0),
+            ..args()
+        };
+        assert!(Settings::from_args(a).is_err());
+        let off = ServeArgs {
+            api_rate_per_sec: Some(0),
+            api_rate_burst: Some(0),
+            ..args()
+        };
+        assert!(Settings::from_args(off).is_ok());
+    }
+
+    #[test]
+    fn metrics_cannot_listen_where_the_service_does() {
+        for (main, metrics, ok) in [
+            ("127.0.0.1:8080", "127.0.0.1:8080", false),
+            ("0.0.0.0:8080", "127.0.0.1:8080", false),
+            ("127.0.0.1:8080", "127.0.0.1:9090", true),
+            ("127.0.0.1:0", "127.0.0.1:0", true),
+        ] {
+            let a = ServeArgs {
+                listen: Some(main.parse().unwrap()),
+                metrics_listen: Some(metrics.parse().unwrap()),
+                ..args()
+            };
+            assert_eq!(Settings::from_args(a).is_ok(), ok, "{main} {metrics}");
+        }
     }
 
     #[test]

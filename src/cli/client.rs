@@ -99,6 +99,13 @@ impl Client {
             head.eq_ignore_ascii_case(scheme)
                 .then(|| &base[scheme.len()..])
         });
+        // A password in the URL would be printed in every error that names
+        // the server; the token is how klaxon's API authenticates.
+        if server.contains('@') {
+            return Err(Failure::Usage(
+                "--server must not carry a user or password (user@host): give the token with --token or KLAXON_TOKEN".to_owned(),
+            ));
+        }
         if !host.is_some_and(|h| !h.is_empty() && !h.starts_with('/')) {
             return Err(Failure::Usage(format!(
                 "--server must be an http:// or https:// URL such as http://127.0.0.1:8080, not {:?}",
@@ -219,6 +226,12 @@ mod tests {
         }
         let client = Client::new(" HTTPS://klaxon.example/base/ ", Secret::new("t")).unwrap();
         assert_eq!(client.base, "HTTPS://klaxon.example/base");
+        for with_password in ["http://user:hunter2@127.0.0.1:1", "user:hunter2@x"] {
+            let Err(Failure::Usage(why)) = Client::new(with_password, Secret::new("t")) else {
+                panic!("{with_password} accepted");
+            };
+            assert!(!why.contains("hunter2"), "{why}");
+        }
     }
 
     #[test]

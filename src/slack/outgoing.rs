@@ -177,10 +177,10 @@ pub async fn receive(
         return Err(ApiError::InvalidToken);
     }
     if post.is_from_bot() {
-        metrics::event_ignored("bot post");
+        metrics::event_ignored("bot message");
         return Ok(with_outcome(
             HttpResponse::Ok().finish(),
-            "ignored: bot post",
+            "ignored: bot message",
         ));
     }
     post.check_ids()?;

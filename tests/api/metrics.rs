@@ -20,6 +20,8 @@ async fn metrics_count_what_happened_on_their_own_listener() {
     app.post_event(&event_fixture("message")).await;
     app.post_event(&event_fixture("message")).await;
     app.post_event(&event_fixture("bot_message_bot_id")).await;
+    // A bot's post through the other surface is counted under the same reason.
+    app.post_outgoing(&fixture("outgoing/bot_post.form")).await;
     app.post_outgoing(
         &fixture("outgoing/pagertree_outage_high.form").replace("XXXXXXXXXXXXXXXXXX", "wrong"),
     )
@@ -76,7 +78,7 @@ async fn metrics_count_what_happened_on_their_own_listener() {
     );
     assert_eq!(
         has("klaxon_events_ignored_total", &["reason=\"bot_message\""]),
-        1.0
+        2.0
     );
     assert_eq!(
         has(
