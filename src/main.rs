@@ -51,10 +51,12 @@ enum Command {
 fn main() -> ExitCode {
     let matches = <Cli as clap::CommandFactory>::command().get_matches();
     let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
-    if let (Command::Serve(args) | Command::CheckConfig(args), Some((_, sub))) =
-        (&mut cli.command, matches.subcommand())
-    {
-        args.prefer_flags(sub);
+    match (&mut cli.command, matches.subcommand()) {
+        (Command::Serve(args) | Command::CheckConfig(args), Some((_, sub))) => {
+            args.prefer_flags(sub)
+        }
+        (Command::Alerts(args), Some((_, sub))) => args.prefer_flags(sub),
+        _ => {}
     }
     if let Err(e) = telemetry::init() {
         // The alert client logs nothing of its own; the rest must not run

@@ -181,6 +181,20 @@ fn execute(args: AlertsArgs) -> Result<(), Failure> {
     }
 }
 
+impl AlertsArgs {
+    /// A token flag beats the other form of it in the environment
+    /// (`--token-file` with KLAXON_TOKEN exported), as for `klaxon serve`.
+    pub fn prefer_flags(&mut self, matches: &clap::ArgMatches) {
+        let flag =
+            |id: &str| matches.value_source(id) == Some(clap::parser::ValueSource::CommandLine);
+        match (flag("token"), flag("token_file")) {
+            (true, false) => self.token_file = None,
+            (false, true) => self.token = None,
+            _ => {}
+        }
+    }
+}
+
 /// The token from exactly one of `--token`/KLAXON_TOKEN and `--token-file`/KLAXON_TOKEN_FILE.
 fn resolve_token(flag: Option<Secret>, file: Option<&Path>) -> Result<Secret, Failure> {
     let flag = flag.filter(|t| !t.expose().trim().is_empty());

@@ -246,6 +246,12 @@ async fn token_problems_are_reported_without_the_token() {
     let file = file.display().to_string();
     let from_file = run_env(&app, &["summary", "--token-file", &file], &[]).await;
     assert_eq!(from_file.code, 0, "{}", from_file.stderr);
+    // A flag beats the other form in the environment; both flags are a guess.
+    let exported = [("KLAXON_TOKEN", "stale-token".to_owned())];
+    let flag_wins = run_env(&app, &["summary", "--token-file", &file], &exported).await;
+    assert_eq!(flag_wins.code, 0, "{}", flag_wins.stderr);
+    let both = ["summary", "--token-file", &file, "--token", READ_TOKEN];
+    assert_eq!(run_env(&app, &both, &[]).await.code, 2);
 
     // The environment's value stays out of the help, too.
     let env = [("KLAXON_TOKEN", WRITE_TOKEN.to_owned())];
