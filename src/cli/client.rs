@@ -20,6 +20,11 @@ pub const TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest answer read (a page of 1000 alerts of 40,000 characters fits).
 const MAX_ANSWER_BYTES: u64 = 256 << 20;
 
+/// A read refused for the client's rate (429) is asked again after the
+/// server's `Retry-After`, up to this many times, each wait at most 10 s:
+/// `list --all` reads page after page.
+const RATE_RETRIES: u32 = 5;
+
 /// Why a command failed. Each kind has its exit code.
 #[derive(Debug)]
 pub enum Failure {
@@ -125,10 +130,23 @@ impl Client {
         })
     }
 
-    /// `GET {server}{path}`.
+    /// `GET {server}{path}`, waiting out a rate limit (see [`RATE_RETRIES`]).
     pub fn get(&self, path: &str) -> Result<Answer, Failure> {
-        let request = self.request("GET", path);
-        self.finish(request.call())
+        let mut retries = 0;
+        loop {
+            match self.request("GET", path).call() {
+                Err(ureq::Error::Status(429, response)) if retries < RATE_RETRIES => {
+                    let wait = response
+                        .header("retry-after")
+                        .and_then(|v| v.trim().parse::<u64>().ok())
+                        .unwrap_or(1)
+                        .clamp(1, 10);
+                    std::thread::sleep(Duration::from_secs(wait));
+                    retries += 1;
+                }
+                result => return self.finish(result),
+            }
+        }
     }
 
     /// `POST {server}{path}`, with `body` as JSON when given.

@@ -301,3 +301,28 @@ async fn summary_counts_by_status_and_urgency() {
     let counts: Value = serde_json::from_str(&json.stdout).unwrap();
     assert_eq!(counts["total"], 2);
 }
+
+#[tokio::test]
+async fn list_all_waits_out_the_rate_limit_instead_of_failing() {
+    let app = crate::helpers::spawn_app_with(|s| {
+        s.api_rate = klaxon::config::RateLimit {
+            per_sec: 2,
+            burst: 2,
+        }
+    })
+    .await;
+    for i in 0..12 {
+        app.create_alert(&format!("high: {i}"), &format!("1732400100.{i:06}"))
+            .await;
+    }
+    // 6 pages of 2 against a burst of 2 at 2 per second.
+    let all = run(
+        &app,
+        READ_TOKEN,
+        &["list", "--all", "--limit", "2", "--json"],
+    )
+    .await;
+    assert_eq!(all.code, 0, "{}", all.stderr);
+    let page: Value = serde_json::from_str(&all.stdout).unwrap();
+    assert_eq!(ids(&page).len(), 12);
+}
