@@ -77,9 +77,15 @@ fn main() -> ExitCode {
 }
 
 fn check_config(args: ServeArgs) -> ExitCode {
+    let file = args.config.as_ref().map(|p| p.display().to_string());
     match Settings::from_args(args) {
         Ok(settings) => {
             println!("{settings}");
+            println!(
+                "config_file          = {}",
+                file.as_deref().unwrap_or("none")
+            );
+            println!("log                  = {}", telemetry::describe());
             ExitCode::SUCCESS
         }
         Err(e) => {

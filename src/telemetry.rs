@@ -12,6 +12,24 @@ use tracing_subscriber::EnvFilter;
 
 use crate::error::ApiError;
 
+/// What is logged without `RUST_LOG`.
+const DEFAULT_FILTER: &str = "info,sled=warn";
+
+/// The log settings [`init`] reads, in words (`klaxon check-config`).
+pub fn describe() -> String {
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .filter(|f| !f.trim().is_empty())
+        .unwrap_or_else(|| format!("{DEFAULT_FILTER} (the default)"));
+    let json = std::env::var("KLAXON_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
+    let format = if json {
+        "JSON lines"
+    } else {
+        "human-readable lines"
+    };
+    format!("{filter}, {format} on stderr")
+}
+
 /// Log level from `RUST_LOG` (default `info`); JSON lines when
 /// `KLAXON_LOG_FORMAT=json`, human-readable when it is unset or `human`.
 /// Logs go to stderr. A setting that does not parse is an error, not a
@@ -21,7 +39,7 @@ pub fn init() -> Result<(), String> {
     use std::env::VarError::{NotPresent, NotUnicode};
     let filter = match std::env::var("RUST_LOG") {
         Ok(f) if !f.trim().is_empty() => log_filter(&f)?,
-        Ok(_) | Err(NotPresent) => EnvFilter::new("info,sled=warn"),
+        Ok(_) | Err(NotPresent) => EnvFilter::new(DEFAULT_FILTER),
         Err(NotUnicode(_)) => return Err("RUST_LOG is not UTF-8".into()),
     };
     let json = match std::env::var("KLAXON_LOG_FORMAT") {

@@ -56,6 +56,8 @@ fn flags_beat_environment_beat_the_file_beat_defaults() {
         line(&stdout, "api_rate").contains("50/s"),
         "defaults fill the rest"
     );
+    assert!(line(&stdout, "config_file").ends_with("klaxon.toml"));
+    assert!(line(&stdout, "log").contains("human-readable"));
     assert!(!stdout.contains("file-token-123") && !stderr.contains("file-token-123"));
 }
 
