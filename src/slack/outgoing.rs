@@ -204,7 +204,14 @@ pub async fn receive(
     let inserted = store
         .insert_if_new(post.into_new_alert(slack.default_urgency)?)
         .await?;
-    let (text, outcome) = match &inserted {
+    let (text, outcome) = opened(&inserted);
+    let reply = json!({ "text": reply_text(&text, &trigger) });
+    Ok(with_outcome(HttpResponse::Ok().json(reply), outcome))
+}
+
+/// What to say of an alert offered (the channel text and the log outcome).
+fn opened(inserted: &Inserted) -> (String, String) {
+    match inserted {
         Inserted::Created(a) => {
             metrics::alert_created("outgoing_webhook", a.urgency);
             (
@@ -217,21 +224,19 @@ pub async fn receive(
                 format!("created alert {}", a.id),
             )
         }
-        Inserted::Duplicate(a) => (
-            format!(
-                "already tracking this as alert {} ({} urgency, {})",
-                a.id,
-                a.urgency,
-                a.status.as_str()
-            ),
-            format!("duplicate of alert {}", a.id),
-        ),
-    };
-    if matches!(inserted, Inserted::Duplicate(_)) {
-        metrics::duplicate_suppressed("outgoing_webhook");
+        Inserted::Duplicate(a) => {
+            metrics::duplicate_suppressed("outgoing_webhook");
+            (
+                format!(
+                    "already tracking this as alert {} ({} urgency, {})",
+                    a.id,
+                    a.urgency,
+                    a.status.as_str()
+                ),
+                format!("duplicate of alert {}", a.id),
+            )
+        }
     }
-    let reply = json!({ "text": reply_text(&text, &trigger) });
-    Ok(with_outcome(HttpResponse::Ok().json(reply), outcome))
 }
 
 /// Applies a thread reply. Only this surface reads a command after the
