@@ -15,19 +15,50 @@ use crate::error::ApiError;
 /// What is logged without `RUST_LOG`.
 const DEFAULT_FILTER: &str = "info,sled=warn";
 
+/// The log settings from the environment: `RUST_LOG` (unset or empty:
+/// [`DEFAULT_FILTER`]) and `KLAXON_LOG_FORMAT` (`json`, or `human` when
+/// unset or empty).
+struct LogSettings {
+    directives: Option<String>,
+    json: bool,
+}
+
+impl LogSettings {
+    fn from_env() -> Result<Self, String> {
+        use std::env::VarError::{NotPresent, NotUnicode};
+        let directives = match std::env::var("RUST_LOG") {
+            Ok(f) if !f.trim().is_empty() => Some(f),
+            Ok(_) | Err(NotPresent) => None,
+            Err(NotUnicode(_)) => return Err("RUST_LOG is not UTF-8".into()),
+        };
+        let json = match std::env::var("KLAXON_LOG_FORMAT") {
+            Err(NotPresent) => false,
+            Ok(f) if f.is_empty() || f.eq_ignore_ascii_case("human") => false,
+            Ok(f) if f.eq_ignore_ascii_case("json") => true,
+            Ok(_) | Err(NotUnicode(_)) => {
+                return Err("KLAXON_LOG_FORMAT must be json or human".into())
+            }
+        };
+        Ok(Self { directives, json })
+    }
+}
+
 /// The log settings [`init`] reads, in words (`klaxon check-config`).
 pub fn describe() -> String {
-    let filter = std::env::var("RUST_LOG")
-        .ok()
-        .filter(|f| !f.trim().is_empty())
-        .unwrap_or_else(|| format!("{DEFAULT_FILTER} (the default)"));
-    let json = std::env::var("KLAXON_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
-    let format = if json {
-        "JSON lines"
-    } else {
-        "human-readable lines"
-    };
-    format!("{filter}, {format} on stderr")
+    match LogSettings::from_env() {
+        Ok(s) => {
+            let filter = s
+                .directives
+                .unwrap_or_else(|| format!("{DEFAULT_FILTER} (the default)"));
+            let format = if s.json {
+                "JSON lines"
+            } else {
+                "human-readable lines"
+            };
+            format!("{filter}, {format} on stderr")
+        }
+        Err(e) => e,
+    }
 }
 
 /// Log level from `RUST_LOG` (default `info`); JSON lines when
@@ -36,18 +67,10 @@ pub fn describe() -> String {
 /// silent fallback: a mistyped filter would otherwise hide the logs its
 /// operator asked for.
 pub fn init() -> Result<(), String> {
-    use std::env::VarError::{NotPresent, NotUnicode};
-    let filter = match std::env::var("RUST_LOG") {
-        Ok(f) if !f.trim().is_empty() => log_filter(&f)?,
-        Ok(_) | Err(NotPresent) => EnvFilter::new(DEFAULT_FILTER),
-        Err(NotUnicode(_)) => return Err("RUST_LOG is not UTF-8".into()),
-    };
-    let json = match std::env::var("KLAXON_LOG_FORMAT") {
-        Err(NotPresent) => false,
-        Err(NotUnicode(_)) => return Err("KLAXON_LOG_FORMAT must be json or human".into()),
-        Ok(f) if f.is_empty() || f.eq_ignore_ascii_case("human") => false,
-        Ok(f) if f.eq_ignore_ascii_case("json") => true,
-        Ok(_) => return Err("KLAXON_LOG_FORMAT must be json or human".into()),
+    let LogSettings { directives, json } = LogSettings::from_env()?;
+    let filter = match directives {
+        Some(directives) => log_filter(&directives)?,
+        None => EnvFilter::new(DEFAULT_FILTER),
     };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -185,13 +185,7 @@ impl AlertsArgs {
     /// A token flag beats the other form of it in the environment
     /// (`--token-file` with KLAXON_TOKEN exported), as for `klaxon serve`.
     pub fn prefer_flags(&mut self, matches: &clap::ArgMatches) {
-        let flag =
-            |id: &str| matches.value_source(id) == Some(clap::parser::ValueSource::CommandLine);
-        match (flag("token"), flag("token_file")) {
-            (true, false) => self.token_file = None,
-            (false, true) => self.token = None,
-            _ => {}
-        }
+        crate::config::prefer_flag(matches, "token", &mut self.token, &mut self.token_file);
     }
 }
 

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use ipnet::IpNet;
 
-use super::ConfigError;
+use super::{prefer_flag, ConfigError};
 use crate::secret::Secret;
 use crate::urgency::Urgency;
 
@@ -166,32 +166,26 @@ impl ServeArgs {
     /// (`--read-tokens` and `KLAXON_READ_TOKENS_FILE`) into two fields, and
     /// two forms are refused. The form not given as a flag is dropped.
     pub fn prefer_flags(&mut self, matches: &clap::ArgMatches) {
-        let flag =
-            |id: &str| matches.value_source(id) == Some(clap::parser::ValueSource::CommandLine);
-        let keep = |id: &str, direct: &mut Option<Secret>, file: &mut Option<PathBuf>| match (
-            flag(id),
-            flag(&format!("{id}_file")),
-        ) {
-            (true, false) => *file = None,
-            (false, true) => *direct = None,
-            _ => {}
-        };
-        keep(
+        prefer_flag(
+            matches,
             "signing_secret",
             &mut self.signing_secret,
             &mut self.signing_secret_file,
         );
-        keep(
+        prefer_flag(
+            matches,
             "verification_token",
             &mut self.verification_token,
             &mut self.verification_token_file,
         );
-        keep(
+        prefer_flag(
+            matches,
             "read_tokens",
             &mut self.read_tokens,
             &mut self.read_tokens_file,
         );
-        keep(
+        prefer_flag(
+            matches,
             "write_tokens",
             &mut self.write_tokens,
             &mut self.write_tokens_file,

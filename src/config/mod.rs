@@ -21,6 +21,7 @@ mod tests;
 use args::read_config_file;
 pub use args::ServeArgs;
 use origin::browser_origin;
+pub use secrets::prefer_flag;
 use secrets::{bearer_list, secret_list, setting, setting_file};
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";

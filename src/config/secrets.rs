@@ -71,3 +71,20 @@ fn read_secret_file(name: &'static str, path: &Path) -> Result<Secret, ConfigErr
     })?;
     Ok(Secret::new(text.trim()))
 }
+
+/// Of a secret given both ways, as the flag `--{id}` (or `--{id}-file`) and
+/// in the environment in its other form, the flag's is kept: flags win over
+/// the environment, and clap reads the two forms into two fields.
+pub fn prefer_flag(
+    matches: &clap::ArgMatches,
+    id: &str,
+    direct: &mut Option<Secret>,
+    file: &mut Option<PathBuf>,
+) {
+    let flag = |id: &str| matches.value_source(id) == Some(clap::parser::ValueSource::CommandLine);
+    match (flag(id), flag(&format!("{id}_file"))) {
+        (true, false) => *file = None,
+        (false, true) => *direct = None,
+        _ => {}
+    }
+}

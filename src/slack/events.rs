@@ -192,13 +192,12 @@ impl Callback {
         if e.bot_id.is_some() || e.user.as_deref() == Some("USLACKBOT") {
             return Decision::Ignore("bot message");
         }
-        let field = |v: Option<String>| v.filter(|v| given(Some(v)).is_some());
-        let (Some(channel), Some(ts)) = (field(e.channel), field(e.ts)) else {
+        let (Some(channel), Some(ts)) = (given(e.channel), given(e.ts)) else {
             return Decision::Ignore("event without channel or ts");
         };
-        let team = field(self.team_id).or(field(e.team));
+        let team = given(self.team_id).or(given(e.team));
         let text = e.text.unwrap_or_default();
-        let thread_ts = field(e.thread_ts);
+        let thread_ts = given(e.thread_ts);
         match in_thread(&ts, thread_ts.as_deref(), &text) {
             InThread::No => {}
             InThread::ReplyWithoutText => return Decision::Ignore("thread reply without text"),

@@ -8,7 +8,8 @@ use std::fs;
 use std::path::Path;
 
 use super::{
-    decode_alert, holds_sled, keys, sync_dir, Store, StoreError, StoreOptions, SCHEMA_VERSION,
+    decode_alert, holds_sled, keys, store_dir, sync_dir, Store, StoreError, StoreOptions,
+    SCHEMA_VERSION,
 };
 
 const BATCH: usize = 100;
@@ -16,7 +17,7 @@ const BATCH: usize = 100;
 /// Migrates `data_dir/v1` if there is one to migrate.
 pub fn from_v1(data_dir: &Path, options: &StoreOptions) -> Result<(), StoreError> {
     let old = data_dir.join("v1");
-    let new = data_dir.join(format!("v{SCHEMA_VERSION}"));
+    let new = store_dir(data_dir);
     if !old.is_dir() {
         return Ok(());
     }
@@ -64,7 +65,7 @@ pub fn from_v1(data_dir: &Path, options: &StoreOptions) -> Result<(), StoreError
     store.close();
     drop(store);
     drop(v1);
-    let built = work.join(format!("v{SCHEMA_VERSION}"));
+    let built = store_dir(&work);
     fs::rename(&built, &new).map_err(|e| StoreError::io(&new, e))?;
     sync_dir(data_dir)?;
     tracing::info!(alerts, "store migrated");
@@ -73,7 +74,7 @@ pub fn from_v1(data_dir: &Path, options: &StoreOptions) -> Result<(), StoreError
 
 /// Why a schema 1 store cannot be migrated: `v2/` is in the way.
 pub fn blocked(data_dir: &Path) -> String {
-    let new = data_dir.join(format!("v{SCHEMA_VERSION}"));
+    let new = store_dir(data_dir);
     format!(
         "{} holds a schema 1 store, and {} holds none: move {} aside and klaxon migrates the schema 1 store when it next opens it",
         data_dir.join("v1").display(),

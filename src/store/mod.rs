@@ -126,7 +126,7 @@ impl Store {
         fs::create_dir_all(data_dir).map_err(|e| StoreError::io(data_dir, e))?;
         refuse_newer_schema(data_dir)?;
         migrate::from_v1(data_dir, options)?;
-        let path = data_dir.join(format!("v{SCHEMA_VERSION}"));
+        let path = store_dir(data_dir);
         let db = open_sled(&path, options)?;
         let tree = db.open_tree("klaxon")?;
         let instance = match tree.get(keys::meta("schema"))? {
@@ -426,6 +426,11 @@ fn recover(
     Ok(journal)
 }
 
+/// The sled directory of this schema inside `data_dir` (`v2/`).
+fn store_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join(format!("v{SCHEMA_VERSION}"))
+}
+
 /// What a data dir holds, for the commands that read a store and must
 /// neither create one (at a mistyped path) nor migrate one.
 #[derive(Debug, PartialEq, Eq)]
@@ -457,7 +462,7 @@ pub fn holds(data_dir: &Path) -> std::io::Result<Holds> {
             _ => {}
         }
     }
-    if found == Holds::EarlierSchema && data_dir.join(format!("v{SCHEMA_VERSION}")).exists() {
+    if found == Holds::EarlierSchema && store_dir(data_dir).exists() {
         return Ok(Holds::EarlierSchemaBlocked(migrate::blocked(data_dir)));
     }
     Ok(found)
