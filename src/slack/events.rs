@@ -344,10 +344,13 @@ pub async fn receive(
                 json!({ "ok": true, "alert_id": a.id, "status": a.status }),
                 format!("thread reply applied to alert {}", a.id),
             ),
-            ReplyOutcome::Refused(id, why) => (
-                json!({ "ok": true, "alert_id": id, "ignored": why }),
-                format!("thread reply to alert {id} refused: {why}"),
-            ),
+            ReplyOutcome::Refused(id, why) => {
+                metrics::event_ignored("thread reply refused");
+                (
+                    json!({ "ok": true, "alert_id": id, "ignored": why }),
+                    format!("thread reply to alert {id} refused: {why}"),
+                )
+            }
         },
     };
     Ok(with_outcome(HttpResponse::Ok().json(body), outcome))

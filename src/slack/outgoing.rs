@@ -289,10 +289,13 @@ fn replied(outcome: ReplyOutcome) -> Option<(String, String)> {
                 format!("duplicate reply to alert {id}"),
             )
         }
-        ReplyOutcome::Refused(id, why) => (
-            format!("not added to alert {id}: {why}"),
-            format!("thread reply to alert {id} refused: {why}"),
-        ),
+        ReplyOutcome::Refused(id, why) => {
+            metrics::event_ignored("thread reply refused");
+            (
+                format!("not added to alert {id}: {why}"),
+                format!("thread reply to alert {id} refused: {why}"),
+            )
+        }
     })
 }
 

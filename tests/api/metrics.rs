@@ -20,6 +20,18 @@ async fn metrics_count_what_happened_on_their_own_listener() {
     app.post_event(&event_fixture("message")).await;
     app.post_event(&event_fixture("message")).await;
     app.post_event(&event_fixture("bot_message_bot_id")).await;
+    // An ack in the thread of a resolved alert is refused, and counted.
+    for (text, ts) in [
+        ("resolve", "1732358800.000900"),
+        ("ack", "1732358800.001900"),
+    ] {
+        let mut reply = event_fixture("thread_reply");
+        reply["event"]["text"] = text.into();
+        reply["event"]["ts"] = ts.into();
+        reply["event_id"] = format!("EvMETRICS{text}").into();
+        let res: serde_json::Value = app.post_event(&reply).await.json().await.unwrap();
+        assert!(res["alert_id"].is_string(), "{res}");
+    }
     // A bot's post through the other surface is counted under the same reason.
     app.post_outgoing(&fixture("outgoing/bot_post.form")).await;
     app.post_outgoing(
@@ -82,6 +94,13 @@ async fn metrics_count_what_happened_on_their_own_listener() {
     );
     assert_eq!(
         has(
+            "klaxon_events_ignored_total",
+            &["reason=\"thread_reply_refused\""]
+        ),
+        1.0
+    );
+    assert_eq!(
+        has(
             "klaxon_verification_failures_total",
             &["surface=\"outgoing\"", "reason=\"invalid_token\""]
         ),
@@ -106,7 +125,7 @@ async fn metrics_count_what_happened_on_their_own_listener() {
             "klaxon_http_requests_total",
             &["route=\"/slack/events\"", "status=\"200\""]
         ),
-        3.0
+        5.0
     );
     assert_eq!(
         has(
@@ -132,9 +151,10 @@ async fn metrics_count_what_happened_on_their_own_listener() {
     assert_eq!(
         has(
             "klaxon_alerts",
-            &["status=\"open\"", "urgency=\"critical\""]
+            &["status=\"resolved\"", "urgency=\"critical\""]
         ),
-        1.0
+        1.0,
+        "the thread reply resolved the alert"
     );
     assert!(has("klaxon_store_disk_bytes", &[]) > 0.0);
     for secret in [
