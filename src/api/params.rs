@@ -41,8 +41,16 @@ pub struct ListParams {
 impl ListParams {
     pub fn into_query(self) -> Result<ListQuery, ApiError> {
         Ok(ListQuery {
-            statuses: comma_list(self.status.as_deref(), "status")?,
-            urgencies: comma_list(self.urgency.as_deref(), "urgency")?,
+            statuses: comma_list(
+                self.status.as_deref(),
+                "status",
+                &Status::ALL.map(Status::as_str),
+            )?,
+            urgencies: comma_list(
+                self.urgency.as_deref(),
+                "urgency",
+                &Urgency::ALL.map(Urgency::as_str),
+            )?,
             channel: self.channel.filter(|c| !c.is_empty()),
             since_ms: self
                 .since
@@ -105,16 +113,24 @@ fn limit(raw: Option<&str>, default: usize) -> Result<usize, ApiError> {
     }
 }
 
-fn comma_list<T: std::str::FromStr>(raw: Option<&str>, name: &str) -> Result<Vec<T>, ApiError> {
+/// A comma-separated list of `known` words. The error names the words
+/// known, not the one sent (the client has it; a log or a proxy need not).
+fn comma_list<T: std::str::FromStr>(
+    raw: Option<&str>,
+    name: &str,
+    known: &[&str],
+) -> Result<Vec<T>, ApiError> {
     let Some(raw) = raw else {
         return Ok(Vec::new());
     };
     let mut items = Vec::new();
     for word in raw.split(',').map(str::trim).filter(|w| !w.is_empty()) {
-        items.push(
-            word.parse()
-                .map_err(|_| invalid(format!("{name}: unknown value {word:?}")))?,
-        );
+        items.push(word.parse().map_err(|_| {
+            invalid(format!(
+                "{name} must be one or more of {}, separated by commas",
+                known.join(", ")
+            ))
+        })?);
     }
     Ok(items)
 }
