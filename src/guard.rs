@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::http::header::HeaderName;
+use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::{web, HttpRequest};
 use governor::clock::{Clock, MonotonicClock};
@@ -215,7 +215,16 @@ pub async fn cors_refusals(
     match res.response().error().and_then(cors_refusal) {
         Some(refused) => {
             let (req, _) = res.into_parts();
-            Ok(ServiceResponse::from_err(refused, req).map_into_right_body())
+            let mut res = ServiceResponse::from_err(refused, req);
+            // Another origin, method or header list may be allowed: caches
+            // must not hand this refusal to them.
+            res.headers_mut().insert(
+                header::VARY,
+                HeaderValue::from_static(
+                    "Origin, Access-Control-Request-Method, Access-Control-Request-Headers",
+                ),
+            );
+            Ok(res.map_into_right_body())
         }
         None => Ok(res.map_into_left_body()),
     }

@@ -59,6 +59,11 @@ async fn cors_allows_only_configured_origins() {
     );
     let other = preflight("https://evil.example").await.unwrap();
     assert!(other.headers().get("access-control-allow-origin").is_none());
+    let vary = other.headers().get("vary").map(|v| v.to_str().unwrap());
+    assert!(
+        vary.is_some_and(|v| v.contains("Origin")),
+        "a refusal varies by origin: {vary:?}"
+    );
     let body = assert_error(other, 400, "cors-refused").await;
     assert!(body.contains("Origin is not allowed"), "{body}");
     let method = app
