@@ -1,0 +1,221 @@
+use super::*;
+use crate::alert::{SlackRef, Source};
+use crate::urgency::{Urgency, UrgencySource};
+
+fn ledger(dir: &std::path::Path) -> Ledger {
+    let db = sled::Config::new().path(dir).open().unwrap();
+    let tree = db.open_tree("t").unwrap();
+    Ledger::new(tree, AlertId::MIN, 0, 0, dir.to_owned(), 0)
+}
+
+fn message(ts: &str) -> NewAlert {
+    NewAlert {
+        urgency: Urgency::High,
+        urgency_source: UrgencySource::Message,
+        title: "db down".into(),
+        text: "outage high db down".into(),
+        source: Source::EventsApi,
+        slack: SlackRef {
+            team_id: Some("T1".into()),
+            channel_id: "C1".into(),
+            ts: ts.into(),
+            event_id: Some(format!("Ev{ts}")),
+            ..SlackRef::default()
+        },
+    }
+}
+
+/// Ends the group as the writer does, without a journal.
+fn commit(ledger: &mut Ledger) -> Result<(), StoreError> {
+    ledger.finish(0)
+}
+
+/// Offers the message with this ts; it must be new.
+fn create(ledger: &mut Ledger, ts: &str) -> Alert {
+    match ledger.insert_if_new(message(ts)).unwrap() {
+        Inserted::Created(alert) => alert,
+        Inserted::Duplicate(_) => panic!("{ts} must create an alert"),
+    }
+}
+
+#[test]
+fn a_group_sees_its_own_pending_writes_and_reaches_the_tree_on_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ledger = ledger(dir.path());
+    let first = create(&mut ledger, "1.1");
+    // Same message again in the same group, before any commit: a duplicate.
+    let again = ledger.insert_if_new(message("1.1")).unwrap();
+    assert!(matches!(again, Inserted::Duplicate(a) if a.id == first.id));
+    let changed = ledger
+        .change(first.id, Action::Acknowledge, Actor::default())
+        .unwrap();
+    assert!(matches!(changed, Ok(Changed::Yes(_))));
+    assert!(ledger.tree.get(keys::alert(first.id)).unwrap().is_none());
+
+    commit(&mut ledger).unwrap();
+    let stored = super::super::decode_alert(ledger.tree.get(keys::alert(first.id)).unwrap())
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.status, Status::Acknowledged);
+    let count = |s| {
+        let key = keys::count(s, Urgency::High);
+        ledger.count(&Writes::default(), &key).unwrap()
+    };
+    assert_eq!((count(Status::Open), count(Status::Acknowledged)), (0, 1));
+}
+
+#[test]
+fn a_backup_scan_sees_the_group_without_putting_it_in_the_tree() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ledger = ledger(dir.path());
+    let first = create(&mut ledger, "3.3");
+    commit(&mut ledger).unwrap();
+    let second = create(&mut ledger, "3.4");
+    ledger
+        .change(first.id, Action::Resolve, Actor::default())
+        .unwrap()
+        .unwrap();
+    // Mid-group: the scan sees both changes, as the group will leave them.
+    let Tail { next, records, .. } = ledger.changed_since(0, usize::MAX, usize::MAX).unwrap();
+    assert_eq!(next, 3);
+    let alerts: Vec<Alert> = records
+        .iter()
+        .map(|r| serde_json::from_slice(r).unwrap())
+        .collect();
+    let seen: Vec<_> = alerts.iter().map(|a| (a.id, a.status)).collect();
+    assert_eq!(
+        seen,
+        vec![(second.id, Status::Open), (first.id, Status::Resolved)]
+    );
+    // Only the group's journal record may come before the tree has it.
+    assert!(ledger.tree.get(keys::alert(second.id)).unwrap().is_none());
+    let later = ledger
+        .changed_since(2, usize::MAX, usize::MAX)
+        .unwrap()
+        .records;
+    assert_eq!(later.len(), 1, "only the resolve is after seq 2");
+}
+
+#[test]
+fn a_backup_scan_sees_the_change_blocks_a_group_empties_and_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ledger = ledger(dir.path());
+    let alert = create(&mut ledger, "5.1");
+    commit(&mut ledger).unwrap();
+    // The next change is numbered 101: its entry leaves the first block
+    // (now empty, so removed) for a block only the group has.
+    ledger.raise_seq(100).unwrap();
+    ledger
+        .change(alert.id, Action::Resolve, Actor::default())
+        .unwrap()
+        .unwrap();
+    assert!(ledger.tree.get(keys::change_block(1)).unwrap().is_some());
+    let Tail { next, records, .. } = ledger.changed_since(0, usize::MAX, usize::MAX).unwrap();
+    assert_eq!(next, 101);
+    assert_eq!(records.len(), 1, "the alert once, at its latest change");
+    let found: Alert = serde_json::from_slice(&records[0]).unwrap();
+    assert_eq!((found.id, found.status), (alert.id, Status::Resolved));
+}
+
+#[test]
+fn a_backup_tail_comes_in_stretches_and_jumps_over_the_numbers_a_restore_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ledger = ledger(dir.path());
+    let first: Vec<Alert> = (1..=3)
+        .map(|i| create(&mut ledger, &format!("6.{i}")))
+        .collect();
+    commit(&mut ledger).unwrap();
+    ledger.skip_after_restore(3).unwrap();
+    let later = create(&mut ledger, "6.9");
+    assert_eq!(later.seq, 3 + RESTORE_GAP + 1);
+    let mut seen = Vec::new();
+    let mut stretches = 0;
+    let mut seq = 0;
+    loop {
+        let tail = ledger.changed_since(seq, 2, usize::MAX).unwrap();
+        stretches += 1;
+        for record in &tail.records {
+            seen.push(serde_json::from_slice::<Alert>(record).unwrap().id);
+        }
+        seq = tail.next;
+        if tail.done {
+            break;
+        }
+        assert_eq!(tail.records.len(), 2);
+    }
+    assert_eq!(seq, later.seq, "the last stretch reaches the latest change");
+    // A byte budget ends a stretch early, after one alert at least.
+    let small = ledger.changed_since(0, usize::MAX, 1).unwrap();
+    assert_eq!((small.records.len(), small.done), (1, false));
+    assert_eq!(stretches, 2);
+    let expected: Vec<_> = first.iter().chain([&later]).map(|a| a.id).collect();
+    assert_eq!(seen, expected, "each alert once, in change order");
+}
+
+#[test]
+fn a_discarded_group_gives_back_the_numbers_it_took() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ledger = ledger(dir.path());
+    let first = create(&mut ledger, "7.1");
+    commit(&mut ledger).unwrap();
+    let dropped = create(&mut ledger, "7.2");
+    ledger.discard();
+    let again = create(&mut ledger, "7.3");
+    assert_eq!(again.seq, first.seq + 1);
+    assert_eq!(dropped.seq, again.seq, "the number went back, unpublished");
+    assert_eq!(ledger.counters.ordinals, 2, "ordinals stay dense");
+}
+
+#[test]
+fn a_change_that_panics_gives_back_the_numbers_it_took() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ledger = ledger(dir.path());
+    let panicked = catch_unwind(AssertUnwindSafe(|| {
+        ledger.transact(|l| -> Result<(), StoreError> {
+            l.next_seq();
+            panic!("a bug in a change");
+        })
+    }));
+    assert!(panicked.is_err());
+    assert_eq!(ledger.seq(), 0);
+}
+
+#[test]
+fn a_listing_read_while_a_group_goes_in_shows_no_alert_under_its_old_state() {
+    use super::super::query::{list, ListQuery};
+    let dir = tempfile::tempdir().unwrap();
+    let mut ledger = ledger(dir.path());
+    let alert = create(&mut ledger, "8.1");
+    commit(&mut ledger).unwrap();
+    ledger
+        .change(alert.id, Action::Resolve, Actor::default())
+        .unwrap()
+        .unwrap();
+    // Halfway into the tree: the record (`A` sorts first), not yet the indexes.
+    ledger.stop_finish_after(1);
+    assert!(commit(&mut ledger).is_err());
+    let open = ListQuery {
+        statuses: vec![Status::Open],
+        limit: 50,
+        ..ListQuery::default()
+    };
+    let page = list(&ledger.tree, &open).unwrap();
+    assert!(page.alerts.is_empty(), "a resolved alert listed as open");
+    let all = ListQuery {
+        limit: 50,
+        ..ListQuery::default()
+    };
+    assert_eq!(list(&ledger.tree, &all).unwrap().alerts.len(), 1);
+}
+
+#[test]
+fn a_discarded_group_leaves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ledger = ledger(dir.path());
+    let alert = create(&mut ledger, "2.2");
+    ledger.discard();
+    commit(&mut ledger).unwrap();
+    assert!(ledger.tree.scan_prefix([keys::ALERT]).next().is_none());
+    assert!(ledger.tree.scan_prefix([keys::MESSAGE]).next().is_none());
+    assert!(ledger.get(alert.id).unwrap().is_none());
+}
