@@ -2,6 +2,7 @@
 
 use std::process::ExitCode;
 
+use clap::error::{ContextKind, ContextValue};
 use clap::{FromArgMatches, Parser, Subcommand};
 use klaxon::config::{ServeArgs, Settings};
 use klaxon::offline;
@@ -49,7 +50,19 @@ enum Command {
 
 /// Exit codes: 0 clean stop, 1 server error, 2 bad configuration, 3 store cannot open.
 fn main() -> ExitCode {
-    let matches = <Cli as clap::CommandFactory>::command().get_matches();
+    let command = <Cli as clap::CommandFactory>::command();
+    let matches = command.clone().try_get_matches().unwrap_or_else(|e| {
+        // clap names the flag of a value it refuses, also when the value came
+        // from the environment: an empty `KLAXON_LISTEN=` in a compose file
+        // would be reported as `--listen`.
+        if let Some(name) = empty_variable_refused(&command, &e) {
+            eprintln!(
+                "klaxon: configuration error: {name} is set but empty: unset it or give it a value"
+            );
+            std::process::exit(2);
+        }
+        e.exit()
+    });
     let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     match (&mut cli.command, matches.subcommand()) {
         (Command::Serve(args) | Command::CheckConfig(args), Some((_, sub))) => {
@@ -74,6 +87,29 @@ fn main() -> ExitCode {
         Command::CheckStore(args) => offline::check_store(&args),
         Command::Alerts(args) => klaxon::cli::alerts::run(args),
     }
+}
+
+/// The variable behind the flag clap refused, when it is set but empty.
+fn empty_variable_refused(command: &clap::Command, e: &clap::Error) -> Option<String> {
+    let Some(ContextValue::String(refused)) = e.get(ContextKind::InvalidArg) else {
+        return None;
+    };
+    let mut commands = vec![command];
+    while let Some(command) = commands.pop() {
+        commands.extend(command.get_subcommands());
+        for arg in command.get_arguments() {
+            let (Some(long), Some(name)) = (arg.get_long(), arg.get_env()) else {
+                continue;
+            };
+            let flag = format!("--{long}");
+            let named = refused == &flag || refused.starts_with(&format!("{flag} "));
+            let given = std::env::args().any(|a| a == flag || a.starts_with(&format!("{flag}=")));
+            if named && !given && std::env::var_os(name).is_some_and(|v| v.is_empty()) {
+                return Some(name.to_string_lossy().into_owned());
+            }
+        }
+    }
+    None
 }
 
 fn check_config(args: ServeArgs) -> ExitCode {

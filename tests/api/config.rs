@@ -269,3 +269,24 @@ fn an_urgency_in_the_file_is_read_in_any_case_like_the_environment() {
     );
     assert!(!stderr.contains("urgent"), "{stderr}");
 }
+
+#[test]
+fn an_empty_variable_is_named_not_the_flag_it_stands_for() {
+    let dir = tempfile::tempdir().unwrap();
+    for name in [
+        "KLAXON_LISTEN",
+        "KLAXON_CACHE_MB",
+        "SLACK_SIGNING_SECRET_FILE",
+    ] {
+        let mut env = server_env(dir.path());
+        set_env(&mut env, name, "");
+        let (code, _, stderr) = check_config(&[], &env);
+        assert_eq!(code, 2, "{name}=: {stderr}");
+        assert!(
+            stderr.contains(&format!("{name} is set but empty")),
+            "{name}=: {stderr}"
+        );
+        let out = serve_refused(&env);
+        assert_eq!(out.status.code(), Some(2), "serve with {name}=");
+    }
+}
