@@ -2,7 +2,7 @@
 
 use actix_web::http::header;
 use actix_web::web::{Bytes, Payload};
-use actix_web::{FromRequest, HttpMessage, HttpRequest};
+use actix_web::{FromRequest, HttpRequest};
 
 use crate::error::{from_payload_error, ApiError};
 
@@ -40,10 +40,99 @@ pub async fn read_body(
     }
 }
 
-/// 415 unless the request's media type is `expected` (parameters such as charset allowed).
+/// 415 unless the request has one `Content-Type` whose media type is
+/// `expected` (any case, with a UTF-8 charset or none) and no content
+/// encoding: klaxon decodes none, so a compressed body would be read as
+/// garbage, and a proxy that reads another of two types would be checking
+/// another body.
 pub fn require_content_type(req: &HttpRequest, expected: &'static str) -> Result<(), ApiError> {
-    match req.mime_type() {
-        Ok(Some(mime)) if mime.essence_str().eq_ignore_ascii_case(expected) => Ok(()),
-        _ => Err(ApiError::UnsupportedMediaType(expected)),
+    let refuse = |why: String| Err(ApiError::UnsupportedMediaType(why));
+    let mut types = req.headers().get_all(header::CONTENT_TYPE);
+    let (Some(value), None) = (types.next(), types.next()) else {
+        return refuse(format!("send one Content-Type: {expected}"));
+    };
+    let value = value.to_str().unwrap_or_default();
+    let mut parts = value.split(';');
+    let essence = parts.next().unwrap_or_default().trim();
+    if !essence.eq_ignore_ascii_case(expected) {
+        return refuse(format!("content type must be {expected}"));
+    }
+    for param in parts {
+        let (name, charset) = param.split_once('=').unwrap_or((param, ""));
+        let charset = charset.trim().trim_matches('"');
+        if name.trim().eq_ignore_ascii_case("charset") && !charset.eq_ignore_ascii_case("utf-8") {
+            return refuse(format!("the charset must be utf-8 ({expected})"));
+        }
+    }
+    let encodings = req.headers().get_all(header::CONTENT_ENCODING);
+    let identity = |v: &header::HeaderValue| {
+        v.to_str()
+            .is_ok_and(|v| v.trim().eq_ignore_ascii_case("identity"))
+    };
+    if !encodings.into_iter().all(identity) {
+        return refuse("send the body without a Content-Encoding: klaxon decodes none".into());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use actix_web::test::TestRequest;
+
+    use super::*;
+
+    fn check(headers: &[(&str, &str)]) -> Result<(), String> {
+        let mut req = TestRequest::default();
+        for &(name, value) in headers {
+            req = req.append_header((name, value));
+        }
+        require_content_type(&req.to_http_request(), "application/json").map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn one_json_content_type_in_utf8_without_an_encoding() {
+        for ok in [
+            "application/json",
+            "Application/JSON",
+            "application/json; charset=utf-8",
+            "application/json ;charset=\"UTF-8\"",
+        ] {
+            assert_eq!(check(&[("content-type", ok)]), Ok(()), "{ok}");
+        }
+        assert_eq!(
+            check(&[
+                ("content-type", "application/json"),
+                ("content-encoding", "identity")
+            ]),
+            Ok(())
+        );
+        for (headers, why) in [
+            (
+                &[("content-type", "text/plain")][..],
+                "must be application/json",
+            ),
+            (&[][..], "one Content-Type"),
+            (
+                &[
+                    ("content-type", "application/json"),
+                    ("content-type", "text/plain"),
+                ][..],
+                "one Content-Type",
+            ),
+            (
+                &[("content-type", "application/json; charset=latin1")][..],
+                "utf-8",
+            ),
+            (
+                &[
+                    ("content-type", "application/json"),
+                    ("content-encoding", "gzip"),
+                ][..],
+                "Content-Encoding",
+            ),
+        ] {
+            let refused = check(headers).unwrap_err();
+            assert!(refused.contains(why), "{headers:?}: {refused}");
+        }
     }
 }

@@ -63,9 +63,10 @@ pub enum ApiError {
     /// 413: the body is over the route's limit.
     #[error("body is larger than {0} bytes")]
     PayloadTooLarge(usize),
-    /// 415: the body has the wrong content type.
-    #[error("content type must be {0}")]
-    UnsupportedMediaType(&'static str),
+    /// 415: the body has the wrong content type, a charset other than
+    /// UTF-8, or a content encoding (klaxon decodes none).
+    #[error("{0}")]
+    UnsupportedMediaType(String),
     /// 503: the store could not write or read; safe to retry.
     #[error("alert store is unavailable, retry later")]
     Unavailable(#[source] StoreError),

@@ -286,19 +286,35 @@ async fn identifiers_longer_than_255_bytes_are_400_naming_the_field() {
 async fn wrong_content_type_is_415_even_when_signed() {
     let app = spawn_app().await;
     let body = serde_json::to_vec(&event_fixture("message")).unwrap();
-    let ts = crate::helpers::now().to_string();
-    let sig = klaxon::slack::signature::sign(crate::helpers::SIGNING_SECRET.as_bytes(), &ts, &body);
-    let res = app
-        .client
-        .post(app.url("/slack/events"))
-        .header("content-type", "text/plain")
-        .header("x-slack-request-timestamp", ts)
-        .header("x-slack-signature", sig)
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    assert_error(res, 415, "unsupported-media-type").await;
+    // A second type a proxy might read, a charset klaxon would misread, an
+    // encoding it would not undo.
+    for headers in [
+        &[("content-type", "text/plain")][..],
+        &[
+            ("content-type", "application/json"),
+            ("content-type", "text/plain"),
+        ],
+        &[("content-type", "application/json; charset=latin1")],
+        &[
+            ("content-type", "application/json"),
+            ("content-encoding", "br"),
+        ],
+    ] {
+        let ts = crate::helpers::now().to_string();
+        let sig =
+            klaxon::slack::signature::sign(crate::helpers::SIGNING_SECRET.as_bytes(), &ts, &body);
+        let mut req = app
+            .client
+            .post(app.url("/slack/events"))
+            .header("x-slack-request-timestamp", ts)
+            .header("x-slack-signature", sig)
+            .body(body.clone());
+        for &(name, value) in headers {
+            req = req.header(name, value);
+        }
+        let res = req.send().await.unwrap();
+        assert_error(res, 415, "unsupported-media-type").await;
+    }
     assert!(app.all_alerts().await.is_empty());
 }
 
