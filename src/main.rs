@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use clap::error::{ContextKind, ContextValue};
 use clap::{FromArgMatches, Parser, Subcommand};
+use klaxon::cli::print;
 use klaxon::config::{ServeArgs, Settings};
 use klaxon::offline;
 use klaxon::startup::{Application, StartupError};
@@ -116,12 +117,15 @@ fn check_config(args: ServeArgs) -> ExitCode {
     let file = args.config.as_ref().map(|p| p.display().to_string());
     match Settings::from_args(args) {
         Ok(settings) => {
-            println!("{settings}");
-            println!(
-                "config_file          = {}",
+            print(&format!("{settings}\n"));
+            print(&format!(
+                "config_file          = {}\n",
                 file.as_deref().unwrap_or("none")
-            );
-            println!("log                  = {}", telemetry::describe());
+            ));
+            print(&format!(
+                "log                  = {}\n",
+                telemetry::describe()
+            ));
             ExitCode::SUCCESS
         }
         Err(e) => {

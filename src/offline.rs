@@ -10,6 +10,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 
+use crate::cli::print;
 use crate::config::DEFAULT_DATA_DIR;
 use crate::store::{self, Holds, Store, StoreOptions};
 
@@ -56,21 +57,21 @@ pub fn check_store(args: &CheckStoreArgs) -> ExitCode {
     store.close();
     match report {
         Ok(report) if report.problems.is_empty() => {
-            println!(
-                "ok: {} alerts, {} index entries, no problems",
+            print(&format!(
+                "ok: {} alerts, {} index entries, no problems\n",
                 report.alerts, report.index_entries
-            );
+            ));
             ExitCode::SUCCESS
         }
         Ok(report) => {
             for problem in &report.problems {
-                println!("problem: {problem}");
+                print(&format!("problem: {problem}\n"));
             }
-            println!(
-                "{} problems in {} alerts",
+            print(&format!(
+                "{} problems in {} alerts\n",
                 report.problems.len(),
                 report.alerts
-            );
+            ));
             ExitCode::FAILURE
         }
         Err(e) => {
@@ -165,12 +166,12 @@ pub fn backup(args: &BackupArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    println!(
-        "backed up {} alerts (seq {}) to {}",
+    print(&format!(
+        "backed up {} alerts (seq {}) to {}\n",
         summary.alerts,
         summary.seq,
         args.to.display()
-    );
+    ));
     // The rename itself is durable once the directory is synced.
     let dir = match args.to.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,

@@ -1,7 +1,7 @@
 //! `klaxon alerts`: list, show and change alerts on a running klaxon server
 //! through its alert API, with tables for people and `--json` for scripts.
 
-use std::io::Write;
+use super::print;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -235,12 +235,6 @@ fn output<T: DeserializeOwned>(
         print(&render(answer.parse()?));
     }
     Ok(())
-}
-
-/// Writes to stdout; a closed pipe (`| head`) is not an error.
-pub(super) fn print(text: &str) {
-    let mut out = std::io::stdout().lock();
-    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
 }
 
 fn change(client: &Client, act: &ActArgs, action: &str, json: bool) -> Result<(), Failure> {

@@ -5,8 +5,8 @@ use serde::{Deserialize, Serialize};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use super::alerts::print;
 use super::client::{Client, Failure};
+use super::print;
 use super::table;
 use crate::alert::{now_ms, rfc3339_ms, Alert};
 

@@ -8,3 +8,11 @@ pub mod alerts;
 mod client;
 mod list;
 mod table;
+
+/// Writes to stdout; a closed pipe (`klaxon check-store | head`) is not an
+/// error, and not the panic `println!` makes of it.
+pub fn print(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+}

@@ -290,3 +290,19 @@ fn an_empty_variable_is_named_not_the_flag_it_stands_for() {
         assert_eq!(out.status.code(), Some(2), "serve with {name}=");
     }
 }
+
+#[test]
+fn check_config_into_a_closed_pipe_is_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    // As `klaxon check-config | head -1` once head has gone: every write fails.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = command(&["check-config"], &server_env(dir.path()))
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
