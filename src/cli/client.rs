@@ -108,12 +108,12 @@ impl Client {
         // the server; the token is how klaxon's API authenticates.
         if server.contains('@') {
             return Err(Failure::Usage(
-                "--server must not carry a user or password (user@host): give the token with --token or KLAXON_TOKEN".to_owned(),
+                "--server (KLAXON_SERVER) must not carry a user or password (user@host): give the token with --token or KLAXON_TOKEN".to_owned(),
             ));
         }
         if !host.is_some_and(|h| !h.is_empty() && !h.starts_with('/')) {
             return Err(Failure::Usage(format!(
-                "--server must be an http:// or https:// URL such as http://127.0.0.1:8080, not {:?}",
+                "--server (KLAXON_SERVER) must be an http:// or https:// URL such as http://127.0.0.1:8080, not {:?}",
                 clean(server)
             )));
         }
