@@ -6,6 +6,8 @@
 //! 64 cases by default; for more, `PROPTEST_CASES=1000 cargo test --lib store::model_tests`.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::task::Poll;
 use std::time::Duration;
 
 use proptest::prelude::*;
@@ -112,6 +114,8 @@ enum Op {
         text: Text,
     },
     Reopen,
+    /// Operations sent together: the writer commits them in one group.
+    Burst(Vec<Op>),
 }
 
 fn urgency() -> impl Strategy<Value = Urgency> {
@@ -145,7 +149,8 @@ fn action() -> impl Strategy<Value = Action> {
     prop::sample::select(vec![Action::Acknowledge, Action::Resolve, Action::Reopen])
 }
 
-fn op() -> impl Strategy<Value = Op> {
+/// An operation on alerts (not a reopen, nor a burst).
+fn change_op() -> impl Strategy<Value = Op> {
     let parent = prop_oneof![
         3 => any::<usize>().prop_map(Parent::Alert),
         1 => (0..TEAMS, 0..CHANNELS, 0..TOP_LEVEL)
@@ -165,7 +170,14 @@ fn op() -> impl Strategy<Value = Op> {
             .prop_map(|(target, by, text)| Op::Note { target, by, text }),
         5 => (parent, TOP_LEVEL..ALL_TS, 0..3u8, command, note_text())
             .prop_map(|(parent, ts, user, command, text)| Op::Reply { parent, ts, user, command, text }),
+    ]
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        16 => change_op(),
         1 => Just(Op::Reopen),
+        2 => prop::collection::vec(change_op(), 2..6).prop_map(Op::Burst),
     ]
 }
 
@@ -398,90 +410,56 @@ fn options() -> StoreOptions {
     }
 }
 
-/// Runs `op` on the store and the model; both must end the same way, and an
-/// alert the store answers with must be as the model has it.
-fn step(rt: &tokio::runtime::Runtime, store: &Store, model: &mut Model, op: &Op) {
-    let answered: Option<Alert> = match op {
+/// An operation made concrete against the model's state before it runs: the
+/// id or parent message a generated one names.
+#[derive(Clone, Debug)]
+enum Call {
+    Insert(NewAlert),
+    Change(AlertId, Action, Actor),
+    Note(AlertId, Actor),
+    Reply(ThreadReply),
+}
+
+fn call_of(model: &Model, op: &Op) -> Call {
+    match op {
         Op::New {
             team: t,
             channel: c,
             ts: m,
             urgency,
-        } => {
-            let new = NewAlert {
-                urgency: *urgency,
-                urgency_source: UrgencySource::Message,
-                title: "outage".into(),
-                text: format!("outage {}", urgency.as_str()),
-                source: Source::EventsApi,
-                slack: SlackRef {
-                    team_id: Some(team(*t)),
-                    channel_id: channel(*c),
-                    ts: ts(*m),
-                    ..SlackRef::default()
-                },
-            };
-            let got = match rt.block_on(store.insert_if_new(new)).unwrap() {
-                Inserted::Created(a) => (Outcome::Created(a.id), Some(a)),
-                Inserted::Duplicate(a) => (Outcome::Duplicate(a.id), Some(a)),
-            };
-            let created = match got.0 {
-                Outcome::Created(id) => Some(id),
-                _ => None,
-            };
-            let expected = model.insert((team(*t), channel(*c), ts(*m)), *urgency, created);
-            assert_eq!(got.0, expected, "{op:?}");
-            got.1
-        }
+        } => Call::Insert(NewAlert {
+            urgency: *urgency,
+            urgency_source: UrgencySource::Message,
+            title: "outage".into(),
+            text: format!("outage {}", urgency.as_str()),
+            source: Source::EventsApi,
+            slack: SlackRef {
+                team_id: Some(team(*t)),
+                channel_id: channel(*c),
+                ts: ts(*m),
+                ..SlackRef::default()
+            },
+        }),
         Op::Change {
             target,
             action,
             by,
             note,
         } => {
-            let id = model.target(target);
             let actor = Actor {
                 by: by.map(user),
                 note: note.as_ref().map(Text::render),
                 ts: None,
             };
-            let expected = match model.position(id) {
-                None => Outcome::NotFound,
-                Some(i) => {
-                    let note = actor
-                        .note
-                        .clone()
-                        .map(|text| (actor.by.clone(), text, None));
-                    model.change(i, *action, actor.by.clone(), note)
-                }
-            };
-            let got = match rt.block_on(store.change(id, *action, actor)).unwrap() {
-                Ok(Changed::Yes(a)) => (Outcome::Changed(a.id), Some(a)),
-                Ok(Changed::AlreadyDone(a)) => (Outcome::AlreadyDone(a.id), Some(a)),
-                Err(Refused::Conflict(_)) => (Outcome::Conflict, None),
-                Err(Refused::NotFound) => (Outcome::NotFound, None),
-            };
-            assert_eq!(got.0, expected, "{op:?}");
-            got.1
+            Call::Change(model.target(target), *action, actor)
         }
         Op::Note { target, by, text } => {
-            let id = model.target(target);
             let actor = Actor {
                 by: by.map(user),
                 note: Some(text.render()),
                 ts: None,
             };
-            let expected = match model.position(id) {
-                None => Outcome::NotFound,
-                Some(i) => model.note(i, (actor.by.clone(), text.render(), None)),
-            };
-            let got = match rt.block_on(store.add_note(id, actor)).unwrap() {
-                Ok(a) => (Outcome::Changed(a.id), Some(a)),
-                Err(Refused::Conflict(_)) => (Outcome::Conflict, None),
-                Err(Refused::NotFound) => (Outcome::NotFound, None),
-            };
-            assert_eq!(got.0, expected, "{op:?}");
-            got.1
+            Call::Note(model.target(target), actor)
         }
         Op::Reply {
             parent,
@@ -490,34 +468,123 @@ fn step(rt: &tokio::runtime::Runtime, store: &Store, model: &mut Model, op: &Op)
             command,
             text,
         } => {
-            let parent = parent_message(model, parent);
-            let reply = ThreadReply {
-                team: parent.0.clone(),
-                channel: parent.1.clone(),
-                thread_ts: parent.2.clone(),
+            let (team, channel, thread_ts) = parent_message(model, parent);
+            Call::Reply(ThreadReply {
+                team,
+                channel,
+                thread_ts,
                 ts: ts(*m),
                 event_id: None,
                 user: Some(user(*u)),
                 text: text.render(),
                 command: *command,
-            };
-            let got = match rt.block_on(store.thread_reply(reply)).unwrap() {
-                ReplyOutcome::Applied(a) => (Outcome::ReplyApplied(a.id), Some(*a)),
-                ReplyOutcome::Duplicate(id) => (Outcome::ReplyDuplicate(id), None),
-                ReplyOutcome::Refused(id, _) => (Outcome::ReplyRefused(id), None),
-                ReplyOutcome::NotAnAlert => (Outcome::NotAnAlert, None),
-            };
-            let expected = model.reply(parent, ts(*m), user(*u), *command, text.render());
-            assert_eq!(got.0, expected, "{op:?}");
-            got.1
+            })
         }
-        Op::Reopen => unreachable!("run() reopens the store"),
-    };
-    if let Some(alert) = answered {
-        let i = model
-            .position(alert.id)
-            .expect("answered with an alert the model lacks");
-        assert_eq!(view(&alert), model.alerts[i], "answer to {op:?}");
+        Op::Reopen | Op::Burst(_) => unreachable!("run() takes these apart"),
+    }
+}
+
+/// How the store ends `call`, and the alert it answers with, if any.
+async fn send(store: &Store, call: Call) -> (Outcome, Option<Alert>) {
+    match call {
+        Call::Insert(new) => match store.insert_if_new(new).await.unwrap() {
+            Inserted::Created(a) => (Outcome::Created(a.id), Some(a)),
+            Inserted::Duplicate(a) => (Outcome::Duplicate(a.id), Some(a)),
+        },
+        Call::Change(id, action, actor) => match store.change(id, action, actor).await.unwrap() {
+            Ok(Changed::Yes(a)) => (Outcome::Changed(a.id), Some(a)),
+            Ok(Changed::AlreadyDone(a)) => (Outcome::AlreadyDone(a.id), Some(a)),
+            Err(Refused::Conflict(_)) => (Outcome::Conflict, None),
+            Err(Refused::NotFound) => (Outcome::NotFound, None),
+        },
+        Call::Note(id, actor) => match store.add_note(id, actor).await.unwrap() {
+            Ok(a) => (Outcome::Changed(a.id), Some(a)),
+            Err(Refused::Conflict(_)) => (Outcome::Conflict, None),
+            Err(Refused::NotFound) => (Outcome::NotFound, None),
+        },
+        Call::Reply(reply) => match store.thread_reply(reply).await.unwrap() {
+            ReplyOutcome::Applied(a) => (Outcome::ReplyApplied(a.id), Some(*a)),
+            ReplyOutcome::Duplicate(id) => (Outcome::ReplyDuplicate(id), None),
+            ReplyOutcome::Refused(id, _) => (Outcome::ReplyRefused(id), None),
+            ReplyOutcome::NotAnAlert => (Outcome::NotAnAlert, None),
+        },
+    }
+}
+
+/// How the model ends `call`; `created` is the id the store gave, if it
+/// created an alert.
+fn expect(model: &mut Model, call: &Call, created: Option<AlertId>) -> Outcome {
+    match call {
+        Call::Insert(new) => {
+            let slack = &new.slack;
+            let team = slack.team_id.clone().unwrap_or_default();
+            let message = (team, slack.channel_id.clone(), slack.ts.clone());
+            model.insert(message, new.urgency, created)
+        }
+        Call::Change(id, action, actor) => match model.position(*id) {
+            None => Outcome::NotFound,
+            Some(i) => {
+                let note = actor
+                    .note
+                    .clone()
+                    .map(|text| (actor.by.clone(), text, None));
+                model.change(i, *action, actor.by.clone(), note)
+            }
+        },
+        Call::Note(id, actor) => match model.position(*id) {
+            None => Outcome::NotFound,
+            Some(i) => {
+                let text = actor.note.clone().unwrap_or_default();
+                model.note(i, (actor.by.clone(), text, None))
+            }
+        },
+        Call::Reply(r) => {
+            let parent = (r.team.clone(), r.channel.clone(), r.thread_ts.clone());
+            let user = r.user.clone().unwrap_or_default();
+            model.reply(parent, r.ts.clone(), user, r.command, r.text.clone())
+        }
+    }
+}
+
+/// Runs `ops` on the store all at once (so that the writer commits them
+/// together, as it does concurrent requests), then on the model in the same
+/// order; each must end the same way on both, and an alert the store answers
+/// with must be as the model had it right after that operation.
+fn step(rt: &tokio::runtime::Runtime, store: &Store, model: &mut Model, ops: &[Op]) {
+    let calls: Vec<Call> = ops.iter().map(|op| call_of(model, op)).collect();
+    let answers = rt.block_on(async {
+        let sent = calls.iter().map(|call| Box::pin(send(store, call.clone())));
+        // Polled once each, in order, every change is on the writer's queue
+        // before the first is answered (one that writes nothing may be
+        // answered at once).
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        let polled: Vec<_> = sent
+            .map(|mut future| match future.as_mut().poll(&mut cx) {
+                Poll::Ready(answer) => Err(Box::new(answer)),
+                Poll::Pending => Ok(future),
+            })
+            .collect();
+        let mut answers = Vec::new();
+        for future in polled {
+            answers.push(match future {
+                Ok(pending) => pending.await,
+                Err(answer) => *answer,
+            });
+        }
+        answers
+    });
+    for (call, (got, answered)) in calls.iter().zip(answers) {
+        let created = match got {
+            Outcome::Created(id) => Some(id),
+            _ => None,
+        };
+        assert_eq!(got, expect(model, call, created), "{call:?}");
+        if let Some(alert) = answered {
+            let i = model
+                .position(alert.id)
+                .expect("answered with an alert the model lacks");
+            assert_eq!(view(&alert), model.alerts[i], "answer to {call:?}");
+        }
     }
 }
 
@@ -692,22 +759,23 @@ fn run(ops: &[Op]) {
     let mut store = Store::open(dir.path(), &options()).unwrap();
     let mut model = Model::default();
     for op in ops {
-        if let Op::Reopen = op {
-            // Every handle must be gone before the open: they hold sled's lock.
-            store.close();
-            drop(store);
-            store = Store::open(dir.path(), &options()).unwrap();
-            integrity(&store);
-            rt.block_on(check(
-                &store,
-                &model,
-                Nth::Every {
+        match op {
+            Op::Reopen => {
+                // Every handle must be gone before the open: they hold sled's lock.
+                store.close();
+                drop(store);
+                store = Store::open(dir.path(), &options()).unwrap();
+                integrity(&store);
+                let some = Nth::Every {
                     step: 8,
                     from: ops.len(),
-                },
-            ));
-        } else {
-            step(&rt, &store, &mut model, op);
+                };
+                rt.block_on(check(&store, &model, some));
+            }
+            Op::Burst(together) => step(&rt, &store, &mut model, together),
+            single => step(&rt, &store, &mut model, std::slice::from_ref(single)),
+        }
+        if !matches!(op, Op::Reopen) {
             rt.block_on(check(&store, &model, Nth::ChannelOnly));
         }
     }
