@@ -741,6 +741,9 @@ async fn check(store: &Store, model: &Model, nth: Nth) {
             },
         )
         .await;
+        // Full pages, then the rest: the last page has no cursor.
+        let full = expected.len().div_ceil(limit).max(1);
+        assert_eq!(pages.len(), full, "pages of {limit}: {filter:?}");
         for page in &pages {
             assert!(page.len() <= limit, "a page over its limit: {filter:?}");
         }
