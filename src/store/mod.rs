@@ -13,6 +13,8 @@ mod journal;
 pub mod keys;
 mod ledger;
 mod migrate;
+#[cfg(test)]
+mod model_tests;
 mod packed;
 mod query;
 mod record;
