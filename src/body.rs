@@ -60,16 +60,26 @@ pub fn require_content_type(req: &HttpRequest, expected: &'static str) -> Result
     for param in parts {
         let (name, charset) = param.split_once('=').unwrap_or((param, ""));
         let charset = charset.trim().trim_matches('"');
-        if name.trim().eq_ignore_ascii_case("charset") && !charset.eq_ignore_ascii_case("utf-8") {
+        let utf8 = ["utf-8", "utf8"]
+            .iter()
+            .any(|u| charset.eq_ignore_ascii_case(u));
+        if name.trim().eq_ignore_ascii_case("charset") && !utf8 {
             return refuse(format!("the charset must be utf-8 ({expected})"));
         }
     }
-    let encodings = req.headers().get_all(header::CONTENT_ENCODING);
+    // A list, in one header or several; empty items do not count.
     let identity = |v: &header::HeaderValue| {
-        v.to_str()
-            .is_ok_and(|v| v.trim().eq_ignore_ascii_case("identity"))
+        v.to_str().is_ok_and(|v| {
+            v.split(',')
+                .map(str::trim)
+                .all(|coding| coding.is_empty() || coding.eq_ignore_ascii_case("identity"))
+        })
     };
-    if !encodings.into_iter().all(identity) {
+    if !req
+        .headers()
+        .get_all(header::CONTENT_ENCODING)
+        .all(identity)
+    {
         return refuse("send the body without a Content-Encoding: klaxon decodes none".into());
     }
     Ok(())
@@ -96,16 +106,17 @@ mod tests {
             "Application/JSON",
             "application/json; charset=utf-8",
             "application/json ;charset=\"UTF-8\"",
+            "application/json; charset=utf8",
         ] {
             assert_eq!(check(&[("content-type", ok)]), Ok(()), "{ok}");
         }
-        assert_eq!(
-            check(&[
+        for identity in ["identity", "", "identity, Identity"] {
+            let headers = [
                 ("content-type", "application/json"),
-                ("content-encoding", "identity")
-            ]),
-            Ok(())
-        );
+                ("content-encoding", identity),
+            ];
+            assert_eq!(check(&headers), Ok(()), "{identity:?}");
+        }
         for (headers, why) in [
             (
                 &[("content-type", "text/plain")][..],
@@ -127,6 +138,13 @@ mod tests {
                 &[
                     ("content-type", "application/json"),
                     ("content-encoding", "gzip"),
+                ][..],
+                "Content-Encoding",
+            ),
+            (
+                &[
+                    ("content-type", "application/json"),
+                    ("content-encoding", "identity, gzip"),
                 ][..],
                 "Content-Encoding",
             ),

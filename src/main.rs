@@ -104,7 +104,10 @@ fn empty_variable_refused(command: &clap::Command, e: &clap::Error) -> Option<St
             };
             let flag = format!("--{long}");
             let named = refused == &flag || refused.starts_with(&format!("{flag} "));
-            let given = std::env::args().any(|a| a == flag || a.starts_with(&format!("{flag}=")));
+            let given = std::env::args_os().any(|a| {
+                let a = a.as_encoded_bytes();
+                a == flag.as_bytes() || a.starts_with(format!("{flag}=").as_bytes())
+            });
             if named && !given && std::env::var_os(name).is_some_and(|v| v.is_empty()) {
                 return Some(name.to_string_lossy().into_owned());
             }

@@ -9,10 +9,18 @@ mod client;
 mod list;
 mod table;
 
-/// Writes to stdout; a closed pipe (`klaxon check-store | head`) is not an
-/// error, and not the panic `println!` makes of it.
+/// Writes to stdout. A closed pipe (`klaxon check-store | head`) is not an
+/// error, and not the panic `println!` makes of it; any other failure (a
+/// full disk under `> report`) ends the process with exit 1, so that a lost
+/// report is not a success.
 pub fn print(text: &str) {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
-    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            eprintln!("klaxon: cannot write to stdout: {e}");
+            std::process::exit(1);
+        }
+        _ => {}
+    }
 }

@@ -289,10 +289,23 @@ fn an_empty_variable_is_named_not_the_flag_it_stands_for() {
         let out = serve_refused(&env);
         assert_eq!(out.status.code(), Some(2), "serve with {name}=");
     }
+    // An argument that is not UTF-8 (a file name) does not stop the search.
+    let mut env = server_env(dir.path());
+    set_env(&mut env, "KLAXON_LISTEN", "");
+    let out = command(&["check-config", "--config"], &env)
+        .arg(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(b"\xff.toml"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("KLAXON_LISTEN is set but empty"),
+        "{stderr}"
+    );
 }
 
 #[test]
-fn check_config_into_a_closed_pipe_is_not_a_panic() {
+fn check_config_into_a_closed_pipe_is_quiet_and_into_a_full_disk_an_error() {
     let dir = tempfile::tempdir().unwrap();
     // As `klaxon check-config | head -1` once head has gone: every write fails.
     let (reader, writer) = std::io::pipe().unwrap();
@@ -305,4 +318,16 @@ fn check_config_into_a_closed_pipe_is_not_a_panic() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
+    // A full disk is another matter: the settings were not written.
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let out = command(&["check-config"], &server_env(dir.path()))
+        .stdout(full)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("cannot write to stdout"), "{stderr}");
 }

@@ -32,6 +32,13 @@ async fn metrics_count_what_happened_on_their_own_listener() {
         let res: serde_json::Value = app.post_event(&reply).await.json().await.unwrap();
         assert!(res["alert_id"].is_string(), "{res}");
     }
+    // And through the other surface: `outage ack` in the same thread.
+    let ack = fixture("outgoing/thread_reply.form").replace(
+        "text=outage+still+failing+after+the+rollback%2C+now+critical",
+        "text=outage+ack",
+    );
+    let res = app.post_outgoing(&ack).await.text().await.unwrap();
+    assert!(res.contains("not added"), "{res}");
     // A bot's post through the other surface is counted under the same reason.
     app.post_outgoing(&fixture("outgoing/bot_post.form")).await;
     app.post_outgoing(
@@ -97,7 +104,7 @@ async fn metrics_count_what_happened_on_their_own_listener() {
             "klaxon_events_ignored_total",
             &["reason=\"thread_reply_refused\""]
         ),
-        1.0
+        2.0
     );
     assert_eq!(
         has(
