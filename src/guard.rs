@@ -257,6 +257,22 @@ mod tests {
     }
 
     #[test]
+    fn headers_of_up_to_32_kib_together_pass_and_one_byte_more_is_too_large() {
+        let guard = Guard::new(&Settings::new("unused"));
+        // Each header counts its name, its value and 4 bytes (": " and CRLF).
+        let with_headers_of = |total: usize| {
+            actix_web::test::TestRequest::default()
+                .insert_header(("x-padding", "a".repeat(total - "x-padding".len() - 4)))
+                .to_http_request()
+        };
+        assert!(guard.check_network(&with_headers_of(32 * 1024)).is_ok());
+        assert!(matches!(
+            guard.check_network(&with_headers_of(32 * 1024 + 1)),
+            Err(ApiError::HeadersTooLarge(limit)) if limit == 32 * 1024
+        ));
+    }
+
+    #[test]
     fn the_forwarded_address_is_the_last_entry_in_any_spelling_proxies_use() {
         let ip = |s: &str| Some(s.parse::<IpAddr>().unwrap());
         assert_eq!(

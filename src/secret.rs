@@ -207,4 +207,33 @@ mod tests {
         }
         assert!(!TokenSet::default().contains(b""));
     }
+
+    #[test]
+    fn a_token_listed_twice_still_matches() {
+        let list = SecretList::parse("tok,other,tok").unwrap();
+        let set = TokenSet::new(list.iter());
+        assert!(set.contains(b"tok"));
+        assert!(set.contains(b"other"));
+        assert!(!set.contains(b"to"));
+    }
+
+    #[test]
+    fn a_token_set_is_empty_only_without_tokens() {
+        assert!(TokenSet::default().is_empty());
+        assert!(TokenSet::new([]).is_empty());
+        let list = SecretList::parse("tok").unwrap();
+        assert!(!TokenSet::new(list.iter()).is_empty());
+    }
+
+    #[test]
+    fn secrets_and_token_sets_print_only_a_redaction_marker() {
+        let secret = Secret::new("hunter2");
+        assert_eq!(format!("{secret:?}"), "[redacted]");
+        assert_eq!(format!("{secret}"), "[redacted]");
+        let list = SecretList::parse("hunter2,correct-horse").unwrap();
+        assert_eq!(
+            format!("{:?}", TokenSet::new(list.iter())),
+            "TokenSet([2 redacted])"
+        );
+    }
 }

@@ -90,3 +90,38 @@ impl FromRequest for CanWrite {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use actix_web::test::TestRequest;
+
+    use super::*;
+
+    fn list(raw: &str) -> SecretList {
+        SecretList::parse(raw).unwrap()
+    }
+
+    fn scopes_for(tokens: &ApiTokens, token: &str) -> (bool, bool) {
+        let req = TestRequest::default()
+            .insert_header((header::AUTHORIZATION, format!("Bearer {token}")))
+            .to_http_request();
+        tokens.scopes(&req)
+    }
+
+    #[test]
+    fn the_api_is_closed_only_when_neither_kind_of_token_is_configured() {
+        assert!(ApiTokens::new(None, None).is_closed());
+        assert!(!ApiTokens::new(Some(&list("r")), None).is_closed());
+        assert!(!ApiTokens::new(None, Some(&list("w"))).is_closed());
+        assert!(!ApiTokens::new(Some(&list("r")), Some(&list("w"))).is_closed());
+    }
+
+    #[test]
+    fn a_token_configured_to_read_and_to_write_may_do_both() {
+        let tokens = ApiTokens::new(Some(&list("both,r")), Some(&list("both,w")));
+        assert_eq!(scopes_for(&tokens, "both"), (true, true));
+        assert_eq!(scopes_for(&tokens, "r"), (true, false));
+        assert_eq!(scopes_for(&tokens, "w"), (true, true));
+        assert_eq!(scopes_for(&tokens, "x"), (false, false));
+    }
+}

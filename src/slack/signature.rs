@@ -339,6 +339,25 @@ mod tests {
     }
 
     #[test]
+    fn timestamps_of_twelve_digits_are_read_and_longer_ones_are_malformed() {
+        let list = secrets("s");
+        let at_now = |ts: &str| {
+            let sig = sign(b"s", ts, b"{}");
+            check(&list, ts, &sig, b"{}", ts.parse().unwrap())
+        };
+        assert_eq!(at_now("999999999999"), Ok(()));
+        // Thirteen digits fit an i64 but are refused before parsing.
+        assert_eq!(
+            at_now("1000000000000"),
+            Err(SignatureError::MalformedTimestamp)
+        );
+        assert_eq!(
+            at_now("0000001531420"),
+            Err(SignatureError::MalformedTimestamp)
+        );
+    }
+
+    #[test]
     fn missing_parts_and_missing_configuration_fail_closed() {
         let list = secrets("s");
         let sig = sign(b"s", "1000", b"{}");
