@@ -74,6 +74,17 @@ async fn listing_answers_304_until_anything_changes() {
 }
 
 #[tokio::test]
+async fn any_tag_matches_a_star_and_a_weak_one_its_strong_self() {
+    let app = spawn_app().await;
+    let list = "/api/v1/alerts";
+    let tag = tag_of(&poll(&app, list, None).await);
+    assert_unchanged_for(&app, list, "*", &tag).await;
+    assert_unchanged_for(&app, list, &format!("\"other\", W/{tag}"), &tag).await;
+    let res = poll(&app, list, Some("\"other\"")).await;
+    assert_eq!(res.status(), 200);
+}
+
+#[tokio::test]
 async fn a_tag_from_another_query_does_not_match() {
     let app = spawn_app().await;
     app.create_alert("x", "1732400000.000001").await;
