@@ -86,6 +86,15 @@ pub fn event_fixture(name: &str) -> Value {
     serde_json::from_str(&fixture(&format!("events/{name}.json"))).unwrap()
 }
 
+/// A thread reply (Events API) under the `message` fixture's alert.
+pub fn reply(text: &str, ts: &str, event_id: &str) -> Value {
+    let mut event = event_fixture("thread_reply");
+    event["event"]["text"] = text.into();
+    event["event"]["ts"] = ts.into();
+    event["event_id"] = event_id.into();
+    event
+}
+
 pub fn now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)

@@ -1,4 +1,4 @@
-use crate::helpers::{event_fixture, fixture, TestApp, READ_TOKEN};
+use crate::helpers::{event_fixture, fixture, reply, TestApp, READ_TOKEN};
 use crate::process::{server_env, start_server};
 
 /// The value of the sample of `name` whose labels include all of `labels`.
@@ -25,10 +25,7 @@ async fn metrics_count_what_happened_on_their_own_listener() {
         ("resolve", "1732358800.000900"),
         ("ack", "1732358800.001900"),
     ] {
-        let mut reply = event_fixture("thread_reply");
-        reply["event"]["text"] = text.into();
-        reply["event"]["ts"] = ts.into();
-        reply["event_id"] = format!("EvMETRICS{text}").into();
+        let reply = reply(text, ts, &format!("EvMETRICS{text}"));
         let res: serde_json::Value = app.post_event(&reply).await.json().await.unwrap();
         assert!(res["alert_id"].is_string(), "{res}");
     }

@@ -1,15 +1,6 @@
 use serde_json::Value;
 
-use crate::helpers::{event_fixture, fixture, spawn_app, TestApp};
-
-/// A thread reply under the `message` fixture's alert.
-fn reply(text: &str, ts: &str, event_id: &str) -> Value {
-    let mut event = event_fixture("thread_reply");
-    event["event"]["text"] = text.into();
-    event["event"]["ts"] = ts.into();
-    event["event_id"] = event_id.into();
-    event
-}
+use crate::helpers::{event_fixture, fixture, reply, spawn_app, TestApp};
 
 async fn alert_from_fixture(app: &TestApp) -> String {
     let created: Value = app
