@@ -203,7 +203,6 @@ impl Callback {
             InThread::ReplyWithoutText => return Decision::Ignore("thread reply without text"),
             InThread::Reply(thread_ts) => {
                 return Decision::Reply(ThreadReply {
-                    team: team.unwrap_or_default(),
                     channel,
                     thread_ts: thread_ts.to_owned(),
                     ts,

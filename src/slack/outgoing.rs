@@ -95,7 +95,6 @@ impl OutgoingForm {
         };
         let text = self.text.clone()?;
         Some(ThreadReply {
-            team: self.team_id.clone().unwrap_or_default(),
             channel: given(self.channel_id.as_deref())?.to_owned(),
             thread_ts: thread_ts.to_owned(),
             ts: self.timestamp.clone()?,

@@ -27,7 +27,7 @@ impl Store {
         let mut expected: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
         let mut counts: HashMap<(Status, Urgency), u64> = HashMap::new();
         let mut max_seq = 0;
-        let mut messages = Vec::new();
+        let mut messages = HashMap::new();
         for (n, entry) in (0u64..).zip(tree.scan_prefix([keys::ALERT])) {
             let (key, record) = entry?;
             let alert = match decode_alert(Some(record)) {
@@ -48,9 +48,9 @@ impl Store {
             *counts.entry((alert.status, alert.urgency)).or_default() += 1;
             max_seq = max_seq.max(alert.seq);
             expect(&mut expected, &alert, n);
-            let team = alert.slack.team_id.as_deref().unwrap_or("");
-            let hash = keys::message_hash(team, &alert.slack.channel_id, &alert.slack.ts);
-            messages.push((hash, alert.id));
+            let hash = keys::message_hash(&alert.slack.channel_id, &alert.slack.ts);
+            // Records come in id order: the first alert of a message keeps it.
+            messages.entry(hash).or_insert(alert.id);
         }
         let ordinals = super::ordinal_count(tree)?;
         if ordinals != report.alerts {

@@ -13,8 +13,9 @@ pub const ALERT: u8 = b'A';
 /// densely in id order (0, 1, 2 ...), so that bitmaps can index them.
 pub const ORDINAL: u8 = b'I';
 /// `M` bucket → (message hash, id) entries: Slack messages already handled
-/// (any surface, any event naming the message, any retry). Thread replies
-/// get one too. 65,536 buckets by the hash's first two bytes.
+/// (any surface, any event naming the message, any retry, any workspace of a
+/// shared channel). Thread replies get one too. 65,536 buckets by the hash's
+/// first two bytes.
 pub const MESSAGE: u8 = b'M';
 /// `S` status urgency block → bitmap of ordinals: status/urgency filters.
 pub const STATE: u8 = b'S';
@@ -44,12 +45,14 @@ pub fn id_suffix(key: &[u8]) -> Option<AlertId> {
     u64_suffix(key).map(AlertId::from_u64)
 }
 
-/// A Slack message's identity, hashed: 128 bits of SHA-256 over its team,
-/// channel and ts (length-prefixed), so that no two messages share one.
-pub fn message_hash(team: &str, channel: &str, ts: &str) -> [u8; 16] {
+/// A Slack message's identity, hashed: 128 bits of SHA-256 over its channel
+/// and ts (length-prefixed), so that no two messages share one. Slack names a
+/// message by these two alone (`chat.update` takes no team): a channel shared
+/// between workspaces (Slack Connect) keeps one id, while the `team_id` of its
+/// deliveries can name either workspace.
+pub fn message_hash(channel: &str, ts: &str) -> [u8; 16] {
     use sha2::Digest;
-    let mut parts = Vec::with_capacity(team.len() + channel.len() + ts.len() + 12);
-    push_part(&mut parts, team);
+    let mut parts = Vec::with_capacity(channel.len() + ts.len() + 8);
     push_part(&mut parts, channel);
     push_part(&mut parts, ts);
     let digest = sha2::Sha256::digest(&parts);
@@ -144,15 +147,10 @@ mod tests {
 
     #[test]
     fn length_prefixes_keep_parts_apart() {
-        assert_ne!(
-            message_hash("T1", "C1", "1.2"),
-            message_hash("T1C", "1", "1.2")
-        );
-        assert_ne!(message_hash("", "C1", "1.2"), message_hash("C1", "", "1.2"));
-        assert_eq!(
-            message_hash("T1", "C1", "1.2"),
-            message_hash("T1", "C1", "1.2")
-        );
+        assert_ne!(message_hash("C1", "1.2"), message_hash("C11", ".2"));
+        assert_ne!(message_hash("", "C1"), message_hash("C1", ""));
+        assert_ne!(message_hash("C1", "1.2"), message_hash("C2", "1.2"));
+        assert_eq!(message_hash("C1", "1.2"), message_hash("C1", "1.2"));
     }
 
     #[test]

@@ -92,7 +92,6 @@ pub enum Refused {
 /// A Slack thread reply under some message.
 #[derive(Clone, Debug)]
 pub struct ThreadReply {
-    pub team: String,
     pub channel: String,
     pub thread_ts: String,
     pub ts: String,
@@ -278,8 +277,7 @@ impl Ledger {
     pub fn insert_if_new(&mut self, new: NewAlert) -> Result<Inserted, StoreError> {
         // Slack's retries, a message's `message` and `app_mention` events and
         // the same message through the other surface all name one message.
-        let team = new.slack.team_id.as_deref().unwrap_or_default();
-        let message = keys::message_hash(team, &new.slack.channel_id, &new.slack.ts);
+        let message = keys::message_hash(&new.slack.channel_id, &new.slack.ts);
         let mut batch = Writes::default();
         let bucket = self.bucket(&batch, &message)?;
         if let Some(id) = bucket.find(&message) {
@@ -323,13 +321,13 @@ impl Ledger {
 
     /// Applies a Slack thread reply to the alert its thread starts with.
     pub fn thread_reply(&mut self, reply: ThreadReply) -> Result<ReplyOutcome, StoreError> {
-        let message = keys::message_hash(&reply.team, &reply.channel, &reply.ts);
+        let message = keys::message_hash(&reply.channel, &reply.ts);
         let mut batch = Writes::default();
         let bucket = self.bucket(&batch, &message)?;
         if let Some(id) = bucket.find(&message) {
             return Ok(ReplyOutcome::Duplicate(id));
         }
-        let parent_message = keys::message_hash(&reply.team, &reply.channel, &reply.thread_ts);
+        let parent_message = keys::message_hash(&reply.channel, &reply.thread_ts);
         let Some(parent) = self.bucket(&batch, &parent_message)?.find(&parent_message) else {
             return Ok(ReplyOutcome::NotAnAlert);
         };
@@ -429,14 +427,13 @@ impl Ledger {
     pub fn import(&mut self, alerts: Vec<(u64, Alert)>) -> Result<(), StoreError> {
         let mut batch = Writes::default();
         for (n, alert) in &alerts {
-            let team = alert.slack.team_id.as_deref().unwrap_or("");
-            let channel = &alert.slack.channel_id;
-            // Thread replies kept as notes stay deduplicated after a restore.
-            let replies = alert.notes.iter().filter_map(|n| n.ts.as_deref());
-            for ts in std::iter::once(alert.slack.ts.as_str()).chain(replies) {
-                let message = keys::message_hash(team, channel, ts);
-                self.bucket(&batch, &message)?
-                    .add(&mut batch, &message, alert.id);
+            for message in messages_of(alert) {
+                let bucket = self.bucket(&batch, &message)?;
+                // The first alert of a message keeps it (two could share one
+                // when they were stored by a klaxon that told workspaces apart).
+                if bucket.find(&message).is_none() {
+                    bucket.add(&mut batch, &message, alert.id);
+                }
             }
             self.add_ordinal(&mut batch, *n, alert.id)?;
             self.put(&mut batch, None, alert, Some(*n))?;
@@ -664,6 +661,15 @@ impl Ledger {
         self.counters.seq += 1;
         self.counters.seq
     }
+}
+
+/// The messages an alert stands for: its own, and the thread replies kept
+/// as its notes (so that they stay deduplicated after a restore).
+pub(super) fn messages_of(alert: &Alert) -> impl Iterator<Item = [u8; 16]> + '_ {
+    let replies = alert.notes.iter().filter_map(|n| n.ts.as_deref());
+    std::iter::once(alert.slack.ts.as_str())
+        .chain(replies)
+        .map(|ts| keys::message_hash(&alert.slack.channel_id, ts))
 }
 
 /// A message bucket read once: to find a message and then add one.

@@ -1,18 +1,75 @@
-//! Moves a schema 1 store (one key per alert per index) to the current
-//! layout. It runs once, on open, when `v1` exists and the current version's
-//! directory does not. The new store is built beside the old one and renamed
-//! into place only when complete, so a crash midway just starts it again;
-//! the old directory is kept as `v1.migrated` until an operator removes it.
+//! Moves an older store to the current layout, on open. A schema 1 store
+//! (one key per alert per index) is moved when `v1` exists and the current
+//! version's directory does not. The new store is built beside the old one
+//! and renamed into place only when complete, so a crash midway just starts
+//! it again; the old directory is kept as `v1.migrated` until an operator
+//! removes it. A tree of schema 2 or 3 keeps its place and gets its message
+//! buckets rebuilt ([`messages_by_channel`]).
 
+use std::collections::HashSet;
 use std::fs;
 use std::path::Path;
 
 use super::{
-    decode_alert, holds_sled, keys, store_dir, sync_dir, Store, StoreError, StoreOptions,
+    decode_alert, holds_sled, keys, ledger, store_dir, sync_dir, Store, StoreError, StoreOptions,
     SCHEMA_VERSION,
 };
 
 const BATCH: usize = 100;
+
+/// The `Z` key that is there while the message buckets are still to be
+/// rebuilt by [`messages_by_channel`].
+pub const REKEY: &str = "rekey";
+
+/// Rebuilds every message bucket from the records, each message keyed by its
+/// channel and ts alone (tree schema 4; before, the team was hashed in too).
+/// Each bucket is written whole, so a crash midway just runs it again at the
+/// next open. Where two alerts stand for one message (stored by a klaxon that
+/// told the workspaces of a shared channel apart), the first keeps it. Lost:
+/// the entries of thread replies that acted (ack, resolve) rather than became
+/// notes, which no record keeps; Slack's retry of such a reply, minutes after
+/// the upgrade at most, acts again. Returns the number of messages.
+pub fn messages_by_channel(tree: &sled::Tree) -> Result<usize, StoreError> {
+    let started = std::time::Instant::now();
+    let mut entries = Vec::new();
+    // Records come in id order, and the sort is stable: the first alert of a
+    // message stays ahead of later ones.
+    for record in tree.scan_prefix([keys::ALERT]).values() {
+        if let Some(alert) = decode_alert(Some(record?))? {
+            for message in ledger::messages_of(&alert) {
+                let mut entry = [0; 24];
+                entry[..16].copy_from_slice(&message);
+                entry[16..].copy_from_slice(&alert.id.as_u64().to_be_bytes());
+                entries.push(entry);
+            }
+        }
+    }
+    entries.sort_by(|a, b| a[..16].cmp(&b[..16]));
+    entries.dedup_by(|later, first| later[..16] == first[..16]);
+    // Sorted by hash, each bucket's entries (its hash's first two bytes) are
+    // one run, already in the order a bucket keeps them.
+    let mut written = HashSet::new();
+    for run in entries.chunk_by(|a, b| a[..2] == b[..2]) {
+        let mut hash = [0; 16];
+        hash.copy_from_slice(&run[0][..16]);
+        let key = keys::message_bucket(&hash);
+        tree.insert(key, run.concat())?;
+        written.insert(key);
+    }
+    for key in tree.scan_prefix([keys::MESSAGE]).keys() {
+        let key = key?;
+        if !written.contains(&key[..]) {
+            tree.remove(key)?;
+        }
+    }
+    tracing::info!(
+        messages = entries.len(),
+        buckets = written.len(),
+        ms = started.elapsed().as_millis() as u64,
+        "message dedup keys rebuilt by channel and ts (store schema 4)"
+    );
+    Ok(entries.len())
+}
 
 /// Migrates `data_dir/v1` if there is one to migrate.
 pub fn from_v1(data_dir: &Path, options: &StoreOptions) -> Result<(), StoreError> {

@@ -68,12 +68,16 @@ impl Default for StoreOptions {
 /// key per alert per index); a version 1 store is migrated on open.
 pub const SCHEMA_VERSION: u64 = 2;
 
-/// The schema number the tree holds (`Z schema`): 3 since alert records are
-/// postcard (see [`record`]), in the same `v2/` layout. A klaxon from before
-/// knows only 2, so it refuses such a store (exit code 3) instead of serving
-/// binary records as JSON. A store marked 2 is marked 3 when opened, and the
-/// open's checkpoint makes that durable before anything else is written.
-const TREE_SCHEMA: u64 = 3;
+/// The schema number the tree holds (`Z schema`), in the same `v2/` layout:
+/// 3 since alert records are postcard (see [`record`]), 4 since a message's
+/// dedup key is its channel and ts without the team (see
+/// [`keys::message_hash`]). A klaxon from before refuses a newer store (exit
+/// code 3) instead of misreading it. An older store is marked when opened,
+/// together with a note that its message buckets are to be rebuilt; the
+/// open's checkpoint makes both durable before anything else is written, and
+/// the rebuild runs once the journal is replayed (see
+/// [`migrate::messages_by_channel`]).
+const TREE_SCHEMA: u64 = 4;
 
 /// A handle to the store; cheap to clone.
 #[derive(Clone)]
@@ -142,7 +146,10 @@ impl Store {
                     });
                 }
                 if found < TREE_SCHEMA {
-                    tree.insert(keys::meta("schema"), &TREE_SCHEMA.to_be_bytes())?;
+                    let mut batch = sled::Batch::default();
+                    batch.insert(keys::meta("schema"), &TREE_SCHEMA.to_be_bytes());
+                    batch.insert(keys::meta(migrate::REKEY), &[]);
+                    tree.apply_batch(batch)?;
                 }
                 tree.get(keys::meta("instance"))?
                     .and_then(|v| keys::u64_value(&v))
@@ -152,6 +159,11 @@ impl Store {
         };
         let syncer = Syncer::new(db, &path)?;
         let journal = recover(&tree, &syncer, &path, instance)?;
+        if tree.contains_key(keys::meta(migrate::REKEY))? {
+            migrate::messages_by_channel(&tree)?;
+            tree.remove(keys::meta(migrate::REKEY))?;
+            syncer.sync()?;
+        }
         let last_id = tree
             .scan_prefix([keys::ALERT])
             .keys()

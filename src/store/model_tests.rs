@@ -83,7 +83,7 @@ enum Parent {
     /// The message of an alert the model holds (by position).
     Alert(usize),
     /// Any top-level message, an alert or not.
-    Message { team: u8, channel: u8, ts: u8 },
+    Message { channel: u8, ts: u8 },
 }
 
 #[derive(Clone, Debug)]
@@ -153,8 +153,7 @@ fn action() -> impl Strategy<Value = Action> {
 fn change_op() -> impl Strategy<Value = Op> {
     let parent = prop_oneof![
         3 => any::<usize>().prop_map(Parent::Alert),
-        1 => (0..TEAMS, 0..CHANNELS, 0..TOP_LEVEL)
-            .prop_map(|(team, channel, ts)| Parent::Message { team, channel, ts }),
+        1 => (0..CHANNELS, 0..TOP_LEVEL).prop_map(|(channel, ts)| Parent::Message { channel, ts }),
     ];
     let command = prop_oneof![
         Just(None),
@@ -234,7 +233,9 @@ enum Outcome {
     NotAnAlert,
 }
 
-type Message = (String, String, String);
+/// A Slack message: its channel and ts. The team of a delivery does not
+/// count (a channel shared between workspaces delivers either's).
+type Message = (String, String);
 
 /// README's rules over a list of alerts in creation order.
 #[derive(Default)]
@@ -260,7 +261,13 @@ impl Model {
     }
 
     /// `created` is the id the store gave, if it created an alert.
-    fn insert(&mut self, message: Message, urgency: Urgency, created: Option<AlertId>) -> Outcome {
+    fn insert(
+        &mut self,
+        message: Message,
+        team: String,
+        urgency: Urgency,
+        created: Option<AlertId>,
+    ) -> Outcome {
         if let Some(&i) = self.messages.get(&message) {
             return Outcome::Duplicate(self.alerts[i].id);
         }
@@ -269,7 +276,7 @@ impl Model {
             assert!(id > newest.id, "ids must grow: {id} after {}", newest.id);
         }
         self.seq += 1;
-        let (team, channel, ts) = message.clone();
+        let (channel, ts) = message.clone();
         self.alerts.push(View {
             id,
             seq: self.seq,
@@ -347,7 +354,7 @@ impl Model {
         command: Option<Action>,
         text: String,
     ) -> Outcome {
-        let message = (parent.0.clone(), parent.1.clone(), ts.clone());
+        let message = (parent.0.clone(), ts.clone());
         if let Some(&i) = self.messages.get(&message) {
             return Outcome::ReplyDuplicate(self.alerts[i].id);
         }
@@ -390,14 +397,10 @@ fn parent_message(model: &Model, parent: &Parent) -> Message {
     match parent {
         Parent::Alert(i) if !model.alerts.is_empty() => {
             let a = &model.alerts[i % model.alerts.len()];
-            (a.team.clone(), a.channel.clone(), a.ts.clone())
+            (a.channel.clone(), a.ts.clone())
         }
-        Parent::Alert(i) => (team(0), channel(0), ts((i % usize::from(TOP_LEVEL)) as u8)),
-        Parent::Message {
-            team: t,
-            channel: c,
-            ts: m,
-        } => (team(*t), channel(*c), ts(*m)),
+        Parent::Alert(i) => (channel(0), ts((i % usize::from(TOP_LEVEL)) as u8)),
+        Parent::Message { channel: c, ts: m } => (channel(*c), ts(*m)),
     }
 }
 
@@ -468,9 +471,8 @@ fn call_of(model: &Model, op: &Op) -> Call {
             command,
             text,
         } => {
-            let (team, channel, thread_ts) = parent_message(model, parent);
+            let (channel, thread_ts) = parent_message(model, parent);
             Call::Reply(ThreadReply {
-                team,
                 channel,
                 thread_ts,
                 ts: ts(*m),
@@ -517,9 +519,9 @@ fn expect(model: &mut Model, call: &Call, created: Option<AlertId>) -> Outcome {
     match call {
         Call::Insert(new) => {
             let slack = &new.slack;
+            let message = (slack.channel_id.clone(), slack.ts.clone());
             let team = slack.team_id.clone().unwrap_or_default();
-            let message = (team, slack.channel_id.clone(), slack.ts.clone());
-            model.insert(message, new.urgency, created)
+            model.insert(message, team, new.urgency, created)
         }
         Call::Change(id, action, actor) => match model.position(*id) {
             None => Outcome::NotFound,
@@ -539,7 +541,7 @@ fn expect(model: &mut Model, call: &Call, created: Option<AlertId>) -> Outcome {
             }
         },
         Call::Reply(r) => {
-            let parent = (r.team.clone(), r.channel.clone(), r.thread_ts.clone());
+            let parent = (r.channel.clone(), r.thread_ts.clone());
             let user = r.user.clone().unwrap_or_default();
             model.reply(parent, r.ts.clone(), user, r.command, r.text.clone())
         }

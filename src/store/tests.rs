@@ -235,12 +235,12 @@ fn a_store_opened_by_this_version_is_marked_so_that_older_versions_refuse_it() {
     let store = open().unwrap();
     store.close();
     drop(store);
-    assert_eq!(schema(None), 3, "not marked for binary records");
+    assert_eq!(schema(None), TREE_SCHEMA, "not marked for binary records");
     // A store marked by a later version is refused.
-    schema(Some(4));
+    schema(Some(TREE_SCHEMA + 1));
     assert!(matches!(
         open(),
-        Err(StoreError::SchemaTooNew { found: 4, .. })
+        Err(StoreError::SchemaTooNew { found, .. }) if found == TREE_SCHEMA + 1
     ));
 }
 
@@ -539,5 +539,108 @@ fn an_action_repeated_on_a_full_disk_answers_and_a_change_does_not() {
     );
     let ack = store.write_blocking(move |l| l.change(id, Action::Acknowledge, Actor::default()));
     assert!(matches!(ack, Err(StoreError::DiskFull { .. })), "{ack:?}");
+    store.close();
+}
+
+/// A message's hash as tree schema 3 and before made it: the team too.
+fn hash_with_team(team: &str, channel: &str, ts: &str) -> [u8; 16] {
+    use sha2::Digest;
+    let mut parts = Vec::new();
+    for part in [team, channel, ts] {
+        parts.extend((part.len() as u32).to_be_bytes());
+        parts.extend(part.as_bytes());
+    }
+    let mut hash = [0; 16];
+    hash.copy_from_slice(&sha2::Sha256::digest(&parts)[..16]);
+    hash
+}
+
+#[test]
+fn a_schema_3_store_has_its_messages_keyed_by_channel_and_ts_when_opened() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
+    import_open(&store, 0..6);
+    // Alert 0's message again, as an older klaxon stored it when a partner
+    // workspace of a shared channel delivered it.
+    let first = testing::alert(0, Urgency::High, Status::Open);
+    let mut partner = testing::alert(6, Urgency::High, Status::Open);
+    partner.slack.team_id = Some("T2".into());
+    partner.slack.channel_id = first.slack.channel_id.clone();
+    partner.slack.ts = first.slack.ts.clone();
+    store
+        .write_blocking(move |l| l.import(vec![(6, partner)]))
+        .unwrap();
+    // A thread reply kept as a note of alert 1.
+    let second = testing::alert(1, Urgency::High, Status::Open);
+    let reply = ThreadReply {
+        channel: second.slack.channel_id.clone(),
+        thread_ts: second.slack.ts.clone(),
+        ts: "1700000100.000001".into(),
+        event_id: None,
+        user: Some("U1".into()),
+        text: "looking".into(),
+        command: None,
+    };
+    let note = reply.clone();
+    store.write_blocking(move |l| l.thread_reply(note)).unwrap();
+    store.close();
+    drop(store);
+
+    // The message buckets as schema 3 wrote them.
+    let (db, tree) = raw_tree(dir.path());
+    let mut buckets = std::collections::BTreeMap::<[u8; 3], Vec<u8>>::new();
+    for record in tree.scan_prefix([keys::ALERT]).values() {
+        let alert = decode_alert(Some(record.unwrap())).unwrap().unwrap();
+        let team = alert.slack.team_id.clone().unwrap_or_default();
+        let replies = alert.notes.iter().filter_map(|n| n.ts.clone());
+        for ts in std::iter::once(alert.slack.ts.clone()).chain(replies) {
+            let hash = hash_with_team(&team, &alert.slack.channel_id, &ts);
+            let bucket = buckets.entry(keys::message_bucket(&hash)).or_default();
+            packed::MESSAGE_ENTRIES.insert(bucket, &packed::entry(&hash, alert.id));
+        }
+    }
+    for key in tree.scan_prefix([keys::MESSAGE]).keys() {
+        tree.remove(key.unwrap()).unwrap();
+    }
+    for (key, value) in buckets {
+        tree.insert(key, value).unwrap();
+    }
+    tree.insert(keys::meta("schema"), &3u64.to_be_bytes())
+        .unwrap();
+    db.flush().unwrap();
+    drop((tree, db));
+
+    let store = reopen_clean(dir.path(), 7);
+    let tree = &store.inner.tree;
+    let entries: usize = (tree.scan_prefix([keys::MESSAGE]).values())
+        .map(|bucket| bucket.unwrap().len() / packed::MESSAGE_ENTRIES.size)
+        .sum();
+    assert_eq!(entries, 7, "six messages of alerts and one reply");
+    assert!(!tree.contains_key(keys::meta(migrate::REKEY)).unwrap());
+    // Alert 0's message, from a third workspace: alert 0's.
+    let mut again = NewAlert {
+        urgency: Urgency::High,
+        urgency_source: crate::urgency::UrgencySource::Message,
+        title: "again".into(),
+        text: "outage again".into(),
+        source: crate::alert::Source::OutgoingWebhook,
+        slack: first.slack.clone(),
+    };
+    again.slack.team_id = Some("T3".into());
+    match store
+        .write_blocking(move |l| l.insert_if_new(again))
+        .unwrap()
+    {
+        Inserted::Duplicate(alert) => assert_eq!(alert.id, first.id),
+        Inserted::Created(alert) => panic!("a second alert {}", alert.id),
+    }
+    // Slack's retry of the reply is known still.
+    match store
+        .write_blocking(move |l| l.thread_reply(reply))
+        .unwrap()
+    {
+        ReplyOutcome::Duplicate(id) => assert_eq!(id, second.id),
+        other => panic!("{other:?}"),
+    }
     store.close();
 }

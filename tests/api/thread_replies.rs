@@ -94,21 +94,49 @@ async fn a_repeated_ack_reply_does_not_change_the_alert_twice() {
 }
 
 #[tokio::test]
-async fn replies_in_another_channel_or_team_do_not_touch_the_alert() {
+async fn replies_in_another_channel_do_not_touch_the_alert() {
     let app = spawn_app().await;
     let id = alert_from_fixture(&app).await;
     let mut elsewhere = reply("ack", "1732358800.000902", "EvELSE1");
     elsewhere["event"]["channel"] = "C0OTHER".into();
-    let mut other_team = reply("ack", "1732358800.000903", "EvELSE2");
-    other_team["team_id"] = "T0OTHER".into();
-    for event in [elsewhere, other_team] {
-        let res: Value = app.post_event(&event).await.json().await.unwrap();
-        assert_eq!(res["ignored"], "thread reply");
-    }
+    let res: Value = app.post_event(&elsewhere).await.json().await.unwrap();
+    assert_eq!(res["ignored"], "thread reply");
     assert_eq!(
         app.get_alert(&id).await.json::<Value>().await.unwrap()["status"],
         "open"
     );
+}
+
+/// In a channel shared with another organisation (Slack Connect), a
+/// delivery's `team_id` can name either workspace: the channel and ts name
+/// the message.
+#[tokio::test]
+async fn a_shared_channel_is_one_conversation_whichever_workspace_delivers_it() {
+    let app = spawn_app().await;
+    let id = alert_from_fixture(&app).await;
+
+    let res: Value = app
+        .post_event(&event_fixture("shared_channel_reply"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(res["status"], "acknowledged", "{res}");
+    let alert: Value = app.get_alert(&id).await.json().await.unwrap();
+    assert_eq!(alert["acknowledged_by"], "U0PARTNER9");
+
+    // The alert's message through the other workspace's outgoing webhook.
+    let partner_post = fixture("outgoing/pagertree_outage_high.form")
+        .replace("team_id=T061EG9R6", "team_id=T0PARTNER1")
+        .replace("timestamp=1732358400.000200", "timestamp=1732358500.000100");
+    let res = app.post_outgoing(&partner_post).await;
+    assert_eq!(res.status(), 200);
+    let text = res.json::<Value>().await.unwrap()["text"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(crate::helpers::alert_id_in_reply(&text), id, "{text}");
+    assert_eq!(app.all_alerts().await.len(), 1);
 }
 
 #[tokio::test]
