@@ -60,6 +60,7 @@ pub async fn list(
     serde_json::to_writer(&mut body, &cursor)
         .map_err(|e| ApiError::MalformedBody(e.to_string()))?;
     body.push(b'}');
+    let tag = etag::at_seq(&store, &req, page.seq);
     Ok(etag::cacheable(HttpResponse::Ok(), &tag)
         .content_type("application/json")
         .body(body))
@@ -158,6 +159,7 @@ pub async fn summary(
         .flat_map(|&s| Urgency::ALL.map(|u| counts.get(s, u)))
         .sum();
     let body = json!({ "total": total, "by_status": by_status, "by_urgency": by_urgency, "by_status_and_urgency": matrix });
+    let tag = etag::at_seq(&store, &req, counts.seq);
     Ok(etag::cacheable(HttpResponse::Ok(), &tag).json(body))
 }
 

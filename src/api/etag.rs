@@ -9,18 +9,25 @@ use actix_web::{HttpRequest, HttpResponse, HttpResponseBuilder};
 use crate::store::{Store, StoreError};
 
 /// A tag that changes with any change to the store, and differs per query.
-/// It covers every change answered before the request.
+/// It covers every change answered before the request: a matching
+/// `If-None-Match` needs no query at all.
 pub async fn for_store(store: &Store, req: &HttpRequest) -> Result<String, StoreError> {
-    let seq = store.settled_seq().await?;
+    Ok(at_seq(store, req, store.settled_seq().await?))
+}
+
+/// The tag of an answer built from the store as of change `seq`. A query
+/// can see changes applied after the settled sequence it waited for: its
+/// answer is tagged with what it saw, so one tag is always one body.
+pub fn at_seq(store: &Store, req: &HttpRequest, seq: u64) -> String {
     let mut hasher = DefaultHasher::new();
     req.path().hash(&mut hasher);
     req.query_string().hash(&mut hasher);
-    Ok(format!(
+    format!(
         "\"{:x}.{}.{:x}\"",
         store.instance(),
         seq,
         hasher.finish() & 0xffff_ffff
-    ))
+    )
 }
 
 /// A tag for one alert: its latest change.

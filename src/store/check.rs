@@ -118,10 +118,7 @@ impl Store {
                 }
             }
         }
-        let seq = tree
-            .get(keys::meta("seq"))?
-            .and_then(|v| keys::u64_value(&v))
-            .unwrap_or(0);
+        let seq = super::stored_seq(tree)?;
         if seq < max_seq {
             report.problems.push(format!(
                 "stored sequence {seq} is behind alert seq {max_seq}"

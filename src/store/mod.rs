@@ -171,10 +171,7 @@ impl Store {
             .transpose()?
             .and_then(|k| keys::id_suffix(&k))
             .unwrap_or(AlertId::MIN);
-        let seq = tree
-            .get(keys::meta("seq"))?
-            .and_then(|v| keys::u64_value(&v))
-            .unwrap_or(0);
+        let seq = stored_seq(&tree)?;
         let skipped = tree.get(keys::meta("skipped"))?.and_then(|v| {
             let from = keys::u64_value(v.get(..8)?)?;
             let to = keys::u64_value(v.get(8..)?)?;
@@ -249,12 +246,12 @@ impl Store {
             .await
     }
 
-    pub async fn list(&self, query: ListQuery) -> Result<Page, StoreError> {
-        self.read(move |tree| query::list(tree, &query)).await
+    pub async fn list(&self, query: ListQuery) -> Result<Seen<Page>, StoreError> {
+        self.read_seen(move |tree| query::list(tree, &query)).await
     }
 
-    pub async fn counts(&self) -> Result<Counts, StoreError> {
-        self.read(query::counts).await
+    pub async fn counts(&self) -> Result<Seen<Counts>, StoreError> {
+        self.read_seen(query::counts).await
     }
 
     /// Changes after `after`, up to the latest one in the tree.
@@ -371,6 +368,46 @@ impl Store {
         .await
         .map_err(|_| StoreError::Closed)?
     }
+
+    /// [`Store::read`], with the sequence number of the tree `query` read (it
+    /// holds whole groups meanwhile), which can be past the settled one.
+    async fn read_seen<T: Send + 'static>(
+        &self,
+        query: impl FnOnce(&sled::Tree) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<Seen<T>, StoreError> {
+        self.read(move |tree| {
+            let seq = stored_seq(tree)?;
+            Ok(Seen {
+                value: query(tree)?,
+                seq,
+            })
+        })
+        .await
+    }
+}
+
+/// What a read found, and the sequence number of the latest change in the
+/// tree it read: an answer's ETag names what the answer shows.
+#[derive(Debug)]
+pub struct Seen<T> {
+    pub value: T,
+    pub seq: u64,
+}
+
+impl<T> std::ops::Deref for Seen<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.value
+    }
+}
+
+/// The sequence number of the latest change in the tree: every group writes it.
+pub(crate) fn stored_seq(tree: &sled::Tree) -> Result<u64, StoreError> {
+    Ok(tree
+        .get(keys::meta("seq"))?
+        .and_then(|v| keys::u64_value(&v))
+        .unwrap_or(0))
 }
 
 /// How many alerts the store holds (the next ordinal).

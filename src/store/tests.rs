@@ -449,11 +449,14 @@ async fn queries_see_each_group_whole_while_alerts_change() {
     let mut listings = 0;
     while std::time::Instant::now() < until {
         let page = store.list(both.clone()).await.unwrap();
-        let mut seen: Vec<AlertId> = page
-            .alerts
-            .iter()
-            .map(|json| serde_json::from_slice::<Alert>(json).unwrap().id)
+        let alerts: Vec<Alert> = (page.alerts.iter())
+            .map(|json| serde_json::from_slice::<Alert>(json).unwrap())
             .collect();
+        // Every change is to a listed alert, so the latest is in the page:
+        // the sequence number an answer is tagged with is what it shows.
+        let newest = alerts.iter().map(|a| a.seq).max();
+        assert_eq!(Some(page.seq), newest, "listing {listings}: seq");
+        let mut seen: Vec<AlertId> = alerts.iter().map(|a| a.id).collect();
         seen.sort_unstable();
         seen.dedup();
         assert_eq!(
