@@ -52,15 +52,17 @@ impl ListParams {
                 &Urgency::ALL.map(Urgency::as_str),
             )?,
             channel: self.channel.filter(|c| !c.is_empty()),
+            // Alerts carry whole milliseconds: a bound between two takes the
+            // later one for `since` and the earlier one for `until`.
             since_ms: self
                 .since
                 .as_deref()
-                .map(|t| unix_ms(t, "since"))
+                .map(|t| unix_nanos(t, "since").map(|n| unix_ms(n + 999_999)))
                 .transpose()?,
             until_ms: self
                 .until
                 .as_deref()
-                .map(|t| unix_ms(t, "until"))
+                .map(|t| unix_nanos(t, "until").map(unix_ms))
                 .transpose()?,
             before: self.cursor.as_deref().map(decode_cursor).transpose()?,
             limit: limit(self.limit.as_deref(), DEFAULT_LIMIT)?,
@@ -135,13 +137,18 @@ fn comma_list<T: std::str::FromStr>(
     Ok(items)
 }
 
-fn unix_ms(raw: &str, name: &str) -> Result<u64, ApiError> {
+fn unix_nanos(raw: &str, name: &str) -> Result<i128, ApiError> {
     let at = OffsetDateTime::parse(raw, &Rfc3339).map_err(|_| {
         invalid(format!(
             "{name} must be an RFC 3339 time such as 2026-11-23T09:30:00Z"
         ))
     })?;
-    Ok(u64::try_from(at.unix_timestamp_nanos().div_euclid(1_000_000)).unwrap_or(0))
+    Ok(at.unix_timestamp_nanos())
+}
+
+/// Whole milliseconds since the epoch, rounded down; 0 before it.
+fn unix_ms(nanos: i128) -> u64 {
+    u64::try_from(nanos.div_euclid(1_000_000)).unwrap_or(0)
 }
 
 fn invalid(message: impl Into<String>) -> ApiError {
@@ -181,6 +188,33 @@ mod tests {
         assert_eq!(q.since_ms, Some(1_795_424_400_000));
         assert_eq!(q.until_ms, Some(1_795_424_400_500));
         assert_eq!(q.limit, 1000);
+    }
+
+    #[test]
+    fn a_bound_between_two_milliseconds_leaves_out_what_is_outside_it() {
+        let bounds = |since: &str, until: &str| {
+            let q = ListParams {
+                since: Some(since.into()),
+                until: Some(until.into()),
+                ..ListParams::default()
+            }
+            .into_query()
+            .unwrap();
+            (q.since_ms.unwrap() % 1000, q.until_ms.unwrap() % 1000)
+        };
+        // An alert at .316 is after neither .3161 nor .316000001, and before .3169.
+        assert_eq!(
+            bounds("2026-11-23T09:00:14.3161Z", "2026-11-23T09:00:14.3169Z"),
+            (317, 316)
+        );
+        assert_eq!(
+            bounds("2026-11-23T09:00:14.316000001Z", "2026-11-23T09:00:14.316Z"),
+            (317, 316)
+        );
+        assert_eq!(
+            bounds("2026-11-23T09:00:14.316Z", "2026-11-23T09:00:14.3159999Z"),
+            (316, 315)
+        );
     }
 
     #[test]
