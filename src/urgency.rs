@@ -78,11 +78,27 @@ impl FromStr for Urgency {
     }
 }
 
-/// Whole words only: `\b` is Unicode-aware, so "highlight", "slowly" and
-/// "critically" do not match while "high-priority", "CRITICAL:" and "(low)" do.
+/// The four words, in any case; whether one stands as a word is
+/// [`joins_word`]'s to say.
 static URGENCY_WORD: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)\b(?:low|medium|high|critical)\b").expect("urgency regex is valid")
+    Regex::new(r"(?i)low|medium|high|critical").expect("urgency regex is valid")
 });
+
+/// Scripts written without spaces between words, or (Hangul) with particles
+/// attached to the word before: `DBがcriticalです`, `critical이에요`.
+static UNSPACED_SCRIPT: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^[\p{Han}\p{Hiragana}\p{Katakana}\p{Hangul}\p{Thai}\p{Lao}\p{Khmer}\p{Myanmar}]$")
+        .expect("script regex is valid")
+});
+
+/// Whether `c` next to an urgency word makes it part of a longer word:
+/// "highlight", "slowly", "critically", "highé" and "critical_path" are not
+/// the words, while "high-priority", "CRITICAL:", "(low)" and "DBがhighです"
+/// are.
+fn joins_word(c: char) -> bool {
+    let mut utf8 = [0; 4];
+    c == '_' || (c.is_alphanumeric() && !UNSPACED_SCRIPT.is_match(c.encode_utf8(&mut utf8)))
+}
 
 /// The highest urgency named in `text`, if any: never under-page. Only the
 /// words people wrote count, not Slack markup: a link's address, a mention
@@ -93,6 +109,11 @@ pub fn named_in(text: &str) -> Option<Urgency> {
     let text = without_italics(&words);
     let mut highest = None;
     for word in URGENCY_WORD.find_iter(&text) {
+        let before = text[..word.start()].chars().next_back();
+        let after = text[word.end()..].chars().next();
+        if before.into_iter().chain(after).any(joins_word) {
+            continue;
+        }
         // The regex only matches the four words (case-folded), so this parses.
         if let Ok(u) = word.as_str().to_lowercase().parse::<Urgency>() {
             highest = highest.max(Some(u));
@@ -209,6 +230,20 @@ mod tests {
         ] {
             assert_eq!(named_in(text), None, "{text}");
         }
+    }
+
+    #[test]
+    fn a_word_against_text_written_without_spaces_still_counts() {
+        for (text, named) in [
+            ("決済APIがcriticalです", Urgency::Critical),
+            ("【緊急】DBがhighです", Urgency::High),
+            ("カード決済low", Urgency::Low),
+            ("결제 API가 critical이에요", Urgency::Critical),
+            ("ระบบชำระเงินcritical", Urgency::Critical),
+        ] {
+            assert_eq!(named_in(text), Some(named), "{text}");
+        }
+        assert_eq!(named_in("DBがhighlightです"), None);
     }
 
     #[test]
