@@ -80,9 +80,8 @@ impl FromStr for Urgency {
 
 /// The four words, in any case; whether one stands as a word is
 /// [`joins_word`]'s to say.
-static URGENCY_WORD: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)low|medium|high|critical").expect("urgency regex is valid")
-});
+static URGENCY_WORD: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"(?i)low|medium|high|critical").expect("urgency regex is valid"));
 
 /// Scripts written without spaces between words, or (Hangul) with particles
 /// attached to the word before: `DBがcriticalです`, `critical이에요`.

@@ -1,10 +1,11 @@
 //! Events API envelopes: parsing and deciding any body never panics; an alert
 //! title is at most 120 chars and taken from the text; a thread reply is never
-//! a reply to itself, has text, and its command is `reply_command` of its text.
+//! a reply to itself, has text, and its command is `reply_command` of its text
+//! or, after a leading mention (of the app), of the words after it.
 #![no_main]
 
 use klaxon::alert::{TITLE_MAX_CHARS, UNTITLED};
-use klaxon::slack::events::{reply_command, Decision, Envelope};
+use klaxon::slack::events::{leading_mention, reply_command, Decision, Envelope};
 use klaxon::urgency::{self, Urgency};
 use libfuzzer_sys::fuzz_target;
 
@@ -23,7 +24,12 @@ fuzz_target!(|data: &[u8]| {
         Decision::Reply(reply) => {
             assert_ne!(reply.thread_ts, reply.ts);
             assert!(!reply.text.trim().is_empty());
-            assert_eq!(reply.command, reply_command(&reply.text));
+            match leading_mention(&reply.text) {
+                (None, _) => assert_eq!(reply.command, reply_command(&reply.text)),
+                (Some(_), words) => {
+                    assert!(reply.command.is_none() || reply.command == reply_command(words))
+                }
+            }
         }
         _ => {}
     }

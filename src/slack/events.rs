@@ -44,6 +44,9 @@ pub enum Envelope {
 pub struct Callback {
     pub team_id: Option<String>,
     pub event_id: Option<String>,
+    /// The app's own users (`authorizations` with `is_bot`): a leading
+    /// mention of one of them is addressed to klaxon.
+    pub app_users: Vec<String>,
     pub event: Event,
 }
 
@@ -89,6 +92,29 @@ struct Wire<'a> {
     #[serde(borrow)]
     event: Option<&'a serde_json::value::RawValue>,
     minute_rate_limited: Option<u64>,
+    /// Read only when it has the expected shape: it decides nothing else.
+    #[serde(borrow)]
+    authorizations: Option<&'a serde_json::value::RawValue>,
+}
+
+/// An installation the event is delivered for; only what klaxon uses.
+#[derive(Deserialize)]
+struct Authorization {
+    user_id: Option<String>,
+    is_bot: Option<bool>,
+}
+
+/// The bot users of `authorizations`, when it is a list of installations.
+fn app_users(authorizations: Option<&serde_json::value::RawValue>) -> Vec<String> {
+    let Some(raw) = authorizations else {
+        return Vec::new();
+    };
+    serde_json::from_str::<Vec<Authorization>>(raw.get())
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|a| a.is_bot == Some(true))
+        .filter_map(|a| a.user_id)
+        .collect()
 }
 
 /// An event's type alone, for an event whose other fields do not parse.
@@ -130,6 +156,7 @@ impl Envelope {
                 let callback = Callback {
                     team_id: wire.team_id,
                     event_id: wire.event_id,
+                    app_users: app_users(wire.authorizations),
                     event,
                 };
                 callback.check_ids()?;
@@ -197,6 +224,17 @@ impl Callback {
         };
         let team = given(self.team_id).or(given(e.team));
         let text = e.text.unwrap_or_default();
+        // What the author wrote to klaxon: without a leading `@klaxon`. With
+        // no installations named, an app mention leads with the app.
+        let addressed = match leading_mention(&text) {
+            (Some(user), rest)
+                if self.app_users.iter().any(|u| u == user)
+                    || (self.app_users.is_empty() && e.kind == "app_mention") =>
+            {
+                rest
+            }
+            _ => text.trim_start(),
+        };
         let thread_ts = given(e.thread_ts);
         match in_thread(&ts, thread_ts.as_deref(), &text) {
             InThread::No => {}
@@ -208,7 +246,7 @@ impl Callback {
                     ts,
                     event_id: self.event_id,
                     user: e.user,
-                    command: reply_command(&text),
+                    command: reply_command(addressed),
                     text,
                 })
             }
@@ -217,7 +255,7 @@ impl Callback {
         Decision::Alert(NewAlert {
             urgency,
             urgency_source,
-            title: title_of(without_leading_mention(&text), None),
+            title: title_of(addressed, None),
             text,
             source: Source::EventsApi,
             slack: SlackRef {
@@ -233,23 +271,26 @@ impl Callback {
     }
 }
 
-/// `<@U123> ack` → `ack`: app mentions start with the app's user.
-fn without_leading_mention(text: &str) -> &str {
+/// `<@U123> ack` → (`U123`, `ack`); text that does not start with a
+/// mention → (`None`, the text).
+pub fn leading_mention(text: &str) -> (Option<&str>, &str) {
     let trimmed = text.trim_start();
-    match (trimmed.starts_with("<@"), trimmed.find('>')) {
-        (true, Some(end)) => trimmed[end + 1..].trim_start(),
-        _ => trimmed,
+    if let Some(rest) = trimmed.strip_prefix("<@") {
+        if let Some(end) = rest.find('>') {
+            let user = rest[..end].split('|').next().unwrap_or_default();
+            return (Some(user), rest[end + 1..].trim_start());
+        }
     }
+    (None, trimmed)
 }
 
 /// A thread reply that is just `ack`, `acked`, `acknowledge`,
-/// `acknowledged`, `resolve` or `resolved` (any case, optionally after a
-/// mention and before a full stop) is a command.
+/// `acknowledged`, `resolve` or `resolved` (any case, before a full stop)
+/// is a command. A leading mention of the app is taken off before (see
+/// [`Callback`]); any other mention makes the reply a note: `@bob resolve`
+/// asks Bob.
 pub fn reply_command(text: &str) -> Option<Action> {
-    let word = without_leading_mention(text)
-        .trim()
-        .trim_end_matches(['.', '!'])
-        .trim_end();
+    let word = text.trim().trim_end_matches(['.', '!']).trim_end();
     match word.to_ascii_lowercase().as_str() {
         "ack" | "acked" | "acknowledge" | "acknowledged" => Some(Action::Acknowledge),
         "resolve" | "resolved" => Some(Action::Resolve),
@@ -362,23 +403,119 @@ mod tests {
     #[test]
     fn reply_commands_are_whole_replies() {
         assert_eq!(reply_command("ack"), Some(Action::Acknowledge));
-        assert_eq!(
-            reply_command(" <@U0KLAXON> Acknowledge. "),
-            Some(Action::Acknowledge)
-        );
+        assert_eq!(reply_command(" Acknowledge. "), Some(Action::Acknowledge));
         assert_eq!(reply_command("RESOLVED!"), Some(Action::Resolve));
-        for ack in ["Acknowledged.", "acked", "<@U0KLAXON> ACK!"] {
+        for ack in ["Acknowledged.", "acked", "ACK!"] {
             assert_eq!(reply_command(ack), Some(Action::Acknowledge), "{ack}");
         }
         assert_eq!(reply_command("resolve"), Some(Action::Resolve));
         assert_eq!(reply_command("ack, looking"), None);
         assert_eq!(reply_command("we should resolve this"), None);
+        assert_eq!(reply_command("<@U0BOB> resolve"), None);
         assert_eq!(reply_command(""), None);
     }
 
     #[test]
-    fn app_mentions_lose_the_mention_in_the_title() {
-        assert_eq!(without_leading_mention("<@U1> db down"), "db down");
-        assert_eq!(without_leading_mention("db <@U1> down"), "db <@U1> down");
+    fn a_leading_mention_comes_apart_from_the_words() {
+        assert_eq!(leading_mention(" <@U1> db down"), (Some("U1"), "db down"));
+        assert_eq!(leading_mention("<@U1|ana>ack"), (Some("U1"), "ack"));
+        assert_eq!(leading_mention("db <@U1> down"), (None, "db <@U1> down"));
+        assert_eq!(leading_mention("<@U1 db down"), (None, "<@U1 db down"));
+    }
+
+    /// A thread reply under the fixture's alert, naming the app's bot user.
+    fn reply_event(text: &str, kind: &str, authorizations: bool) -> Decision {
+        let mut event = serde_json::json!({
+            "type": "event_callback",
+            "team_id": "T1",
+            "event_id": "Ev1",
+            "event": {"type": kind, "user": "U0ANA", "channel": "C1", "text": text,
+                "ts": "1732358800.000100", "thread_ts": "1732358500.000100"},
+        });
+        if authorizations {
+            event["authorizations"] = serde_json::json!([
+                {"team_id": "T1", "user_id": "U0KLAXON", "is_bot": true},
+                {"team_id": "T1", "user_id": "U0ADMIN", "is_bot": false},
+            ]);
+        }
+        Envelope::parse(event.to_string().as_bytes())
+            .unwrap()
+            .decide(Urgency::Medium)
+    }
+
+    fn command(decision: Decision) -> Option<Action> {
+        match decision {
+            Decision::Reply(reply) => reply.command,
+            other => panic!("not a reply: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn only_a_mention_of_the_app_itself_leads_a_command() {
+        let ack = Some(Action::Acknowledge);
+        assert_eq!(
+            command(reply_event("<@U0KLAXON> ack", "message", true)),
+            ack
+        );
+        assert_eq!(command(reply_event("ack", "message", true)), ack);
+        // Someone asking Bob, or a person the installation names (not the bot).
+        for text in ["<@U0BOB> resolve", "<@U0ADMIN> resolve"] {
+            assert_eq!(command(reply_event(text, "message", true)), None, "{text}");
+            assert_eq!(
+                command(reply_event(text, "app_mention", true)),
+                None,
+                "{text}"
+            );
+        }
+        // Without installations named, only an app mention is addressed to the app.
+        assert_eq!(
+            command(reply_event("<@U0KLAXON> ack", "app_mention", false)),
+            ack
+        );
+        assert_eq!(
+            command(reply_event("<@U0KLAXON> ack", "message", false)),
+            None
+        );
+    }
+
+    #[test]
+    fn the_app_s_mention_is_left_out_of_a_title_and_another_is_kept() {
+        let title = |text: &str| match Envelope::parse(
+            serde_json::json!({
+                "type": "event_callback",
+                "authorizations": [{"user_id": "U0KLAXON", "is_bot": true}],
+                "event": {"type": "app_mention", "user": "U0ANA", "channel": "C1",
+                    "text": text, "ts": "1732358500.000100"},
+            })
+            .to_string()
+            .as_bytes(),
+        )
+        .unwrap()
+        .decide(Urgency::Medium)
+        {
+            Decision::Alert(alert) => alert.title,
+            other => panic!("not an alert: {other:?}"),
+        };
+        assert_eq!(title("<@U0KLAXON> db down"), "db down");
+        assert!(title("<@U0BOB> db down").contains("U0BOB"));
+    }
+
+    #[test]
+    fn authorizations_of_another_shape_are_read_as_none() {
+        let mut event: serde_json::Value = serde_json::from_str(
+            r#"{"type":"event_callback","event":{"type":"message","user":"U1",
+                "channel":"C1","ts":"1.2","text":"db down"}}"#,
+        )
+        .unwrap();
+        for odd in [
+            json!(null),
+            json!({}),
+            json!([1, 2]),
+            json!([{"user_id": 7}]),
+        ] {
+            event["authorizations"] = odd.clone();
+            let parsed = Envelope::parse(event.to_string().as_bytes());
+            assert!(matches!(parsed, Ok(Envelope::EventCallback(_))), "{odd}");
+        }
     }
 }

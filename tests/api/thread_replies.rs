@@ -39,6 +39,24 @@ async fn a_thread_reply_ack_acknowledges_the_alert_as_the_slack_user() {
 }
 
 #[tokio::test]
+async fn a_reply_addressed_to_someone_else_is_a_note_not_a_command() {
+    let app = spawn_app().await;
+    let id = alert_from_fixture(&app).await;
+
+    let res: Value = app
+        .post_event(&reply("<@U0BOB> resolve", "1732358800.000950", "EvBOB"))
+        .await
+        .json()
+        .await
+        .unwrap();
+
+    assert_eq!(res["status"], "open", "{res}");
+    let alert: Value = app.get_alert(&id).await.json().await.unwrap();
+    assert_eq!(alert["status"], "open");
+    assert_eq!(alert["notes"][0]["text"], "<@U0BOB> resolve");
+}
+
+#[tokio::test]
 async fn a_reply_also_sent_to_the_channel_acts_on_the_alert_and_is_no_new_alert() {
     let app = spawn_app().await;
     let id = alert_from_fixture(&app).await;
