@@ -112,7 +112,9 @@ impl OutgoingForm {
     pub fn into_new_alert(self, default: urgency::Urgency) -> Result<NewAlert, ApiError> {
         let channel_id = required(self.channel_id, "channel_id")?;
         let ts = required(self.timestamp, "timestamp")?;
-        let text = required(self.text, "text")?;
+        // Slack always sends `text`; a message of a file alone has it empty,
+        // and is an untitled alert, as on the Events API.
+        let text = self.text.ok_or(ApiError::MissingField("text"))?;
         let (urgency, urgency_source) = urgency::read(&text, default);
         Ok(NewAlert {
             urgency,

@@ -263,6 +263,25 @@ async fn the_reply_repeats_no_live_mention_or_link_and_markup_names_no_urgency()
     assert_eq!(alert["urgency_source"], "default");
 }
 
+/// A webhook set up for a channel without trigger words is sent every
+/// message, a file alone among them (its text empty): an alert, as on the
+/// Events API, not a 400 that Slack would retry.
+#[tokio::test]
+async fn a_post_with_empty_text_is_an_untitled_alert() {
+    let app = spawn_app().await;
+    let form = fixture("outgoing/pagertree_outage_high.form")
+        .replace("text=outage+check+servers+high", "text=")
+        .replace("trigger_word=outage", "trigger_word=");
+
+    let res = app.post_outgoing(&form).await;
+
+    assert_eq!(res.status(), 200);
+    let alerts = app.all_alerts().await;
+    assert_eq!(alerts.len(), 1);
+    assert_eq!(alerts[0]["title"], "(no text)");
+    assert_eq!(alerts[0]["urgency_source"], "default");
+}
+
 #[tokio::test]
 async fn a_post_of_only_the_trigger_word_is_untitled_and_a_longer_word_is_kept() {
     let app = spawn_app().await;
