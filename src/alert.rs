@@ -319,7 +319,22 @@ pub fn title_of(text: &str, trigger_word: Option<&str>) -> String {
         .map(str::trim)
         .find(|l| !l.is_empty())
         .unwrap_or(UNTITLED);
-    line.chars().take(TITLE_MAX_CHARS).collect()
+    let cut = line
+        .char_indices()
+        .nth(TITLE_MAX_CHARS)
+        .map_or(line, |(end, _)| &line[..end]);
+    if cut.len() == line.len() {
+        return line.to_owned();
+    }
+    // Not inside Slack's markup or escapes: a cut `<https://…|label>` or
+    // `&amp;` would show its pieces.
+    let open = cut.rfind('<').filter(|&at| !cut[at..].contains('>'));
+    let entity = cut.rfind('&').filter(|&at| !cut[at..].contains(';'));
+    let end = open.into_iter().chain(entity).min().unwrap_or(cut.len());
+    match cut[..end].trim_end() {
+        "" => cut.to_owned(),
+        kept => kept.to_owned(),
+    }
 }
 
 /// `text` without a leading `trigger_word` (a whole word, in any case) and
@@ -465,5 +480,22 @@ mod tests {
         let title = title_of(&text, None);
         assert_eq!(title.chars().count(), TITLE_MAX_CHARS);
         assert!(text.starts_with(&title));
+    }
+
+    #[test]
+    fn title_is_not_cut_inside_an_escape_or_a_link() {
+        let pad = "x".repeat(TITLE_MAX_CHARS - 4);
+        let escaped = title_of(&format!("{pad} R&amp;D down"), None);
+        assert_eq!(escaped, format!("{pad} R"));
+        let link = format!("{pad} <https://grafana.example/d/1|graph> db");
+        assert_eq!(title_of(&link, None), pad);
+        // A whole escape or link before the cut stays.
+        let kept = format!("{} &amp; {}", "x".repeat(100), "y".repeat(40));
+        let title = title_of(&kept, None);
+        assert!(title.contains("&amp;"), "{title}");
+        assert_eq!(title.chars().count(), TITLE_MAX_CHARS);
+        // One long link alone is cut as it is rather than left empty.
+        let long = format!("<https://x.example/{}>", "a".repeat(200));
+        assert_eq!(title_of(&long, None).chars().count(), TITLE_MAX_CHARS);
     }
 }
