@@ -63,6 +63,28 @@ pub struct Event {
     pub channel: Option<String>,
     pub ts: Option<String>,
     pub thread_ts: Option<String>,
+    /// Read only for a message with no text of its own (see [`attachment_text`]).
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub attachments: Option<Box<serde_json::value::RawValue>>,
+}
+
+/// An attachment; only what klaxon uses.
+#[derive(Deserialize)]
+struct Attachment {
+    text: Option<String>,
+    fallback: Option<String>,
+}
+
+/// The text of the first attachment that has one (else its fallback): a
+/// message shared or forwarded without a comment has only that. Any shape
+/// not expected is no text.
+fn attachment_text(attachments: Option<&serde_json::value::RawValue>) -> Option<String> {
+    let attachments: Vec<Attachment> = serde_json::from_str(attachments?.get()).ok()?;
+    attachments
+        .into_iter()
+        .flat_map(|a| [a.text, a.fallback])
+        .flatten()
+        .find(|t| !t.trim().is_empty())
 }
 
 /// What to do with a verified envelope.
@@ -223,7 +245,9 @@ impl Callback {
             return Decision::Ignore("event without channel or ts");
         };
         let team = given(self.team_id).or(given(e.team));
-        let text = e.text.unwrap_or_default();
+        let text = (e.text.filter(|t| !t.trim().is_empty()))
+            .or_else(|| attachment_text(e.attachments.as_deref()))
+            .unwrap_or_default();
         // What the author wrote to klaxon: without a leading `@klaxon`. With
         // no installations named, an app mention leads with the app.
         let addressed = match leading_mention(&text) {
@@ -498,6 +522,35 @@ mod tests {
         };
         assert_eq!(title("<@U0KLAXON> db down"), "db down");
         assert!(title("<@U0BOB> db down").contains("U0BOB"));
+    }
+
+    #[test]
+    fn an_attachment_gives_text_only_to_a_message_without_its_own() {
+        let text = |event: serde_json::Value| {
+            let body = json!({"type": "event_callback", "event": event}).to_string();
+            match Envelope::parse(body.as_bytes())
+                .unwrap()
+                .decide(Urgency::Medium)
+            {
+                Decision::Alert(alert) => alert.text,
+                other => panic!("not an alert: {other:?}"),
+            }
+        };
+        let message = |text: &str, attachments: serde_json::Value| {
+            json!({"type": "message", "user": "U1", "channel": "C1", "ts": "1.2",
+                "text": text, "attachments": attachments})
+        };
+        let shared = json!([{"fallback": "fb"}, {"text": "second"}]);
+        assert_eq!(text(message("mine", shared.clone())), "mine");
+        assert_eq!(text(message(" ", shared)), "fb");
+        assert_eq!(
+            text(message("", json!([{"text": "", "fallback": "fb"}]))),
+            "fb"
+        );
+        // Another shape is no text, not a refused event.
+        for odd in [json!({}), json!([7]), json!([{"text": 7}]), json!(null)] {
+            assert_eq!(text(message("", odd.clone())), "", "{odd}");
+        }
     }
 
     #[test]

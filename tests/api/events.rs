@@ -88,6 +88,23 @@ async fn a_message_with_a_file_attached_creates_an_alert() {
     assert_eq!(alerts[0]["slack"]["ts"], "1732359100.000200");
 }
 
+/// A monitoring bot's post shared into the channel without a comment: the
+/// message's own text is empty, the shared post is an attachment.
+#[tokio::test]
+async fn a_message_shared_without_a_comment_is_read_from_its_attachment() {
+    let app = spawn_app().await;
+    let res = app.post_event(&event_fixture("shared_message")).await;
+    assert_eq!(res.status(), 200);
+    let alerts = app.all_alerts().await;
+    assert_eq!(alerts.len(), 1);
+    assert_eq!(alerts[0]["title"], "CRITICAL: payments API error rate 45%");
+    assert_eq!(alerts[0]["text"], "CRITICAL: payments API error rate 45%");
+    assert_eq!(
+        (&alerts[0]["urgency"], &alerts[0]["urgency_source"]),
+        (&Value::from("critical"), &Value::from("message"))
+    );
+}
+
 #[tokio::test]
 async fn bot_messages_subtypes_other_events_and_stray_thread_replies_store_nothing() {
     let app = spawn_app().await;
