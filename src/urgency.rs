@@ -105,6 +105,7 @@ fn joins_word(c: char) -> bool {
 /// label does), and `_critical_` (Slack's italics) is the word critical.
 pub fn named_in(text: &str) -> Option<Urgency> {
     let words = written_words(text);
+    let words = without_struck_words(&words);
     let text = without_italics(&words);
     let mut highest = None;
     for word in URGENCY_WORD.find_iter(&text) {
@@ -157,6 +158,44 @@ fn is_address_of(label: &str, target: &str) -> bool {
         .find_map(|scheme| target.strip_prefix(scheme))
         .unwrap_or(target);
     label.eq_ignore_ascii_case(target) || label.eq_ignore_ascii_case(bare)
+}
+
+/// `text` without what its author struck through: Slack sends `~critical~`
+/// for struck words, a `~` at each edge of a stretch of one line. `~50%`
+/// or `a~b~c` strike nothing.
+fn without_struck_words(text: &str) -> Cow<'_, str> {
+    if !text.contains('~') {
+        return Cow::Borrowed(text);
+    }
+    let chars: Vec<char> = text.chars().collect();
+    let edge = |i: Option<usize>| {
+        i.and_then(|i| chars.get(i))
+            .is_none_or(|c| !c.is_alphanumeric())
+    };
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    while i < chars.len() {
+        let opens = chars[i] == '~'
+            && edge(i.checked_sub(1))
+            && chars
+                .get(i + 1)
+                .is_some_and(|c| !c.is_whitespace() && *c != '~');
+        let close = (i + 2..chars.len())
+            .take_while(|&j| chars[j] != '\n')
+            .find(|&j| chars[j] == '~' && !chars[j - 1].is_whitespace() && edge(Some(j + 1)))
+            .filter(|_| opens);
+        match close {
+            Some(end) => {
+                out.extend(std::iter::repeat_n(' ', end + 1 - i));
+                i = end + 1;
+            }
+            None => {
+                out.push(chars[i]);
+                i += 1;
+            }
+        }
+    }
+    Cow::Owned(out)
 }
 
 /// `text` with the underscores at either edge of a word as spaces: Slack
@@ -228,6 +267,22 @@ mod tests {
             "",
         ] {
             assert_eq!(named_in(text), None, "{text}");
+        }
+    }
+
+    #[test]
+    fn struck_words_name_no_urgency() {
+        for (text, named) in [
+            ("~critical~ never mind, low", Some(Urgency::Low)),
+            ("~critical db down~ fixed", None),
+            ("high: ~critical~", Some(Urgency::High)),
+            ("~50% errors, critical", Some(Urgency::Critical)),
+            ("a~critical~b", Some(Urgency::Critical)),
+            ("~ critical ~", Some(Urgency::Critical)),
+            ("~critical\n~ low", Some(Urgency::Critical)),
+            ("~~critical~~", None),
+        ] {
+            assert_eq!(named_in(text), named, "{text}");
         }
     }
 
