@@ -173,17 +173,31 @@ fn without_struck_words(text: &str) -> Cow<'_, str> {
             .is_none_or(|c| !c.is_alphanumeric())
     };
     let mut out = String::with_capacity(text.len());
+    // Up to here no `~` closes a stretch: once a search for one fails, no
+    // later `~` on that line can close one either (the scan stays linear).
+    let mut no_close_until = 0;
     let mut i = 0;
     while i < chars.len() {
         let opens = chars[i] == '~'
+            && i >= no_close_until
             && edge(i.checked_sub(1))
             && chars
                 .get(i + 1)
                 .is_some_and(|c| !c.is_whitespace() && *c != '~');
-        let close = (i + 2..chars.len())
-            .take_while(|&j| chars[j] != '\n')
-            .find(|&j| chars[j] == '~' && !chars[j - 1].is_whitespace() && edge(Some(j + 1)))
-            .filter(|_| opens);
+        let mut close = None;
+        if opens {
+            let mut j = i + 2;
+            while j < chars.len() && chars[j] != '\n' {
+                if chars[j] == '~' && !chars[j - 1].is_whitespace() && edge(Some(j + 1)) {
+                    close = Some(j);
+                    break;
+                }
+                j += 1;
+            }
+            if close.is_none() {
+                no_close_until = j;
+            }
+        }
         match close {
             Some(end) => {
                 out.extend(std::iter::repeat_n(' ', end + 1 - i));
@@ -281,9 +295,20 @@ mod tests {
             ("~ critical ~", Some(Urgency::Critical)),
             ("~critical\n~ low", Some(Urgency::Critical)),
             ("~~critical~~", None),
+            ("~a ~b ~c ~critical", Some(Urgency::Critical)),
+            ("~a\n~critical~ low", Some(Urgency::Low)),
         ] {
             assert_eq!(named_in(text), named, "{text}");
         }
+    }
+
+    /// A quadratic scan would take hours on these in a debug build.
+    #[test]
+    fn long_lines_of_tildes_are_read_in_one_pass() {
+        let unclosed = format!("{} critical", "~a ".repeat(100_000));
+        assert_eq!(named_in(&unclosed), Some(Urgency::Critical));
+        let struck = format!("{} high", "~critical~ ".repeat(50_000));
+        assert_eq!(named_in(&struck), Some(Urgency::High));
     }
 
     #[test]
