@@ -106,6 +106,10 @@ pub struct EventAck {
     /// The alert's status after a thread reply acted on it.
     #[schema(value_type = Status, required = false)]
     pub status: Option<Status>,
+    /// Present (true) when a thread reply came before its thread's first
+    /// message: it acts once that message is an alert (within 10 minutes).
+    #[schema(value_type = bool, required = false)]
+    pub held: Option<bool>,
 }
 
 /// What `POST /slack/events` answers.

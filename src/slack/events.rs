@@ -389,14 +389,7 @@ pub async fn receive(
                 )
             }
         },
-        Decision::Reply(reply) => match store.thread_reply(reply).await? {
-            ReplyOutcome::NotAnAlert => {
-                metrics::event_ignored("thread reply");
-                (
-                    json!({ "ok": true, "ignored": "thread reply" }),
-                    "ignored: thread reply".to_owned(),
-                )
-            }
+        Decision::Reply(reply) => match store.thread_reply_or_hold(reply).await? {
             ReplyOutcome::Duplicate(id) => {
                 metrics::duplicate_suppressed(SOURCE);
                 (
@@ -407,6 +400,11 @@ pub async fn receive(
             ReplyOutcome::Applied(a) => (
                 json!({ "ok": true, "alert_id": a.id, "status": a.status }),
                 format!("thread reply applied to alert {}", a.id),
+            ),
+            // Holding, the store answers no NotAnAlert.
+            ReplyOutcome::Held | ReplyOutcome::NotAnAlert => (
+                json!({ "ok": true, "held": true }),
+                "thread reply held until its thread's first message is an alert".to_owned(),
             ),
             ReplyOutcome::Refused(id, why) => {
                 metrics::event_ignored("thread reply refused");

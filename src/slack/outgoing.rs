@@ -273,7 +273,8 @@ async fn thread_reply(store: &Store, reply: ThreadReply) -> Result<ReplyOutcome,
 /// `None` when the thread does not start with an alert.
 fn replied(outcome: ReplyOutcome) -> Option<(String, String)> {
     Some(match outcome {
-        ReplyOutcome::NotAnAlert => return None,
+        // This surface does not hold replies: a post there opens an alert.
+        ReplyOutcome::NotAnAlert | ReplyOutcome::Held => return None,
         ReplyOutcome::Applied(a) => (
             format!(
                 "added to alert {} ({} urgency, {})",

@@ -8,10 +8,12 @@
 
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
+use std::time::Instant;
 
 use sled::{IVec, Tree};
 
 use super::group::{Group, WriteMap, Writes};
+use super::held::Held;
 use super::keys;
 use super::packed::{self, Ordinals, CHANGE_ENTRIES, MESSAGE_ENTRIES};
 use super::StoreError;
@@ -113,6 +115,9 @@ pub enum ReplyOutcome {
     Applied(Box<Alert>),
     /// The command does not fit the alert's status (e.g. ack after resolve).
     Refused(AlertId, &'static str),
+    /// The thread's parent is not an alert yet: held until it is (see
+    /// [`super::held`]).
+    Held,
 }
 
 /// Writer-side state: the tree, the commit group, the id, sequence and
@@ -124,6 +129,7 @@ pub struct Ledger {
     /// The counters as of the last group put into the tree: what it holds.
     committed: Counters,
     room: Room,
+    held: Held,
 }
 
 /// What a change takes from: a refused change gives back what it took, so
@@ -171,6 +177,7 @@ impl Ledger {
             counters,
             committed: counters,
             room,
+            held: Held::default(),
         }
     }
 
@@ -291,6 +298,17 @@ impl Ledger {
         self.put(&mut batch, None, &alert, Some(n))?;
         self.apply(batch)?;
         self.counters.ordinals = n + 1;
+        if !self.held.is_empty() {
+            for reply in self.held.take(&message, Instant::now()) {
+                // The alert is in the group already: a reply that fails is
+                // the reply's loss, and gives back what it took.
+                let before = self.counters;
+                if let Err(e) = self.thread_reply(reply) {
+                    self.counters = before;
+                    tracing::warn!(error = %e, alert = %alert.id, "a held thread reply could not be applied");
+                }
+            }
+        }
         Ok(Inserted::Created(alert))
     }
 
@@ -321,6 +339,21 @@ impl Ledger {
 
     /// Applies a Slack thread reply to the alert its thread starts with.
     pub fn thread_reply(&mut self, reply: ThreadReply) -> Result<ReplyOutcome, StoreError> {
+        self.thread_reply_with(reply, false)
+    }
+
+    /// [`Ledger::thread_reply`], holding a reply whose thread's first
+    /// message is no alert yet until it becomes one (the Events API: Slack
+    /// can deliver a reply before its thread's first message).
+    pub fn thread_reply_or_hold(&mut self, reply: ThreadReply) -> Result<ReplyOutcome, StoreError> {
+        self.thread_reply_with(reply, true)
+    }
+
+    fn thread_reply_with(
+        &mut self,
+        reply: ThreadReply,
+        hold: bool,
+    ) -> Result<ReplyOutcome, StoreError> {
         let message = keys::message_hash(&reply.channel, &reply.ts);
         let mut batch = Writes::default();
         let bucket = self.bucket(&batch, &message)?;
@@ -329,6 +362,11 @@ impl Ledger {
         }
         let parent_message = keys::message_hash(&reply.channel, &reply.thread_ts);
         let Some(parent) = self.bucket(&batch, &parent_message)?.find(&parent_message) else {
+            if hold {
+                self.held
+                    .hold(parent_message, message, reply, Instant::now());
+                return Ok(ReplyOutcome::Held);
+            }
             return Ok(ReplyOutcome::NotAnAlert);
         };
         let before = self.load(parent)?;

@@ -9,6 +9,7 @@ pub mod backup;
 pub mod check;
 mod error;
 mod group;
+mod held;
 mod journal;
 pub mod keys;
 mod ledger;
@@ -234,6 +235,16 @@ impl Store {
 
     pub async fn thread_reply(&self, reply: ThreadReply) -> Result<ReplyOutcome, StoreError> {
         self.write(move |ledger| ledger.thread_reply(reply)).await
+    }
+
+    /// [`Store::thread_reply`], holding a reply that came before its thread's
+    /// first message until that message is an alert (see [`held`]).
+    pub async fn thread_reply_or_hold(
+        &self,
+        reply: ThreadReply,
+    ) -> Result<ReplyOutcome, StoreError> {
+        self.write(move |ledger| ledger.thread_reply_or_hold(reply))
+            .await
     }
 
     /// Writes, flushes and reads back a probe record (readiness).

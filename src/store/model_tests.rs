@@ -509,6 +509,7 @@ async fn send(store: &Store, call: Call) -> (Outcome, Option<Alert>) {
             ReplyOutcome::Duplicate(id) => (Outcome::ReplyDuplicate(id), None),
             ReplyOutcome::Refused(id, _) => (Outcome::ReplyRefused(id), None),
             ReplyOutcome::NotAnAlert => (Outcome::NotAnAlert, None),
+            ReplyOutcome::Held => panic!("thread_reply holds nothing"),
         },
     }
 }

@@ -219,3 +219,51 @@ fn a_discarded_group_leaves_nothing() {
     assert!(ledger.tree.scan_prefix([keys::MESSAGE]).next().is_none());
     assert!(ledger.get(alert.id).unwrap().is_none());
 }
+
+fn reply_to(thread_ts: &str, ts: &str, text: &str, command: Option<Action>) -> ThreadReply {
+    ThreadReply {
+        channel: "C1".into(),
+        thread_ts: thread_ts.into(),
+        ts: ts.into(),
+        event_id: None,
+        user: Some("U0ANA".into()),
+        text: text.into(),
+        command,
+    }
+}
+
+#[test]
+fn replies_before_their_thread_s_first_message_act_once_it_is_an_alert() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ledger = ledger(dir.path());
+    let ack = reply_to("5.1", "5.2", "ack", Some(Action::Acknowledge));
+    let note = reply_to("5.1", "5.3", "looking", None);
+    for reply in [ack.clone(), note, ack.clone()] {
+        let outcome = ledger.thread_reply_or_hold(reply).unwrap();
+        assert!(matches!(outcome, ReplyOutcome::Held), "{outcome:?}");
+    }
+    // Only the Events API surface holds; without holding, nothing is kept.
+    let other = reply_to("6.1", "6.2", "ack", Some(Action::Acknowledge));
+    assert!(matches!(
+        ledger.thread_reply(other).unwrap(),
+        ReplyOutcome::NotAnAlert
+    ));
+    commit(&mut ledger).unwrap();
+
+    let alert = create(&mut ledger, "5.1");
+    commit(&mut ledger).unwrap();
+    let stored = ledger.load(alert.id).unwrap();
+    assert_eq!(stored.status, Status::Acknowledged);
+    assert_eq!(stored.acknowledged_by.as_deref(), Some("U0ANA"));
+    let notes: Vec<&str> = stored.notes.iter().map(|n| n.text.as_str()).collect();
+    assert_eq!(notes, ["looking"], "the ack once, the note once");
+    assert_eq!(stored.seq, alert.seq + 2, "two changes after the alert");
+    // Slack's retry of a reply now finds it done.
+    assert!(matches!(
+        ledger.thread_reply_or_hold(ack).unwrap(),
+        ReplyOutcome::Duplicate(id) if id == alert.id
+    ));
+    // The other thread's first message was never held for.
+    let other_parent = create(&mut ledger, "6.1");
+    assert_eq!(ledger.load(other_parent.id).unwrap().status, Status::Open);
+}
