@@ -12,7 +12,7 @@ use clap::Args;
 
 use crate::cli::print;
 use crate::config::DEFAULT_DATA_DIR;
-use crate::store::{self, Holds, Store, StoreOptions};
+use crate::store::{self, Holds, Store, StoreError, StoreOptions};
 
 /// `klaxon check-store`'s arguments.
 #[derive(Args)]
@@ -81,8 +81,19 @@ pub fn check_store(args: &CheckStoreArgs) -> ExitCode {
     }
 }
 
+/// Opens an existing store as it is: a store an earlier klaxon wrote is
+/// refused rather than upgraded, so that the server that wrote it can still
+/// open it (exit 2, as for a schema 1 store).
 fn open_store(data_dir: &Path) -> Result<Store, ExitCode> {
-    Store::open(data_dir, &StoreOptions::default()).map_err(|e| {
+    let options = StoreOptions {
+        upgrade: false,
+        ..StoreOptions::default()
+    };
+    Store::open(data_dir, &options).map_err(|e| {
+        if matches!(e, StoreError::SchemaTooOld { .. }) {
+            eprintln!("klaxon: {e}");
+            return ExitCode::from(2);
+        }
         eprintln!("klaxon: cannot open the store in {}: {e}", data_dir.display());
         if e.is_locked() {
             eprintln!("(another process is using it; if that is a klaxon server, back up through its API: GET /api/v1/backup with a write token)");

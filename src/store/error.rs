@@ -21,6 +21,8 @@ pub enum StoreError {
         found: u64,
         supported: u64,
     },
+    #[error("{path} was written by an earlier klaxon (store schema {found}): `klaxon serve` upgrades it when it starts; back it up or check it after that")]
+    SchemaTooOld { path: PathBuf, found: u64 },
     #[error("the store is shut down")]
     Closed,
     #[error("disk nearly full: {free} bytes free, writes stop below {min}")]

@@ -468,8 +468,9 @@ impl Ledger {
             for message in messages_of(alert) {
                 let bucket = self.bucket(&batch, &message)?;
                 // The first alert of a message keeps it (two could share one
-                // when they were stored by a klaxon that told workspaces apart).
-                if bucket.find(&message).is_none() {
+                // when they were stored by a klaxon that told workspaces
+                // apart), whatever order the backup lists them in.
+                if bucket.find(&message).is_none_or(|kept| kept > alert.id) {
                     bucket.add(&mut batch, &message, alert.id);
                 }
             }

@@ -34,14 +34,24 @@ pub fn messages_by_channel(tree: &sled::Tree) -> Result<usize, StoreError> {
     let mut entries = Vec::new();
     // Records come in id order, and the sort is stable: the first alert of a
     // message stays ahead of later ones.
-    for record in tree.scan_prefix([keys::ALERT]).values() {
-        if let Some(alert) = decode_alert(Some(record?))? {
-            for message in ledger::messages_of(&alert) {
-                let mut entry = [0; 24];
-                entry[..16].copy_from_slice(&message);
-                entry[16..].copy_from_slice(&alert.id.as_u64().to_be_bytes());
-                entries.push(entry);
+    for entry in tree.scan_prefix([keys::ALERT]) {
+        let (key, record) = entry?;
+        // A damaged record is left out, as listings leave it out, rather
+        // than leaving a store no klaxon opens (`klaxon check-store` names it).
+        let alert = match decode_alert(Some(record)) {
+            Ok(Some(alert)) => alert,
+            Ok(None) => continue,
+            Err(e) => {
+                let id = keys::id_suffix(&key).map_or("?".into(), |id| id.to_string());
+                tracing::warn!(alert = %id, error = %e, "a damaged record has no message dedup entry");
+                continue;
             }
+        };
+        for message in ledger::messages_of(&alert) {
+            let mut entry = [0; 24];
+            entry[..16].copy_from_slice(&message);
+            entry[16..].copy_from_slice(&alert.id.as_u64().to_be_bytes());
+            entries.push(entry);
         }
     }
     entries.sort_by(|a, b| a[..16].cmp(&b[..16]));

@@ -52,6 +52,10 @@ pub struct StoreOptions {
     /// Longest a request waits for its commit before answering 503, so that
     /// no request is answered later than this even on a stalled disk.
     pub commit_timeout: Duration,
+    /// Whether a store written by an older klaxon (tree schema 2 or 3) is
+    /// upgraded on open. The server does; the offline commands refuse it
+    /// instead, so that the server that wrote it can still open it.
+    pub upgrade: bool,
 }
 
 impl Default for StoreOptions {
@@ -60,6 +64,7 @@ impl Default for StoreOptions {
             cache_bytes: crate::config::DEFAULT_CACHE_MB << 20,
             min_free_bytes: 64 << 20,
             commit_timeout: Duration::from_secs(1),
+            upgrade: true,
         }
     }
 }
@@ -146,6 +151,9 @@ impl Store {
                         supported: TREE_SCHEMA,
                     });
                 }
+                if found < TREE_SCHEMA && !options.upgrade {
+                    return Err(StoreError::SchemaTooOld { path, found });
+                }
                 if found < TREE_SCHEMA {
                     let mut batch = sled::Batch::default();
                     batch.insert(keys::meta("schema"), &TREE_SCHEMA.to_be_bytes());
@@ -162,6 +170,9 @@ impl Store {
         let journal = recover(&tree, &syncer, &path, instance)?;
         if tree.contains_key(keys::meta(migrate::REKEY))? {
             migrate::messages_by_channel(&tree)?;
+            // The buckets are durable before the note goes: a power cut can
+            // keep a later write of sled's and lose an earlier one.
+            syncer.sync()?;
             tree.remove(keys::meta(migrate::REKEY))?;
             syncer.sync()?;
         }

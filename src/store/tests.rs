@@ -232,6 +232,16 @@ fn a_store_opened_by_this_version_is_marked_so_that_older_versions_refuse_it() {
     assert_eq!(schema(None), TREE_SCHEMA);
     // A store last written by a version that stored records as JSON.
     assert_eq!(schema(Some(2)), 2);
+    // Not upgraded but by the server: the offline commands refuse it as it is.
+    let as_it_is = StoreOptions {
+        upgrade: false,
+        ..StoreOptions::default()
+    };
+    assert!(matches!(
+        Store::open(dir.path(), &as_it_is),
+        Err(StoreError::SchemaTooOld { found: 2, .. })
+    ));
+    assert_eq!(schema(None), 2);
     let store = open().unwrap();
     store.close();
     drop(store);
@@ -645,5 +655,100 @@ fn a_schema_3_store_has_its_messages_keyed_by_channel_and_ts_when_opened() {
         ReplyOutcome::Duplicate(id) => assert_eq!(id, second.id),
         other => panic!("{other:?}"),
     }
+    store.close();
+}
+
+/// Two alerts an earlier klaxon made of one message (a shared channel's two
+/// workspaces), and an alert made of what is a thread reply noted on another:
+/// whatever order a backup lists them in, the first alert keeps the message,
+/// and the store check agrees.
+#[test]
+fn restored_alerts_that_share_a_message_leave_it_to_the_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
+    let mut first = testing::alert(0, Urgency::High, Status::Open);
+    first.notes.push(crate::alert::Note {
+        user: Some("U1".into()),
+        text: "looking".into(),
+        ts: Some("1700000100.000001".into()),
+        at: "2023-11-14T22:13:20.000Z".into(),
+    });
+    let mut twin = testing::alert(1, Urgency::High, Status::Open);
+    twin.slack.team_id = Some("T2".into());
+    (twin.slack.channel_id, twin.slack.ts) =
+        (first.slack.channel_id.clone(), first.slack.ts.clone());
+    let mut reply_alert = testing::alert(2, Urgency::High, Status::Open);
+    reply_alert.slack.channel_id = first.slack.channel_id.clone();
+    reply_alert.slack.ts = "1700000100.000001".into();
+    // Later alerts first, as a backup lists an alert changed while it ran.
+    for (n, alert) in [(2, reply_alert), (1, twin), (0, first.clone())] {
+        store
+            .write_blocking(move |l| l.import(vec![(n, alert)]))
+            .unwrap();
+    }
+    let report = store.check().unwrap();
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    for ts in [first.slack.ts.clone(), "1700000100.000001".into()] {
+        let mut again = NewAlert {
+            urgency: Urgency::High,
+            urgency_source: crate::urgency::UrgencySource::Message,
+            title: "again".into(),
+            text: "outage again".into(),
+            source: crate::alert::Source::EventsApi,
+            slack: first.slack.clone(),
+        };
+        again.slack.ts = ts;
+        match store
+            .write_blocking(move |l| l.insert_if_new(again))
+            .unwrap()
+        {
+            Inserted::Duplicate(alert) => assert_eq!(alert.id, first.id),
+            Inserted::Created(alert) => panic!("a new alert {}", alert.id),
+        }
+    }
+    store.close();
+}
+
+/// A record no klaxon can read does not stop the upgrade: the store opens,
+/// and the store check names that record.
+#[test]
+fn a_damaged_record_does_not_stop_a_schema_3_store_from_opening() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
+    import_open(&store, 0..3);
+    store.close();
+    drop(store);
+    let damaged = testing::alert(1, Urgency::High, Status::Open).id;
+    let (db, tree) = raw_tree(dir.path());
+    tree.insert(keys::alert(damaged), &[0xff, 1, 2][..])
+        .unwrap();
+    tree.insert(keys::meta("schema"), &3u64.to_be_bytes())
+        .unwrap();
+    db.flush().unwrap();
+    drop((tree, db));
+
+    let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
+    let problems = store.check().unwrap().problems;
+    assert!(!problems.is_empty());
+    assert!(
+        problems.iter().all(|p| p.contains(&damaged.to_string())
+            || p.contains("ordinal count")
+            || p.contains("index entry")
+            || p.contains("count of")),
+        "{problems:?}"
+    );
+    let survivor = testing::alert(2, Urgency::High, Status::Open);
+    let again = NewAlert {
+        urgency: Urgency::High,
+        urgency_source: crate::urgency::UrgencySource::Message,
+        title: "again".into(),
+        text: "outage again".into(),
+        source: crate::alert::Source::EventsApi,
+        slack: survivor.slack.clone(),
+    };
+    assert!(matches!(
+        store.write_blocking(move |l| l.insert_if_new(again)).unwrap(),
+        Inserted::Duplicate(alert) if alert.id == survivor.id
+    ));
     store.close();
 }

@@ -386,3 +386,41 @@ fn offline_commands_say_why_a_store_cannot_be_opened() {
     );
     assert!(!stderr.contains("another process"), "{stderr}");
 }
+
+/// A store an earlier klaxon wrote (tree schema 3) is the server's to
+/// upgrade: the offline commands refuse it and leave it as it was, so that
+/// the server that wrote it still opens it.
+#[test]
+fn offline_commands_leave_an_earlier_klaxon_s_store_as_it_was() {
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    let store = klaxon::store::Store::open(&data, &Default::default()).unwrap();
+    store.close();
+    drop(store);
+    let schema_key = b"Zschema";
+    let tree_schema = |set: Option<u64>| {
+        let v2 = data.join(format!("v{}", klaxon::store::SCHEMA_VERSION));
+        let db = sled::Config::new().path(v2).open().unwrap();
+        let tree = db.open_tree("klaxon").unwrap();
+        if let Some(schema) = set {
+            tree.insert(schema_key, &schema.to_be_bytes()).unwrap();
+            db.flush().unwrap();
+        }
+        let value = tree.get(schema_key).unwrap().unwrap();
+        u64::from_be_bytes(value.as_ref().try_into().unwrap())
+    };
+    assert_eq!(tree_schema(Some(3)), 3);
+
+    let dir = data.display().to_string();
+    let file = work.path().join("b.jsonl").display().to_string();
+    for args in [
+        vec!["check-store", "--data-dir", &dir],
+        vec!["backup", "--data-dir", &dir, "--to", &file],
+    ] {
+        let out = command(&args, &[]).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("`klaxon serve` upgrades it"), "{stderr}");
+    }
+    assert_eq!(tree_schema(None), 3, "left as the earlier klaxon wrote it");
+}
