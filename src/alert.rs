@@ -329,7 +329,10 @@ pub fn title_of(text: &str, trigger_word: Option<&str>) -> String {
     // Not inside Slack's markup or escapes: a cut `<https://…|label>` or
     // `&amp;` would show its pieces.
     let open = cut.rfind('<').filter(|&at| !cut[at..].contains('>'));
-    let entity = cut.rfind('&').filter(|&at| !cut[at..].contains(';'));
+    let entity = cut.rfind('&').filter(|&at| {
+        let name = &cut[at + 1..];
+        name.len() <= 8 && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '#')
+    });
     let end = open.into_iter().chain(entity).min().unwrap_or(cut.len());
     match cut[..end].trim_end() {
         "" => cut.to_owned(),
@@ -494,6 +497,9 @@ mod tests {
         let title = title_of(&kept, None);
         assert!(title.contains("&amp;"), "{title}");
         assert_eq!(title.chars().count(), TITLE_MAX_CHARS);
+        // A bare `&` (not Slack's escape) is cut through like any character.
+        let bare = format!("Disk & CPU {}", "y".repeat(200));
+        assert_eq!(title_of(&bare, None).chars().count(), TITLE_MAX_CHARS);
         // One long link alone is cut as it is rather than left empty.
         let long = format!("<https://x.example/{}>", "a".repeat(200));
         assert_eq!(title_of(&long, None).chars().count(), TITLE_MAX_CHARS);

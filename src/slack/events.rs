@@ -245,18 +245,22 @@ impl Callback {
             return Decision::Ignore("event without channel or ts");
         };
         let team = given(self.team_id).or(given(e.team));
-        let text = (e.text.filter(|t| !t.trim().is_empty()))
+        let own_text = e.text.filter(|t| !t.trim().is_empty());
+        // A command is the author's own words, never a shared post's.
+        let may_command = own_text.is_some();
+        let text = own_text
             .or_else(|| attachment_text(e.attachments.as_deref()))
             .unwrap_or_default();
-        // What the author wrote to klaxon: without a leading `@klaxon`. With
-        // no installations named, an app mention leads with the app.
+        // What the author wrote to klaxon: without a leading `@klaxon`. An
+        // app mention that names none of the app users it was delivered for
+        // (Slack names one installation; a shared channel's other workspace
+        // may have its own) leads with the app.
+        let is_app = |user: &str| {
+            self.app_users.iter().any(|u| u == user)
+                || (e.kind == "app_mention" && !self.app_users.iter().any(|u| mentions(&text, u)))
+        };
         let addressed = match leading_mention(&text) {
-            (Some(user), rest)
-                if self.app_users.iter().any(|u| u == user)
-                    || (self.app_users.is_empty() && e.kind == "app_mention") =>
-            {
-                rest
-            }
+            (Some(user), rest) if is_app(user) => rest,
             _ => text.trim_start(),
         };
         let thread_ts = given(e.thread_ts);
@@ -270,7 +274,7 @@ impl Callback {
                     ts,
                     event_id: self.event_id,
                     user: e.user,
-                    command: reply_command(addressed),
+                    command: reply_command(addressed).filter(|_| may_command),
                     text,
                 })
             }
@@ -306,6 +310,15 @@ pub fn leading_mention(text: &str) -> (Option<&str>, &str) {
         }
     }
     (None, trimmed)
+}
+
+/// Whether `text` mentions `user` (`<@U1>` or `<@U1|name>`).
+fn mentions(text: &str, user: &str) -> bool {
+    text.match_indices("<@").any(|(at, _)| {
+        let rest = &text[at + 2..];
+        rest.strip_prefix(user)
+            .is_some_and(|after| after.starts_with(['>', '|']))
+    })
 }
 
 /// A thread reply that is just `ack`, `acked`, `acknowledge`,
@@ -483,11 +496,6 @@ mod tests {
         // Someone asking Bob, or a person the installation names (not the bot).
         for text in ["<@U0BOB> resolve", "<@U0ADMIN> resolve"] {
             assert_eq!(command(reply_event(text, "message", true)), None, "{text}");
-            assert_eq!(
-                command(reply_event(text, "app_mention", true)),
-                None,
-                "{text}"
-            );
         }
         // Without installations named, only an app mention is addressed to the app.
         assert_eq!(
@@ -498,6 +506,43 @@ mod tests {
             command(reply_event("<@U0KLAXON> ack", "message", false)),
             None
         );
+        // An app mention of the app's other installation (a shared channel's
+        // other workspace), which Slack does not name: it leads with the app.
+        assert_eq!(
+            command(reply_event("<@U0THEIRS> ack", "app_mention", true)),
+            ack
+        );
+        // One that names the app later does not lead with it.
+        let asks_bob = "<@U0BOB> resolve <@U0KLAXON>";
+        assert_eq!(command(reply_event(asks_bob, "app_mention", true)), None);
+    }
+
+    #[test]
+    fn a_shared_post_in_a_thread_is_a_note_never_a_command() {
+        let body = json!({
+            "type": "event_callback",
+            "authorizations": [{"user_id": "U0KLAXON", "is_bot": true}],
+            "event": {"type": "message", "user": "U0ANA", "channel": "C1", "text": "",
+                "ts": "1732358800.000100", "thread_ts": "1732358500.000100",
+                "attachments": [{"text": "Resolved."}]},
+        });
+        match Envelope::parse(body.to_string().as_bytes())
+            .unwrap()
+            .decide(Urgency::Medium)
+        {
+            Decision::Reply(reply) => {
+                assert_eq!((reply.command, reply.text.as_str()), (None, "Resolved."))
+            }
+            other => panic!("not a reply: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn mentions_are_whole_user_ids() {
+        assert!(mentions("ping <@U1> now", "U1"));
+        assert!(mentions("<@U1|ana>", "U1"));
+        assert!(!mentions("<@U12>", "U1"));
+        assert!(!mentions("U1 <#C1>", "U1"));
     }
 
     #[test]
@@ -519,7 +564,7 @@ mod tests {
             other => panic!("not an alert: {other:?}"),
         };
         assert_eq!(title("<@U0KLAXON> db down"), "db down");
-        assert!(title("<@U0BOB> db down").contains("U0BOB"));
+        assert!(title("<@U0BOB> db down, <@U0KLAXON>").contains("U0BOB"));
     }
 
     #[test]
@@ -565,8 +610,12 @@ mod tests {
             json!([{"user_id": 7}]),
         ] {
             event["authorizations"] = odd.clone();
-            let parsed = Envelope::parse(event.to_string().as_bytes());
-            assert!(matches!(parsed, Ok(Envelope::EventCallback(_))), "{odd}");
+            match Envelope::parse(event.to_string().as_bytes()) {
+                Ok(Envelope::EventCallback(callback)) => {
+                    assert!(callback.app_users.is_empty(), "{odd}")
+                }
+                other => panic!("{odd}: {other:?}"),
+            }
         }
     }
 }

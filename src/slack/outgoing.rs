@@ -202,6 +202,17 @@ pub async fn receive(
             return Ok(with_outcome(HttpResponse::Ok().json(reply), outcome));
         }
     }
+    // A message with no text here (a file alone, another post shared) has
+    // more to say on the Events API, which reads a shared post's text: this
+    // surface must not open its alert first, untitled at the default urgency.
+    let says_nothing = post.text.as_deref().is_some_and(|t| t.trim().is_empty());
+    if says_nothing && slack.signing_secrets.is_some() {
+        metrics::event_ignored("message without text");
+        return Ok(with_outcome(
+            HttpResponse::Ok().finish(),
+            "ignored: message without text (left to the Events API)",
+        ));
+    }
     let inserted = store
         .insert_if_new(post.into_new_alert(slack.default_urgency)?)
         .await?;
