@@ -322,8 +322,8 @@ fn mentions(text: &str, user: &str) -> bool {
 }
 
 /// A thread reply that is just `ack`, `acked`, `acknowledge`,
-/// `acknowledged`, `resolve` or `resolved` (any case, before a full stop)
-/// is a command. A leading mention of the app is taken off before (see
+/// `acknowledged`, `resolve`, `resolved`, `reopen` or `reopened` (any case,
+/// before a full stop) is a command. A leading mention of the app is taken off before (see
 /// [`Callback`]); any other mention makes the reply a note: `@bob resolve`
 /// asks Bob.
 pub fn reply_command(text: &str) -> Option<Action> {
@@ -331,6 +331,7 @@ pub fn reply_command(text: &str) -> Option<Action> {
     match word.to_ascii_lowercase().as_str() {
         "ack" | "acked" | "acknowledge" | "acknowledged" => Some(Action::Acknowledge),
         "resolve" | "resolved" => Some(Action::Resolve),
+        "reopen" | "reopened" => Some(Action::Reopen),
         _ => None,
     }
 }
@@ -444,6 +445,8 @@ mod tests {
             assert_eq!(reply_command(ack), Some(Action::Acknowledge), "{ack}");
         }
         assert_eq!(reply_command("resolve"), Some(Action::Resolve));
+        assert_eq!(reply_command("Reopen."), Some(Action::Reopen));
+        assert_eq!(reply_command("reopened"), Some(Action::Reopen));
         assert_eq!(reply_command("ack, looking"), None);
         assert_eq!(reply_command("we should resolve this"), None);
         assert_eq!(reply_command("<@U0BOB> resolve"), None);

@@ -159,6 +159,7 @@ fn change_op() -> impl Strategy<Value = Op> {
         Just(None),
         Just(Some(Action::Acknowledge)),
         Just(Some(Action::Resolve)),
+        Just(Some(Action::Reopen)),
     ];
     prop_oneof![
         5 => (0..TEAMS, 0..CHANNELS, 0..ALL_TS, urgency())

@@ -36,6 +36,12 @@ async fn a_thread_reply_ack_acknowledges_the_alert_as_the_slack_user() {
     let alert: Value = app.get_alert(&id).await.json().await.unwrap();
     assert_eq!(alert["status"], "resolved");
     assert_eq!(alert["resolved_by"], "U0ONCALL1");
+
+    // A resolved alert refuses an ack until someone reopens it, from Slack too.
+    app.post_event(&reply("reopen", "1732358802.000900", "EvREPLY3"))
+        .await;
+    let alert: Value = app.get_alert(&id).await.json().await.unwrap();
+    assert_eq!(alert["status"], "open");
 }
 
 /// Slack delivers a message it could not deliver (klaxon restarting) again a
