@@ -21,7 +21,7 @@ fuzz_target!(|data: &[u8]| {
             let read = urgency::read(&alert.text, Urgency::Medium);
             assert_eq!((alert.urgency, alert.urgency_source), read);
         }
-        Decision::Reply(reply) => {
+        Decision::Reply { reply, .. } => {
             assert_ne!(reply.thread_ts, reply.ts);
             assert!(!reply.text.trim().is_empty());
             // A command is the reply's words after a leading mention (of the

@@ -7,7 +7,7 @@ use serde_json::json;
 use utoipa::ToSchema;
 
 use super::signature::SignedBody;
-use super::{given, in_thread, InThread, SlackSettings};
+use super::{apply_reply, given, in_thread, InThread, SlackSettings};
 use crate::alert::{title_of, NewAlert, SlackRef, Source};
 use crate::api::responses::{
     BadRequest, BadSignature, ForbiddenNetwork, HeadersTooLarge, PayloadTooLarge, RateLimited,
@@ -96,7 +96,14 @@ pub enum Decision {
         minute: Option<u64>,
     },
     Alert(NewAlert),
-    Reply(ThreadReply),
+    /// `missed`: the reply's command, when another copy of the message may
+    /// have been read as a note (an app mention of the app's installation in
+    /// a shared channel's other workspace reads as someone else's mention in
+    /// the `message` event).
+    Reply {
+        reply: ThreadReply,
+        missed: Option<Action>,
+    },
     Ignore(&'static str),
 }
 
@@ -268,15 +275,19 @@ impl Callback {
             InThread::No => {}
             InThread::ReplyWithoutText => return Decision::Ignore("thread reply without text"),
             InThread::Reply(thread_ts) => {
-                return Decision::Reply(ThreadReply {
-                    channel,
-                    thread_ts: thread_ts.to_owned(),
-                    ts,
-                    event_id: self.event_id,
-                    user: e.user,
-                    command: reply_command(addressed).filter(|_| may_command),
-                    text,
-                })
+                let command = reply_command(addressed).filter(|_| may_command);
+                return Decision::Reply {
+                    missed: command.filter(|_| e.kind == "app_mention"),
+                    reply: ThreadReply {
+                        channel,
+                        thread_ts: thread_ts.to_owned(),
+                        ts,
+                        event_id: self.event_id,
+                        user: e.user,
+                        command,
+                        text,
+                    },
+                };
             }
         }
         let (urgency, urgency_source) = urgency::read(&text, default);
@@ -403,31 +414,33 @@ pub async fn receive(
                 )
             }
         },
-        Decision::Reply(reply) => match store.thread_reply_or_hold(reply).await? {
-            ReplyOutcome::Duplicate(id) => {
-                metrics::duplicate_suppressed(SOURCE);
-                (
-                    json!({ "ok": true, "alert_id": id, "duplicate": true }),
-                    format!("duplicate reply to alert {id}"),
-                )
+        Decision::Reply { reply, missed } => {
+            match apply_reply(&store, reply, missed, true).await? {
+                ReplyOutcome::Duplicate(id) => {
+                    metrics::duplicate_suppressed(SOURCE);
+                    (
+                        json!({ "ok": true, "alert_id": id, "duplicate": true }),
+                        format!("duplicate reply to alert {id}"),
+                    )
+                }
+                ReplyOutcome::Applied(a) => (
+                    json!({ "ok": true, "alert_id": a.id, "status": a.status }),
+                    format!("thread reply applied to alert {}", a.id),
+                ),
+                // Holding, the store answers no NotAnAlert.
+                ReplyOutcome::Held | ReplyOutcome::NotAnAlert => (
+                    json!({ "ok": true, "held": true }),
+                    "thread reply held until its thread's first message is an alert".to_owned(),
+                ),
+                ReplyOutcome::Refused(id, why) => {
+                    metrics::event_ignored("thread reply refused");
+                    (
+                        json!({ "ok": true, "alert_id": id, "ignored": why }),
+                        format!("thread reply to alert {id} refused: {why}"),
+                    )
+                }
             }
-            ReplyOutcome::Applied(a) => (
-                json!({ "ok": true, "alert_id": a.id, "status": a.status }),
-                format!("thread reply applied to alert {}", a.id),
-            ),
-            // Holding, the store answers no NotAnAlert.
-            ReplyOutcome::Held | ReplyOutcome::NotAnAlert => (
-                json!({ "ok": true, "held": true }),
-                "thread reply held until its thread's first message is an alert".to_owned(),
-            ),
-            ReplyOutcome::Refused(id, why) => {
-                metrics::event_ignored("thread reply refused");
-                (
-                    json!({ "ok": true, "alert_id": id, "ignored": why }),
-                    format!("thread reply to alert {id} refused: {why}"),
-                )
-            }
-        },
+        }
     };
     Ok(with_outcome(HttpResponse::Ok().json(body), outcome))
 }
@@ -483,7 +496,7 @@ mod tests {
 
     fn command(decision: Decision) -> Option<Action> {
         match decision {
-            Decision::Reply(reply) => reply.command,
+            Decision::Reply { reply, .. } => reply.command,
             other => panic!("not a reply: {other:?}"),
         }
     }
@@ -533,7 +546,7 @@ mod tests {
             .unwrap()
             .decide(Urgency::Medium)
         {
-            Decision::Reply(reply) => {
+            Decision::Reply { reply, .. } => {
                 assert_eq!((reply.command, reply.text.as_str()), (None, "Resolved."))
             }
             other => panic!("not a reply: {other:?}"),

@@ -7,7 +7,7 @@ use serde_json::json;
 use utoipa::ToSchema;
 
 use super::events::reply_command;
-use super::{form, given, in_thread, InThread, SlackSettings, BODY_LIMIT};
+use super::{apply_reply, form, given, in_thread, InThread, SlackSettings, BODY_LIMIT};
 use crate::alert::{title_of, without_trigger_word, NewAlert, SlackRef, Source};
 use crate::api::responses::{
     BadRequest, ForbiddenNetwork, HeadersTooLarge, InvalidToken, PayloadTooLarge, RateLimited,
@@ -17,7 +17,7 @@ use crate::api::schemas::OutgoingReply;
 use crate::body::{read_body, require_content_type};
 use crate::error::ApiError;
 use crate::metrics;
-use crate::store::{Actor, Changed, Inserted, Refused, ReplyOutcome, Store, ThreadReply};
+use crate::store::{Inserted, ReplyOutcome, Store, ThreadReply};
 use crate::telemetry::with_outcome;
 use crate::urgency;
 
@@ -202,17 +202,6 @@ pub async fn receive(
             return Ok(with_outcome(HttpResponse::Ok().json(reply), outcome));
         }
     }
-    // A message with no text here (a file alone, another post shared) has
-    // more to say on the Events API, which reads a shared post's text: this
-    // surface must not open its alert first, untitled at the default urgency.
-    let says_nothing = post.text.as_deref().is_some_and(|t| t.trim().is_empty());
-    if says_nothing && slack.signing_secrets.is_some() {
-        metrics::event_ignored("message without text");
-        return Ok(with_outcome(
-            HttpResponse::Ok().finish(),
-            "ignored: message without text (left to the Events API)",
-        ));
-    }
     let inserted = store
         .insert_if_new(post.into_new_alert(slack.default_urgency)?)
         .await?;
@@ -252,32 +241,11 @@ fn opened(inserted: &Inserted) -> (String, String) {
 }
 
 /// Applies a thread reply. Only this surface reads a command after the
-/// trigger word (`outage ack`): when the Events API brought the same
-/// message first, it kept it as a note, and the command still applies
-/// (acknowledging or resolving twice changes nothing).
+/// trigger word (`outage ack`): the Events API's copy of the message reads
+/// it as a note, so the command is one that copy missed.
 async fn thread_reply(store: &Store, reply: ThreadReply) -> Result<ReplyOutcome, ApiError> {
-    let command_events_missed = reply
-        .command
-        .filter(|_| reply_command(&reply.text).is_none());
-    let actor = Actor {
-        by: reply.user.clone(),
-        note: None,
-        ts: Some(reply.ts.clone()),
-    };
-    Ok(
-        match (store.thread_reply(reply).await?, command_events_missed) {
-            (ReplyOutcome::Duplicate(id), Some(action)) => {
-                match store.change(id, action, actor).await? {
-                    Ok(Changed::Yes(alert) | Changed::AlreadyDone(alert)) => {
-                        ReplyOutcome::Applied(Box::new(alert))
-                    }
-                    Err(Refused::Conflict(why)) => ReplyOutcome::Refused(id, why),
-                    Err(Refused::NotFound) => ReplyOutcome::NotAnAlert,
-                }
-            }
-            (outcome, _) => outcome,
-        },
-    )
+    let missed = (reply.command).filter(|_| reply_command(&reply.text).is_none());
+    apply_reply(store, reply, missed, false).await
 }
 
 /// What to say of a thread reply (the channel text and the log outcome);

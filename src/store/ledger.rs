@@ -18,6 +18,7 @@ use super::keys;
 use super::packed::{self, Ordinals, CHANGE_ENTRIES, MESSAGE_ENTRIES};
 use super::StoreError;
 use crate::alert::{now_ms, rfc3339_ms, Alert, AlertId, NewAlert, Note, Status};
+use crate::urgency::UrgencySource;
 
 /// How far a restored store's sequence jumps past its backup's (see
 /// [`Ledger::skip_after_restore`]): more changes than any store makes
@@ -130,6 +131,8 @@ pub struct Ledger {
     committed: Counters,
     room: Room,
     held: Held,
+    /// Held replies this group applied: held again if it is discarded.
+    taken: Vec<ThreadReply>,
 }
 
 /// What a change takes from: a refused change gives back what it took, so
@@ -178,6 +181,7 @@ impl Ledger {
             committed: counters,
             room,
             held: Held::default(),
+            taken: Vec::new(),
         }
     }
 
@@ -231,6 +235,7 @@ impl Ledger {
     pub fn finish(&mut self, record: u64) -> Result<(), StoreError> {
         self.group.finish(record)?;
         self.committed = self.counters;
+        self.taken.clear();
         Ok(())
     }
 
@@ -245,6 +250,7 @@ impl Ledger {
     pub fn finish_atomically(&mut self, record: u64) -> Result<(), StoreError> {
         self.group.finish_atomically(record)?;
         self.committed = self.counters;
+        self.taken.clear();
         Ok(())
     }
 
@@ -274,6 +280,14 @@ impl Ledger {
     pub fn discard(&mut self) {
         self.group.discard();
         self.counters = self.committed;
+        // The alerts they acted on are gone with the group: Slack sends the
+        // first message again, and they wait for it again.
+        let now = Instant::now();
+        for reply in self.taken.drain(..) {
+            let parent = keys::message_hash(&reply.channel, &reply.thread_ts);
+            let message = keys::message_hash(&reply.channel, &reply.ts);
+            self.held.hold(parent, message, reply, now);
+        }
     }
 
     /// The sequence number of the latest change.
@@ -288,7 +302,11 @@ impl Ledger {
         let mut batch = Writes::default();
         let bucket = self.bucket(&batch, &message)?;
         if let Some(id) = bucket.find(&message) {
-            return Ok(Inserted::Duplicate(self.load(id)?));
+            let found = self.load(id)?;
+            if found.text.trim().is_empty() && !new.text.trim().is_empty() {
+                return self.fill_in(found, new).map(Inserted::Duplicate);
+            }
+            return Ok(Inserted::Duplicate(found));
         }
         let id = self.next_id();
         let alert = Alert::open(id, self.next_seq(), new);
@@ -300,16 +318,52 @@ impl Ledger {
         self.counters.ordinals = n + 1;
         if !self.held.is_empty() {
             for reply in self.held.take(&message, Instant::now()) {
-                // The alert is in the group already: a reply that fails is
-                // the reply's loss, and gives back what it took.
-                let before = self.counters;
-                if let Err(e) = self.thread_reply(reply) {
-                    self.counters = before;
-                    tracing::warn!(error = %e, alert = %alert.id, "a held thread reply could not be applied");
-                }
+                self.taken.push(reply.clone());
+                self.apply_held(reply, alert.id);
             }
         }
         Ok(Inserted::Created(alert))
+    }
+
+    /// Applies a held reply to the alert just made of its thread's first
+    /// message. The alert is in the group already, so nothing the reply does
+    /// may undo it: a reply that fails, or panics (a bug), gives back what it
+    /// took and is lost, logged.
+    fn apply_held(&mut self, reply: ThreadReply, alert: AlertId) {
+        let before = self.counters;
+        match catch_unwind(AssertUnwindSafe(|| self.thread_reply(reply))) {
+            Ok(Ok(ReplyOutcome::Refused(_, why))) => {
+                crate::metrics::event_ignored("thread reply refused");
+                tracing::info!(%alert, why, "a held thread reply was refused");
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                self.counters = before;
+                tracing::warn!(error = %e, %alert, "a held thread reply could not be applied");
+            }
+            Err(_) => {
+                self.counters = before;
+                tracing::error!(%alert, "applying a held thread reply panicked");
+            }
+        }
+    }
+
+    /// The same message again, with text where the alert has none: the
+    /// outgoing webhook brings a post shared without a comment with its text
+    /// empty, the Events API with the shared post's text. The alert takes the
+    /// text, title and (when the text names one) urgency.
+    fn fill_in(&mut self, before: Alert, new: NewAlert) -> Result<Alert, StoreError> {
+        let mut after = before.clone();
+        after.text = new.text;
+        after.title = new.title;
+        if new.urgency_source == UrgencySource::Message {
+            (after.urgency, after.urgency_source) = (new.urgency, new.urgency_source);
+        }
+        after.seq = self.next_seq();
+        let mut batch = Writes::default();
+        self.put(&mut batch, Some(&before), &after, None)?;
+        self.apply(batch)?;
+        Ok(after)
     }
 
     /// Acknowledge, resolve or reopen an alert.

@@ -1,6 +1,8 @@
 use serde_json::Value;
 
-use crate::helpers::{assert_error, fixture, spawn_app, spawn_app_with, VERIFICATION_TOKEN};
+use crate::helpers::{
+    assert_error, event_fixture, fixture, spawn_app, spawn_app_with, VERIFICATION_TOKEN,
+};
 
 #[tokio::test]
 async fn pagertree_style_post_creates_a_high_alert_and_replies_in_channel() {
@@ -264,28 +266,34 @@ async fn the_reply_repeats_no_live_mention_or_link_and_markup_names_no_urgency()
 }
 
 /// A webhook set up for a channel without trigger words is sent every
-/// message, a file alone among them (its text empty): never a 400 that Slack
-/// would retry. With the Events API set up too, that surface brings the
-/// message with what it shares; with this surface alone, an untitled alert.
+/// message, a post shared without a comment among them (its text empty):
+/// never a 400 that Slack would retry, but an untitled alert, which the
+/// Events API's copy of the message fills in with the shared post's text.
 #[tokio::test]
-async fn a_post_with_empty_text_is_left_to_the_events_api_or_else_untitled() {
+async fn a_post_with_empty_text_is_untitled_until_the_events_api_fills_it_in() {
+    let app = spawn_app().await;
     let form = fixture("outgoing/pagertree_outage_high.form")
         .replace("text=outage+check+servers+high", "text=")
-        .replace("trigger_word=outage", "trigger_word=");
+        .replace("trigger_word=outage", "trigger_word=")
+        .replace("timestamp=1732358400.000200", "timestamp=1732526500.000300");
 
-    let both = spawn_app().await;
-    let res = both.post_outgoing(&form).await;
+    let res = app.post_outgoing(&form).await;
     assert_eq!(res.status(), 200);
-    assert!(res.text().await.unwrap().is_empty());
-    assert!(both.all_alerts().await.is_empty());
-
-    let alone = spawn_app_with(|s| s.signing_secrets = None).await;
-    let res = alone.post_outgoing(&form).await;
-    assert_eq!(res.status(), 200);
-    let alerts = alone.all_alerts().await;
+    let alerts = app.all_alerts().await;
     assert_eq!(alerts.len(), 1);
     assert_eq!(alerts[0]["title"], "(no text)");
     assert_eq!(alerts[0]["urgency_source"], "default");
+
+    // The Events API's copy: the same message, with the shared post.
+    let res = app.post_event(&event_fixture("shared_message")).await;
+    assert_eq!(res.json::<Value>().await.unwrap()["duplicate"], true);
+    let alerts = app.all_alerts().await;
+    assert_eq!(alerts.len(), 1);
+    assert_eq!(alerts[0]["title"], "CRITICAL: payments API error rate 45%");
+    assert_eq!(
+        (&alerts[0]["urgency"], &alerts[0]["urgency_source"]),
+        (&Value::from("critical"), &Value::from("message"))
+    );
 }
 
 #[tokio::test]

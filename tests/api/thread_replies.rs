@@ -73,6 +73,29 @@ async fn a_reply_before_its_thread_s_first_message_acts_once_that_is_an_alert() 
     assert_eq!(retried["duplicate"], true, "{retried}");
 }
 
+/// In a channel shared with a workspace that has its own klaxon
+/// installation, `@klaxon ack` there mentions a bot user Slack does not
+/// name to this one. The `message` copy reads it as someone else's mention
+/// (a note); the `app_mention` copy, whichever comes second, still acks.
+#[tokio::test]
+async fn an_app_mention_of_the_other_installation_acks_after_its_message_copy() {
+    let app = spawn_app().await;
+    let id = alert_from_fixture(&app).await;
+    let message = reply("<@U0THEIRS1> ack", "1732358800.000970", "EvCOPY1");
+    let mut mention = message.clone();
+    mention["event"]["type"] = "app_mention".into();
+    mention["event_id"] = "EvCOPY2".into();
+
+    app.post_event(&message).await;
+    let noted: Value = app.get_alert(&id).await.json().await.unwrap();
+    assert_eq!(noted["status"], "open");
+    let res: Value = app.post_event(&mention).await.json().await.unwrap();
+
+    assert_eq!(res["status"], "acknowledged", "{res}");
+    let alert: Value = app.get_alert(&id).await.json().await.unwrap();
+    assert_eq!(alert["acknowledged_by"], "U0ONCALL1");
+}
+
 #[tokio::test]
 async fn a_reply_addressed_to_someone_else_is_a_note_not_a_command() {
     let app = spawn_app().await;

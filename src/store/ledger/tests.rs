@@ -267,3 +267,63 @@ fn replies_before_their_thread_s_first_message_act_once_it_is_an_alert() {
     let other_parent = create(&mut ledger, "6.1");
     assert_eq!(ledger.load(other_parent.id).unwrap().status, Status::Open);
 }
+
+#[test]
+fn held_replies_wait_again_when_the_group_that_applied_them_is_discarded() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ledger = ledger(dir.path());
+    let ack = reply_to("7.1", "7.2", "ack", Some(Action::Acknowledge));
+    ledger.thread_reply_or_hold(ack).unwrap();
+    commit(&mut ledger).unwrap();
+    let lost = create(&mut ledger, "7.1");
+    assert_eq!(ledger.load(lost.id).unwrap().status, Status::Acknowledged);
+    // The group's commit failed: the alert is gone, and Slack sends its
+    // message again.
+    ledger.discard();
+
+    let alert = create(&mut ledger, "7.1");
+    commit(&mut ledger).unwrap();
+    let stored = ledger.load(alert.id).unwrap();
+    assert_eq!(stored.status, Status::Acknowledged);
+    assert_eq!(stored.acknowledged_by.as_deref(), Some("U0ANA"));
+}
+
+#[test]
+fn a_message_without_text_takes_the_text_of_another_copy() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ledger = ledger(dir.path());
+    let untitled = NewAlert {
+        urgency: Urgency::Medium,
+        urgency_source: UrgencySource::Default,
+        title: crate::alert::UNTITLED.into(),
+        text: String::new(),
+        source: Source::OutgoingWebhook,
+        ..message("8.1")
+    };
+    let first = match ledger.insert_if_new(untitled).unwrap() {
+        Inserted::Created(alert) => alert,
+        Inserted::Duplicate(_) => panic!("new"),
+    };
+    commit(&mut ledger).unwrap();
+
+    let filled = match ledger.insert_if_new(message("8.1")).unwrap() {
+        Inserted::Duplicate(alert) => alert,
+        Inserted::Created(alert) => panic!("a second alert {}", alert.id),
+    };
+    commit(&mut ledger).unwrap();
+    assert_eq!(filled.id, first.id);
+    assert_eq!((filled.urgency, filled.title.as_str()), (Urgency::High, "db down"));
+    assert_eq!(filled.seq, first.seq + 1);
+    let count = |u| {
+        let key = keys::count(Status::Open, u);
+        ledger.count(&Writes::default(), &key).unwrap()
+    };
+    assert_eq!((count(Urgency::Medium), count(Urgency::High)), (0, 1));
+    // A copy once it has text changes nothing.
+    let mut other = message("8.1");
+    other.text = "outage low other words".into();
+    match ledger.insert_if_new(other).unwrap() {
+        Inserted::Duplicate(alert) => assert_eq!(alert, filled),
+        Inserted::Created(_) => panic!("new"),
+    }
+}
