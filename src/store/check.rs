@@ -34,8 +34,7 @@ impl Store {
                 Ok(Some(alert)) => alert,
                 Ok(None) => continue,
                 Err(e) => {
-                    let id = keys::id_suffix(&key).map_or("?".into(), |id| id.to_string());
-                    report.problems.push(format!("record of alert {id}: {e}"));
+                    report.problems.push(super::damaged_record(&key, &e));
                     continue;
                 }
             };

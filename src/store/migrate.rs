@@ -42,8 +42,8 @@ pub fn messages_by_channel(tree: &sled::Tree) -> Result<usize, StoreError> {
             Ok(Some(alert)) => alert,
             Ok(None) => continue,
             Err(e) => {
-                let id = keys::id_suffix(&key).map_or("?".into(), |id| id.to_string());
-                tracing::warn!(alert = %id, error = %e, "a damaged record has no message dedup entry");
+                let damaged = super::damaged_record(&key, &e);
+                tracing::warn!(%damaged, "left out of the message dedup entries");
                 continue;
             }
         };

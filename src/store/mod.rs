@@ -424,6 +424,12 @@ impl<T> std::ops::Deref for Seen<T> {
     }
 }
 
+/// What to say of a record that does not decode, named by its key's id.
+pub(crate) fn damaged_record(key: &[u8], e: &StoreError) -> String {
+    let id = keys::id_suffix(key).map_or("?".into(), |id| id.to_string());
+    format!("record of alert {id}: {e}")
+}
+
 /// The sequence number of the latest change in the tree: every group writes it.
 pub(crate) fn stored_seq(tree: &sled::Tree) -> Result<u64, StoreError> {
     Ok(tree

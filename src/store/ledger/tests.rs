@@ -312,7 +312,10 @@ fn a_message_without_text_takes_the_text_of_another_copy() {
     };
     commit(&mut ledger).unwrap();
     assert_eq!(filled.id, first.id);
-    assert_eq!((filled.urgency, filled.title.as_str()), (Urgency::High, "db down"));
+    assert_eq!(
+        (filled.urgency, filled.title.as_str()),
+        (Urgency::High, "db down")
+    );
     assert_eq!(filled.seq, first.seq + 1);
     let count = |u| {
         let key = keys::count(Status::Open, u);
