@@ -63,7 +63,8 @@ pub struct Event {
     pub channel: Option<String>,
     pub ts: Option<String>,
     pub thread_ts: Option<String>,
-    /// Read only for a message with no text of its own (see [`attachment_text`]).
+    /// Read only for a message with no text of its own: a post shared
+    /// without a comment has only its attachment's text.
     #[schema(value_type = Option<Vec<Object>>)]
     pub attachments: Option<Box<serde_json::value::RawValue>>,
 }
@@ -334,9 +335,9 @@ fn mentions(text: &str, user: &str) -> bool {
 
 /// A thread reply that is just `ack`, `acked`, `acknowledge`,
 /// `acknowledged`, `resolve`, `resolved`, `reopen` or `reopened` (any case,
-/// before a full stop) is a command. A leading mention of the app is taken off before (see
-/// [`Callback`]); any other mention makes the reply a note: `@bob resolve`
-/// asks Bob.
+/// before a full stop) is a command. A leading mention of the app is taken
+/// off before (see [`Callback`]); any other mention makes the reply a note:
+/// `@bob resolve` asks Bob.
 pub fn reply_command(text: &str) -> Option<Action> {
     let word = text.trim().trim_end_matches(['.', '!']).trim_end();
     match word.to_ascii_lowercase().as_str() {
