@@ -11,8 +11,8 @@ use std::fs;
 use std::path::Path;
 
 use super::{
-    decode_alert, holds_sled, keys, ledger, store_dir, sync_dir, Store, StoreError, StoreOptions,
-    SCHEMA_VERSION,
+    decode_alert, holds_sled, keys, ledger, open_sled, store_dir, sync_dir, Store, StoreError,
+    StoreOptions, SCHEMA_VERSION,
 };
 
 const BATCH: usize = 100;
@@ -107,7 +107,9 @@ pub fn from_v1(data_dir: &Path, options: &StoreOptions) -> Result<(), StoreError
         fs::remove_dir_all(&work).map_err(|e| StoreError::io(&work, e))?;
     }
     tracing::info!(from = %old.display(), "migrating the store to schema {SCHEMA_VERSION}");
-    let v1 = sled::Config::new().path(&old).open()?.open_tree("klaxon")?;
+    // Through open_sled: a schema 1 store closed a moment ago in this
+    // process (a test, say) can still hold its lock.
+    let v1 = open_sled(&old, options)?.open_tree("klaxon")?;
     let store = Store::open(&work, options)?;
     let mut batch = Vec::with_capacity(BATCH);
     let mut alerts = 0u64;

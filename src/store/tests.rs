@@ -19,12 +19,9 @@ fn import_open(store: &Store, ids: std::ops::Range<u64>) {
 
 /// The tree of the store under `data_dir`, opened by sled alone, with no
 /// background flusher: nothing of sled outlives what a test writes here.
+/// (Through open_sled, which waits out the lock of a store just closed.)
 fn raw_tree(data_dir: &Path) -> (sled::Db, sled::Tree) {
-    let db = sled::Config::new()
-        .path(data_dir.join(format!("v{SCHEMA_VERSION}")))
-        .flush_every_ms(None)
-        .open()
-        .unwrap();
+    let db = open_sled(&store_dir(data_dir), &StoreOptions::default()).unwrap();
     let tree = db.open_tree("klaxon").unwrap();
     (db, tree)
 }

@@ -400,7 +400,17 @@ fn offline_commands_leave_an_earlier_klaxon_s_store_as_it_was() {
     let schema_key = b"Zschema";
     let tree_schema = |set: Option<u64>| {
         let v2 = data.join(format!("v{}", klaxon::store::SCHEMA_VERSION));
-        let db = sled::Config::new().path(v2).open().unwrap();
+        // sled lets go of a store's lock a moment after it is closed.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let db = loop {
+            match sled::Config::new().path(&v2).open() {
+                Ok(db) => break db,
+                Err(_) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(10))
+                }
+                Err(e) => panic!("{e}"),
+            }
+        };
         let tree = db.open_tree("klaxon").unwrap();
         if let Some(schema) = set {
             tree.insert(schema_key, &schema.to_be_bytes()).unwrap();
