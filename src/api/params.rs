@@ -54,16 +54,14 @@ impl ListParams {
             channel: self.channel.filter(|c| !c.is_empty()),
             // Alerts carry whole milliseconds: a bound between two takes the
             // later one for `since` and the earlier one for `until`.
-            since_ms: self
-                .since
-                .as_deref()
+            since_ms: given(self.since.as_deref())
                 .map(|t| unix_nanos(t, "since").map(|n| unix_ms(n + 999_999)))
                 .transpose()?,
-            until_ms: self
-                .until
-                .as_deref()
+            until_ms: given(self.until.as_deref())
                 .map(|t| unix_nanos(t, "until").map(unix_ms))
                 .transpose()?,
+            // Not `given`: a client that sent back a null cursor as empty
+            // would start over at the first page, for ever.
             before: self.cursor.as_deref().map(decode_cursor).transpose()?,
             limit: limit(self.limit.as_deref(), DEFAULT_LIMIT)?,
         })
@@ -105,8 +103,16 @@ fn decode_cursor(raw: &str) -> Result<AlertId, ApiError> {
         .map_err(|_| invalid("cursor is not one this server gave out"))
 }
 
+/// A parameter sent empty (`since=`, as a form with nothing filled in
+/// sends it) is one not sent, as `status=` or `channel=` are.
+fn given(raw: Option<&str>) -> Option<&str> {
+    raw.filter(|v| !v.is_empty())
+}
+
 fn limit(raw: Option<&str>, default: usize) -> Result<usize, ApiError> {
-    let Some(raw) = raw else { return Ok(default) };
+    let Some(raw) = given(raw) else {
+        return Ok(default);
+    };
     match raw.parse::<usize>() {
         Ok(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
         _ => Err(invalid(format!(
@@ -215,6 +221,28 @@ mod tests {
             bounds("2026-11-23T09:00:14.316Z", "2026-11-23T09:00:14.3159999Z"),
             (316, 315)
         );
+    }
+
+    #[test]
+    fn an_empty_value_is_none_sent_but_an_empty_cursor_is_refused() {
+        let empty = || Some(String::new());
+        let q = ListParams {
+            status: empty(),
+            urgency: empty(),
+            channel: empty(),
+            since: empty(),
+            until: empty(),
+            limit: empty(),
+            ..ListParams::default()
+        }
+        .into_query()
+        .unwrap();
+        assert_eq!(q, ListParams::default().into_query().unwrap());
+        let cursor = ListParams {
+            cursor: empty(),
+            ..ListParams::default()
+        };
+        assert!(cursor.into_query().is_err());
     }
 
     #[test]
