@@ -565,6 +565,25 @@ fn hash_with_team(team: &str, channel: &str, ts: &str) -> [u8; 16] {
     hash
 }
 
+/// Offers the message `slack` names again; the alert it is a duplicate of.
+fn offered_again(store: &Store, slack: crate::alert::SlackRef) -> AlertId {
+    let again = NewAlert {
+        urgency: Urgency::High,
+        urgency_source: crate::urgency::UrgencySource::Message,
+        title: "again".into(),
+        text: "outage again".into(),
+        source: crate::alert::Source::EventsApi,
+        slack,
+    };
+    match store
+        .write_blocking(move |l| l.insert_if_new(again))
+        .unwrap()
+    {
+        Inserted::Duplicate(alert) => alert.id,
+        Inserted::Created(alert) => panic!("a second alert {}", alert.id),
+    }
+}
+
 #[test]
 fn a_schema_3_store_has_its_messages_keyed_by_channel_and_ts_when_opened() {
     let dir = tempfile::tempdir().unwrap();
@@ -628,22 +647,9 @@ fn a_schema_3_store_has_its_messages_keyed_by_channel_and_ts_when_opened() {
     assert_eq!(entries, 7, "six messages of alerts and one reply");
     assert!(!tree.contains_key(keys::meta(migrate::REKEY)).unwrap());
     // Alert 0's message, from a third workspace: alert 0's.
-    let mut again = NewAlert {
-        urgency: Urgency::High,
-        urgency_source: crate::urgency::UrgencySource::Message,
-        title: "again".into(),
-        text: "outage again".into(),
-        source: crate::alert::Source::OutgoingWebhook,
-        slack: first.slack.clone(),
-    };
-    again.slack.team_id = Some("T3".into());
-    match store
-        .write_blocking(move |l| l.insert_if_new(again))
-        .unwrap()
-    {
-        Inserted::Duplicate(alert) => assert_eq!(alert.id, first.id),
-        Inserted::Created(alert) => panic!("a second alert {}", alert.id),
-    }
+    let mut slack = first.slack.clone();
+    slack.team_id = Some("T3".into());
+    assert_eq!(offered_again(&store, slack), first.id);
     // Slack's retry of the reply is known still.
     match store
         .write_blocking(move |l| l.thread_reply(reply))
@@ -686,22 +692,9 @@ fn restored_alerts_that_share_a_message_leave_it_to_the_first() {
     let report = store.check().unwrap();
     assert!(report.problems.is_empty(), "{:?}", report.problems);
     for ts in [first.slack.ts.clone(), "1700000100.000001".into()] {
-        let mut again = NewAlert {
-            urgency: Urgency::High,
-            urgency_source: crate::urgency::UrgencySource::Message,
-            title: "again".into(),
-            text: "outage again".into(),
-            source: crate::alert::Source::EventsApi,
-            slack: first.slack.clone(),
-        };
-        again.slack.ts = ts;
-        match store
-            .write_blocking(move |l| l.insert_if_new(again))
-            .unwrap()
-        {
-            Inserted::Duplicate(alert) => assert_eq!(alert.id, first.id),
-            Inserted::Created(alert) => panic!("a new alert {}", alert.id),
-        }
+        let mut slack = first.slack.clone();
+        slack.ts = ts;
+        assert_eq!(offered_again(&store, slack), first.id);
     }
     store.close();
 }
@@ -735,17 +728,6 @@ fn a_damaged_record_does_not_stop_a_schema_3_store_from_opening() {
         "{problems:?}"
     );
     let survivor = testing::alert(2, Urgency::High, Status::Open);
-    let again = NewAlert {
-        urgency: Urgency::High,
-        urgency_source: crate::urgency::UrgencySource::Message,
-        title: "again".into(),
-        text: "outage again".into(),
-        source: crate::alert::Source::EventsApi,
-        slack: survivor.slack.clone(),
-    };
-    assert!(matches!(
-        store.write_blocking(move |l| l.insert_if_new(again)).unwrap(),
-        Inserted::Duplicate(alert) if alert.id == survivor.id
-    ));
+    assert_eq!(offered_again(&store, survivor.slack.clone()), survivor.id);
     store.close();
 }
