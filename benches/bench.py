@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -404,6 +405,13 @@ def klaxon_commits(port: int) -> tuple[float, float, float, float]:
             groups - found.get(SLOW_COMMIT, 0.0))
 
 
+def check_klaxon(port: int, raw: bytes) -> None:
+    """Fails the run unless klaxon takes a pre-generated request."""
+    status, body = send_raw(port, raw)
+    if status != 200 or b"error" in body:
+        raise RuntimeError(f"klaxon rejected a pre-generated request: {status} {body[:300]!r}")
+
+
 def send_raw(port: int, raw: bytes) -> tuple[int, bytes]:
     """Sends one pre-generated raw request (used to check a pool before a run)."""
     head, body = raw.split(b"\r\n\r\n", 1)
@@ -507,7 +515,9 @@ class Bench:
         self.ids = Counter()
         self.base = int(time.time()) - 86_400  # Slack ts base for generated messages
         self.results: dict = {"config": {k: v for k, v in vars(args).items()}}
-        self.est = {"klaxon_events": 30_000.0, "klaxon_outgoing": 30_000.0, "alertmanager": 25_000.0}
+        self.skip = set(filter(None, args.skip.split(",")))
+        # requests/s expected of each run, to size its request pool; raised when a pool runs out
+        self.est: dict[str, float] = defaultdict(lambda: 30_000.0, alertmanager=25_000.0)
 
     # -- one timed load run against a target, repeated until its pool sufficed
     def load_run(self, key: str, server: Server, gen, cycle: bool, conns: int, duration: float,
@@ -560,29 +570,37 @@ class Bench:
             return run
         raise RuntimeError(f"{key}: request pool kept running out")
 
+    def fresh_klaxon(self, name: str) -> Server:
+        """A klaxon started on an empty data dir of its own."""
+        k = klaxon_server(self.klaxon, free_port(), self.work / name, self.logs, name)
+        k.start()
+        return k
+
+    def drop_store(self, k: Server) -> None:
+        k.stop()
+        if not self.a.keep:
+            shutil.rmtree(self.work / k.name, ignore_errors=True)
+
+    def klaxon_ingest(self, key: str, k: Server, gen) -> Run:
+        """One timed ingest run against klaxon `k` with requests from `gen(port, ids, base)`."""
+        return self.load_run(key, k, lambda n: gen(k.port, self.ids.take(n), self.base), False,
+                             self.a.connections, self.a.duration, check=lambda raw: check_klaxon(k.port, raw))
+
     def ingest(self) -> None:
         a = self.a
         log(f"== ingest: wrk -t{a.threads} -c{a.connections} -d{a.duration}s, {a.reps} repetitions")
-        cport, kport = free_port(), free_port()
+        cport = free_port()
         ceiling = Server("ceiling", [str(self.ceiling), f"127.0.0.1:{cport}"], cport, "/", self.logs)
-        kdir = self.work / "klaxon-ingest"
-        klaxon = klaxon_server(self.klaxon, kport, kdir, self.logs, "klaxon-ingest")
         ceiling.start()
-        klaxon.start()
         runs: dict[str, list[Run]] = {k: [] for k in ("ceiling", "alertmanager", "klaxon_events", "klaxon_outgoing")}
-
-        def check_klaxon(raw: bytes) -> None:
-            status, body = send_raw(kport, raw)
-            if status != 200 or b"error" in body:
-                raise RuntimeError(f"klaxon rejected a pre-generated request: {status} {body[:300]!r}")
-
         try:
             for rep in range(a.reps):
                 log(f"-- repetition {rep + 1}/{a.reps}")
                 runs["ceiling"].append(self.load_run(
                     "ceiling", ceiling, lambda k: gen_events(cport, self.ids.take(k), self.base),
                     True, a.connections, a.duration))
-                # a fresh Alertmanager per repetition, so it never carries earlier runs' alerts
+                # A fresh Alertmanager and a fresh klaxon store per repetition, so that no
+                # run carries earlier runs' alerts (klaxon at 1,000,000: `klaxon_at`).
                 aport = free_port()
                 am = alertmanager_server(aport, self.work, self.logs, f"alertmanager-{rep + 1}")
                 am.start()
@@ -592,24 +610,31 @@ class Bench:
                         a.connections, a.duration))
                 finally:
                     am.stop()
-                runs["klaxon_events"].append(self.load_run(
-                    "klaxon_events", klaxon, lambda k: gen_events(kport, self.ids.take(k), self.base),
-                    False, a.connections, a.duration, check=check_klaxon))
-                runs["klaxon_outgoing"].append(self.load_run(
-                    "klaxon_outgoing", klaxon, lambda k: gen_outgoing(kport, self.ids.take(k), self.base),
-                    False, a.connections, a.duration, check=check_klaxon))
+                for key, gen in (("klaxon_events", gen_events), ("klaxon_outgoing", gen_outgoing)):
+                    k = self.fresh_klaxon(f"{key}-{rep + 1}")
+                    try:
+                        runs[key].append(self.klaxon_ingest(key, k, gen))
+                        if key == "klaxon_events" and rep == a.reps - 1:
+                            self.results["ingest_store"] = self.store_after(k)
+                    finally:
+                        self.drop_store(k)
             if a.profile:
-                self.profile(klaxon, kport)
-            total = klaxon_total(kport)
-            rss = klaxon.status_kib("VmRSS")
+                k = self.fresh_klaxon("klaxon-profile")
+                try:
+                    self.profile(k, k.port)
+                finally:
+                    self.drop_store(k)
         finally:
-            klaxon.stop()
             ceiling.stop()
-        used, apparent = disk_usage(kdir)
         self.results["ingest"] = {k: [r.__dict__ for r in v] for k, v in runs.items()}
-        self.results["ingest_store"] = {"alerts": total, "rss_kib": rss, "du_bytes": used,
-                                        "apparent_bytes": apparent}
         self.runs = runs
+
+    def store_after(self, k: Server) -> dict:
+        """Alerts, RSS and disk use of a klaxon store that ingest filled."""
+        total, rss = klaxon_total(k.port), k.status_kib("VmRSS")
+        k.stop()
+        used, apparent = disk_usage(self.work / k.name)
+        return {"alerts": total, "rss_kib": rss, "du_bytes": used, "apparent_bytes": apparent}
 
     def profile(self, klaxon: Server, kport: int) -> None:
         secs = min(6.0, self.a.duration)
@@ -795,6 +820,14 @@ class Bench:
         used, apparent = disk_usage(kdir)
         res["du_bytes"], res["apparent_bytes"] = used, apparent
         log(f"  on disk: {used / 2**20:.1f} MiB, {used / n:.0f} bytes/alert")
+        if "ingest" not in self.skip:
+            # Last, as it adds alerts: Events API ingest into a store that holds n already.
+            k.start(timeout=600)
+            try:
+                res["ingest"] = [self.klaxon_ingest(f"klaxon_events_at_{n}", k, gen_events).__dict__
+                                 for _ in range(a.reps)]
+            finally:
+                k.stop()
         if not a.keep:
             shutil.rmtree(kdir, ignore_errors=True)
         self.results.setdefault("klaxon_at", {})[n] = res
@@ -908,7 +941,7 @@ def report(b: Bench) -> str:
         ]
         st = R.get("ingest_store", {})
         if st.get("alerts"):
-            lines.append(f"| store after ingest: alerts, bytes on disk per alert, RSS | {st['alerts']:,} alerts, "
+            lines.append(f"| store after one Events ingest run: alerts, bytes on disk per alert, RSS | {st['alerts']:,} alerts, "
                          f"{st['du_bytes'] / st['alerts']:,.0f} B/alert, {st['rss_kib'] / 1024:.0f} MiB | | | | | |")
     aml = R.get("am_listing", {})
     am10 = med([r["p50_ms"] for r in aml.get(10_000, [])])
@@ -950,6 +983,14 @@ def report(b: Bench) -> str:
         lines.append(f"| bytes on disk per alert {tag} (du; apparent) | {res['du_bytes'] / n:,.0f} "
                      f"({res['apparent_bytes'] / n:,.0f}) | | | | | |")
         lines.append(f"| `klaxon restore` of {n:,} alerts, s | {res['restore_s']:.1f} | | | | | |")
+        if res.get("ingest"):
+            runs = res["ingest"]
+            rps, cpu = med([r["rps"] for r in runs]), med([r["cpu_us_per_req"] for r in runs])
+            p50, p99 = med([r["p50_ms"] for r in runs]), med([r["p99_ms"] for r in runs])
+            am_rps = med([r.rps for r in ing["alertmanager"]]) if ing else None
+            ratio = f"{rps / am_rps:.2f}× AM (fresh)" if am_rps else ""
+            lines.append(f"| Events API ingest into a store holding {n:,}: req/s, p50 / p99 ms (server CPU µs) | "
+                         f"{fmt(rps)}, {p50:.2f} / {p99:.2f} ({cpu:.1f}) | | | {ratio} | | |")
     prof = R.get("profile")
     if prof and prof.get("top"):
         lines += ["", "## Profile: klaxon under Events API ingest (perf record -e cpu-clock, DWARF call graphs)", "",
