@@ -182,23 +182,58 @@ pub struct MetricsSource {
 }
 
 /// `GET /metrics`: Prometheus text format. The gauges are read at scrape time.
+/// A store that cannot be read (stalled, or stopped) leaves out only the
+/// alert counts: the error counters are what says why, so the scrape must
+/// go on working.
 pub async fn endpoint(
     store: web::Data<Store>,
     source: web::Data<MetricsSource>,
 ) -> Result<HttpResponse, ApiError> {
-    let counts = store.counts().await?;
-    for s in Status::ALL {
-        for u in Urgency::ALL {
-            gauge!("klaxon_alerts", "status" => s.as_str(), "urgency" => u.as_str())
-                .set(counts.get(s, u) as f64);
+    let counted = match store.counts().await {
+        Ok(counts) => {
+            for s in Status::ALL {
+                for u in Urgency::ALL {
+                    gauge!(ALERTS, "status" => s.as_str(), "urgency" => u.as_str())
+                        .set(counts.get(s, u) as f64);
+                }
+            }
+            true
         }
-    }
+        Err(e) => {
+            tracing::warn!(error = %e, "metrics: the alert counts are left out, the store cannot be read");
+            false
+        }
+    };
     let dir = source.data_dir.clone();
     let bytes = web::block(move || dir_size(&dir)).await.unwrap_or(0);
     gauge!("klaxon_store_disk_bytes").set(bytes as f64);
+    let mut text = handle().render();
+    if !counted {
+        text = without_metric(&text, ALERTS);
+    }
     Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
-        .body(handle().render()))
+        .body(text))
+}
+
+/// The gauge of alerts by status and urgency.
+const ALERTS: &str = "klaxon_alerts";
+
+/// Prometheus text without the samples and comments of metric `name` (a
+/// stale value would pass for a current one).
+fn without_metric(text: &str, name: &str) -> String {
+    let names = |line: &str| {
+        let line = line
+            .strip_prefix("# TYPE ")
+            .or_else(|| line.strip_prefix("# HELP "))
+            .unwrap_or(line);
+        line.strip_prefix(name)
+            .is_some_and(|rest| rest.starts_with(['{', ' ']))
+    };
+    text.lines()
+        .filter(|line| !names(line))
+        .flat_map(|line| [line, "\n"])
+        .collect()
 }
 
 /// `GET /metrics` on the main port: behind a read token.
@@ -215,8 +250,7 @@ pub async fn endpoint(
         (status = 200, description = "Prometheus text format 0.0.4.", body = String,
             content_type = "text/plain"),
         crate::api::responses::Unauthenticated,
-        crate::api::responses::HeadersTooLarge,
-        crate::api::responses::Unavailable
+        crate::api::responses::HeadersTooLarge
     )
 )]
 pub async fn guarded_endpoint(
@@ -239,4 +273,26 @@ fn dir_size(dir: &Path) -> u64 {
             Err(_) => 0,
         })
         .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn without_metric_leaves_out_that_metric_only() {
+        let text = "# TYPE klaxon_alerts gauge\n\
+            klaxon_alerts{status=\"open\",urgency=\"high\"} 3\n\
+            # TYPE klaxon_alerts_created_total counter\n\
+            klaxon_alerts_created_total{source=\"events_api\"} 7\n\
+            # TYPE klaxon_store_disk_bytes gauge\n\
+            klaxon_store_disk_bytes 4096\n";
+        assert_eq!(
+            without_metric(text, "klaxon_alerts"),
+            "# TYPE klaxon_alerts_created_total counter\n\
+             klaxon_alerts_created_total{source=\"events_api\"} 7\n\
+             # TYPE klaxon_store_disk_bytes gauge\n\
+             klaxon_store_disk_bytes 4096\n"
+        );
+    }
 }
