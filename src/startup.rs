@@ -185,6 +185,11 @@ impl Application {
     /// only here, after [`Application::stop_on_signals`] when that is used:
     /// a supervisor that signals as soon as it reads the line gets a
     /// graceful stop.
+    ///
+    /// When the store stops on a storage failure, the server stops too and
+    /// this returns an error: only a restart recovers the store (from its
+    /// journal), and a supervisor restarts a process that exits, not one
+    /// that answers 503 for ever.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let (addr, data_dir) = &self.listening;
         tracing::info!(%addr, data_dir = %data_dir.display(), "klaxon listening");
@@ -193,14 +198,29 @@ impl Application {
             actix_web::rt::spawn(server);
             handle
         });
+        let watch = tokio::spawn({
+            let (store, server) = (self.store.clone(), self.server.handle());
+            async move {
+                store.until_stopped().await;
+                tracing::error!("the store has stopped: klaxon exits, and a restart recovers it from its journal");
+                server.stop(true).await;
+            }
+        });
         let result = self.server.await;
+        watch.abort();
         if let Some(handle) = metrics {
             handle.stop(false).await;
         }
         let store = self.store;
+        let stopped = store.stopped();
         let _ = actix_web::rt::task::spawn_blocking(move || store.close()).await;
         tracing::info!("klaxon stopped");
-        result
+        match result {
+            Ok(()) if stopped => Err(std::io::Error::other(
+                "the store stopped on a storage failure; a restart recovers it from its journal",
+            )),
+            result => result,
+        }
     }
 
     fn bind_error(settings: &Settings, source: std::io::Error) -> StartupError {

@@ -304,6 +304,11 @@ impl Store {
         self.inner.progress.stopped()
     }
 
+    /// Returns once the writer has stopped on a storage failure.
+    pub async fn until_stopped(&self) {
+        self.inner.progress.until_stopped().await;
+    }
+
     /// Identifies this database (changes when a store is recreated or restored).
     pub fn instance(&self) -> u64 {
         self.inner.instance

@@ -116,6 +116,9 @@ pub struct Progress {
     /// the journal broke): reads fail until a restart recovers.
     stopped: AtomicBool,
     changed: Notify,
+    /// Told only when the writer stops, so that waiting for that costs
+    /// nothing per group.
+    halted: Notify,
 }
 
 impl Progress {
@@ -126,6 +129,7 @@ impl Progress {
             seq: AtomicU64::new(seq),
             stopped: AtomicBool::new(false),
             changed: Notify::new(),
+            halted: Notify::new(),
         }
     }
 
@@ -136,6 +140,19 @@ impl Progress {
 
     pub fn stopped(&self) -> bool {
         self.stopped.load(Ordering::Acquire)
+    }
+
+    /// Returns once the writer has stopped.
+    pub async fn until_stopped(&self) {
+        loop {
+            let halted = self.halted.notified();
+            tokio::pin!(halted);
+            halted.as_mut().enable();
+            if self.stopped() {
+                return;
+            }
+            halted.await;
+        }
     }
 
     /// Waits until the tree holds every group answered before this call;
@@ -169,6 +186,7 @@ impl Progress {
     fn stop(&self) {
         self.stopped.store(true, Ordering::Release);
         self.changed.notify_waiters();
+        self.halted.notify_waiters();
     }
 }
 
@@ -345,6 +363,29 @@ mod tests {
         progress.publish(1, 5);
         assert_eq!(reader.await.unwrap().unwrap(), 5);
         assert_eq!(progress.settled().await.unwrap(), 5, "nothing to wait for");
+    }
+
+    #[tokio::test]
+    async fn until_stopped_returns_when_the_writer_stops_and_not_before() {
+        let progress = Arc::new(Progress::new(4));
+        let waiter = tokio::spawn({
+            let progress = progress.clone();
+            async move { progress.until_stopped().await }
+        });
+        progress.commit(1);
+        progress.publish(1, 5);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(
+            !waiter.is_finished(),
+            "a published group woke the stop waiter for good"
+        );
+        progress.stop();
+        tokio::time::timeout(Duration::from_secs(5), waiter)
+            .await
+            .expect("the stop was not seen")
+            .unwrap();
+        // Once stopped, it returns at once.
+        progress.until_stopped().await;
     }
 
     #[tokio::test]

@@ -3,8 +3,8 @@ use std::process::Command;
 use reqwest::Client;
 use serde_json::Value;
 
-use crate::helpers::{event_fixture, TestApp};
-use crate::process::{assert_store_clean, server_env, start_server};
+use crate::helpers::{event_fixture, send_event, TestApp};
+use crate::process::{assert_store_clean, serve_after, server_env, start, start_server};
 
 /// Unmounts on drop, even when the test fails.
 struct Tmpfs(std::path::PathBuf);
@@ -101,6 +101,68 @@ async fn a_full_disk_answers_503_and_loses_nothing_answered() {
     }
     eprintln!(
         "disk full: {} alerts stored, then {unavailable} answered 503",
+        answered.len()
+    );
+}
+
+/// A write the disk refuses stops the store, and klaxon exits with code 1
+/// (a supervisor restarts a process that exits, not one that answers 503 for
+/// ever). The restart recovers every alert answered 200 from the journal.
+/// The refused write: one beyond the process's file-size limit (EFBIG, with
+/// SIGXFSZ ignored), which sled's files grow past; the journal's two files
+/// are written in place, within their 8 MiB.
+#[tokio::test]
+async fn a_refused_disk_write_stops_klaxon_and_the_restart_recovers_every_answered_alert() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = server_env(dir.path());
+    // Hundreds of posts, then each answered alert read back.
+    env.push(("KLAXON_SLACK_RATE_PER_SEC", "0".into()));
+    env.push(("KLAXON_API_RATE_PER_SEC", "0".into()));
+    let mut server = start(serve_after("trap '' XFSZ; ulimit -f 10240", &env));
+    let app = TestApp::at(&server.address);
+
+    let mut answered = Vec::new();
+    let mut exit = None;
+    for i in 0..2_000 {
+        let mut event = event_fixture("message");
+        event["event"]["ts"] = format!("1733400000.{i:06}").into();
+        event["event_id"] = format!("EvEFBIG{i}").into();
+        event["event"]["text"] = format!("critical: big disk {i} {}", "y".repeat(30_000)).into();
+        let body = serde_json::to_vec(&event).unwrap();
+        match send_event(&app.client, &app.address, body, &[]).await {
+            Ok(res) if res.status() == 200 => answered.push(
+                res.json::<Value>().await.unwrap()["alert_id"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned(),
+            ),
+            Ok(res) => assert_eq!(res.status(), 503, "{:?}", res.text().await),
+            // Refused or dropped: the server is stopping.
+            Err(_) => {
+                exit = server.wait_for_exit(std::time::Duration::from_secs(30));
+                break;
+            }
+        }
+    }
+    let output = server.output.lock().unwrap().clone();
+    let exit = exit.unwrap_or_else(|| panic!("klaxon did not exit: {output}"));
+    assert_eq!(exit.code(), Some(1), "{output}");
+    assert!(output.contains("File too large"), "{output}");
+    assert!(output.contains("the store has stopped"), "{output}");
+    assert!(!answered.is_empty());
+
+    assert_store_clean(dir.path(), "after the refused write");
+    let server = start_server(&env);
+    let app = TestApp::at(&server.address);
+    for id in &answered {
+        assert_eq!(
+            app.get_alert(id).await.status(),
+            200,
+            "alert {id} answered 200 before the store stopped"
+        );
+    }
+    eprintln!(
+        "refused write: {} alerts answered, then klaxon exited 1",
         answered.len()
     );
 }

@@ -38,7 +38,21 @@ pub fn set_env(env: &mut Vec<(&'static str, String)>, name: &'static str, value:
 }
 
 pub fn command(args: &[&str], env: &[(&str, String)]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_klaxon"));
+    with_env(Command::new(env!("CARGO_BIN_EXE_klaxon")), args, env)
+}
+
+/// `klaxon serve`, run by bash after the shell commands `setup` (`ulimit`,
+/// `trap`), whose settings it inherits.
+pub fn serve_after(setup: &str, env: &[(&str, String)]) -> Command {
+    let script = format!("{setup}; exec \"$0\" serve");
+    with_env(
+        Command::new("bash"),
+        &["-c", &script, env!("CARGO_BIN_EXE_klaxon")],
+        env,
+    )
+}
+
+fn with_env(mut cmd: Command, args: &[&str], env: &[(&str, String)]) -> Command {
     cmd.args(args)
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default());
@@ -88,7 +102,12 @@ pub fn assert_store_clean(data_dir: &Path, context: &str) {
 
 /// Starts `klaxon serve` and waits until it logs its listening address.
 pub fn start_server(env: &[(&str, String)]) -> Process {
-    let mut child = command(&["serve"], env)
+    start(command(&["serve"], env))
+}
+
+/// Starts `cmd` (a `klaxon serve`) and waits until it logs its listening address.
+pub fn start(mut cmd: Command) -> Process {
+    let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -130,6 +149,24 @@ pub fn start_server(env: &[(&str, String)]) -> Process {
 }
 
 impl Process {
+    /// Waits up to `limit` for the process to end on its own; its exit
+    /// status, or `None` (it is still running).
+    pub fn wait_for_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                for reader in self.readers.drain(..) {
+                    let _ = reader.join();
+                }
+                return Some(status);
+            }
+            if std::time::Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// SIGKILL: no shutdown, no final flush.
     /// Afterwards `output` holds everything the process wrote.
     pub fn kill_hard(&mut self) {
