@@ -821,13 +821,18 @@ class Bench:
         res["du_bytes"], res["apparent_bytes"] = used, apparent
         log(f"  on disk: {used / 2**20:.1f} MiB, {used / n:.0f} bytes/alert")
         if "ingest" not in self.skip:
-            # Last, as it adds alerts: Events API ingest into a store that holds n already.
-            k.start(timeout=600)
-            try:
-                res["ingest"] = [self.klaxon_ingest(f"klaxon_events_at_{n}", k, gen_events).__dict__
-                                 for _ in range(a.reps)]
-            finally:
-                k.stop()
+            # Last, as it adds alerts: Events API ingest into a store that holds n, each
+            # repetition into its own copy of it.
+            res["ingest"] = []
+            for rep in range(a.reps):
+                name = f"klaxon-{n}-ingest-{rep + 1}"
+                shutil.copytree(kdir, self.work / name)
+                k = klaxon_server(self.klaxon, free_port(), self.work / name, self.logs, name)
+                k.start(timeout=600)
+                try:
+                    res["ingest"].append(self.klaxon_ingest(f"klaxon_events_at_{n}", k, gen_events).__dict__)
+                finally:
+                    self.drop_store(k)
         if not a.keep:
             shutil.rmtree(kdir, ignore_errors=True)
         self.results.setdefault("klaxon_at", {})[n] = res
