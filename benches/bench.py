@@ -830,7 +830,9 @@ class Bench:
                 k = klaxon_server(self.klaxon, free_port(), self.work / name, self.logs, name)
                 k.start(timeout=600)
                 try:
-                    res["ingest"].append(self.klaxon_ingest(f"klaxon_events_at_{n}", k, gen_events).__dict__)
+                    run = self.klaxon_ingest(f"klaxon_events_at_{n}", k, gen_events)
+                    run.raw["rss_kib"] = k.status_kib("VmRSS")
+                    res["ingest"].append(run.__dict__)
                 finally:
                     self.drop_store(k)
         if not a.keep:
@@ -994,8 +996,9 @@ def report(b: Bench) -> str:
             p50, p99 = med([r["p50_ms"] for r in runs]), med([r["p99_ms"] for r in runs])
             am_rps = med([r.rps for r in ing["alertmanager"]]) if ing else None
             ratio = f"{rps / am_rps:.2f}× AM (fresh)" if am_rps else ""
-            lines.append(f"| Events API ingest into a store holding {n:,}: req/s, p50 / p99 ms (server CPU µs) | "
-                         f"{fmt(rps)}, {p50:.2f} / {p99:.2f} ({cpu:.1f}) | | | {ratio} | | |")
+            rss = med([r["raw"]["rss_kib"] / 1024 for r in runs])
+            lines.append(f"| Events API ingest into a store holding {n:,}: req/s, p50 / p99 ms (server CPU µs); "
+                         f"RSS after, MiB | {fmt(rps)}, {p50:.2f} / {p99:.2f} ({cpu:.1f}); {rss:.0f} | | | {ratio} | | |")
     prof = R.get("profile")
     if prof and prof.get("top"):
         lines += ["", "## Profile: klaxon under Events API ingest (perf record -e cpu-clock, DWARF call graphs)", "",
