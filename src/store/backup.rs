@@ -74,7 +74,7 @@ pub enum RestoreError {
 
 /// Alerts restored per write batch. Small on purpose: sled 0.34's memory
 /// grows with the size of a batch (1,000 alerts per batch peaked at 15 GiB
-/// restoring 1,000,000 alerts; 100 peaks at 266 MiB, and is faster).
+/// restoring 1,000,000 alerts; 100 peaks at about 100 MiB, and is faster).
 const RESTORE_BATCH: usize = 100;
 
 impl Store {
