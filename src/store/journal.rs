@@ -163,14 +163,14 @@ impl Journal {
             // Everything before the group goes into sled durably, and is
             // marked so, before any of the group does: the records before it
             // are never applied again over it.
-            checkpoint()?;
+            self.checkpoint(checkpoint)?;
             self.mark_checkpoint()?;
             let number = self.next;
             self.next += 1;
             return Ok(Appended::TooBig(number));
         }
         if self.offset + len > self.file_bytes {
-            checkpoint()?;
+            self.checkpoint(checkpoint)?;
             let group = std::mem::take(&mut self.buf);
             // The group's one fdatasync makes the mark durable too.
             let marked = self.write_mark_in_other_file();
@@ -182,6 +182,18 @@ impl Journal {
         self.sync()?;
         self.next += 1;
         Ok(Appended::Durable(number))
+    }
+
+    /// Runs a checkpoint (sled's flush and fsync). A failed one breaks the
+    /// journal: sled keeps an IO error for good, and a failed fsync may be
+    /// reported once only, so a retry that passed could mark as durable
+    /// groups whose pages the kernel dropped. The restart applies them again
+    /// from the journal instead.
+    fn checkpoint(
+        &mut self,
+        checkpoint: impl FnOnce() -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        checkpoint().inspect_err(|_| self.broken = true)
     }
 
     /// Marks the journal unusable: a group got a number it may never have a

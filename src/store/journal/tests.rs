@@ -294,6 +294,37 @@ fn a_failed_record_write_breaks_the_journal_until_a_restart() {
 }
 
 #[test]
+fn a_failed_checkpoint_breaks_the_journal_and_the_restart_applies_its_groups() {
+    let dir = tempfile::tempdir().unwrap();
+    let small = 4 * ALIGN; // four records a file
+    let mut journal = open_marked(dir.path(), 0, small);
+    let value = "x".repeat(500);
+    let mut n = 0;
+    let refused = loop {
+        n += 1;
+        let writes = [write(&format!("k{n}"), &value)];
+        // sled's flush fails at the first checkpoint: the file is full.
+        match try_append(&mut journal, &writes, || {
+            Err(StoreError::Corrupt("flush".into()))
+        }) {
+            Ok(_) => assert!(n < 10, "no checkpoint in {n} groups"),
+            Err(e) => break e,
+        }
+    };
+    assert!(matches!(refused, StoreError::Corrupt(m) if m == "flush"));
+    assert!(journal.is_broken());
+    // A checkpoint that would pass now is not tried: the store has stopped.
+    let writes = [write("later", "1")];
+    assert!(try_append(&mut journal, &writes, || Ok(())).is_err());
+    assert!(journal.mark_checkpoint().is_err());
+    drop(journal);
+    // No mark says sled holds them: every group journalled comes back.
+    let (_, replay) = Journal::open(dir.path(), INSTANCE, 0, small).unwrap();
+    let expected: Vec<Vec<String>> = (1..n).map(|i| vec![format!("k{i}")]).collect();
+    assert_eq!(keys_only(&replay), expected);
+}
+
+#[test]
 fn records_of_another_store_are_not_applied() {
     let dir = tempfile::tempdir().unwrap();
     let mut journal = open_marked(dir.path(), 0, FILE_BYTES);
