@@ -147,6 +147,7 @@ class Server:
             except OSError:
                 pass
             if time.perf_counter() - t0 > timeout:
+                self.stop()
                 raise RuntimeError(f"{self.name} not ready after {timeout}s")
             time.sleep(0.002)
 
@@ -998,7 +999,8 @@ def report(b: Bench) -> str:
             ratio = f"{rps / am_rps:.2f}× AM (fresh)" if am_rps else ""
             rss = med([r["raw"]["rss_kib"] / 1024 for r in runs])
             lines.append(f"| Events API ingest into a store holding {n:,}: req/s, p50 / p99 ms (server CPU µs); "
-                         f"RSS after, MiB | {fmt(rps)}, {p50:.2f} / {p99:.2f} ({cpu:.1f}); {rss:.0f} | | | {ratio} | | |")
+                         f"RSS after, MiB | {fmt(rps)}, {fmt(p50, '', 2)} / {fmt(p99, '', 2)} ({fmt(cpu, '', 1)}); "
+                         f"{fmt(rss)} | | | {ratio} | | |")
     prof = R.get("profile")
     if prof and prof.get("top"):
         lines += ["", "## Profile: klaxon under Events API ingest (perf record -e cpu-clock, DWARF call graphs)", "",

@@ -118,6 +118,7 @@ async fn a_refused_disk_write_stops_klaxon_and_the_restart_recovers_every_answer
     // Hundreds of posts, then each answered alert read back.
     env.push(("KLAXON_SLACK_RATE_PER_SEC", "0".into()));
     env.push(("KLAXON_API_RATE_PER_SEC", "0".into()));
+    env.push(("KLAXON_SHUTDOWN_GRACE_SECS", "5".into()));
     let mut server = start(serve_after("trap '' XFSZ; ulimit -f 10240", &env));
     let app = TestApp::at(&server.address);
 
