@@ -15,6 +15,26 @@ impl Drop for Tmpfs {
     }
 }
 
+/// After `what`: the store check is clean, and the restarted server holds
+/// every alert in `answered` (each was answered 200).
+async fn assert_restart_holds(
+    dir: &std::path::Path,
+    env: &[(&str, String)],
+    answered: &[String],
+    what: &str,
+) {
+    assert_store_clean(dir, &format!("after {what}"));
+    let server = start_server(env);
+    let app = TestApp::at(&server.address);
+    for id in answered {
+        assert_eq!(
+            app.get_alert(id).await.status(),
+            200,
+            "alert {id} answered 200 before {what} is gone"
+        );
+    }
+}
+
 /// A full disk answers 503 with Retry-After, never a 2xx for an alert that
 /// is not stored; every alert answered 200 is still there afterwards.
 #[tokio::test]
@@ -89,16 +109,7 @@ async fn a_full_disk_answers_503_and_loses_nothing_answered() {
         .status()
         .unwrap()
         .success());
-    assert_store_clean(dir.path(), "after the disk had room again");
-    let server = start_server(&env);
-    let app = TestApp::at(&server.address);
-    for id in &answered {
-        assert_eq!(
-            app.get_alert(id).await.status(),
-            200,
-            "alert {id} answered 200 before the disk filled"
-        );
-    }
+    assert_restart_holds(dir.path(), &env, &answered, "the disk had room again").await;
     eprintln!(
         "disk full: {} alerts stored, then {unavailable} answered 503",
         answered.len()
@@ -152,16 +163,7 @@ async fn a_refused_disk_write_stops_klaxon_and_the_restart_recovers_every_answer
     assert!(output.contains("the store has stopped"), "{output}");
     assert!(!answered.is_empty());
 
-    assert_store_clean(dir.path(), "after the refused write");
-    let server = start_server(&env);
-    let app = TestApp::at(&server.address);
-    for id in &answered {
-        assert_eq!(
-            app.get_alert(id).await.status(),
-            200,
-            "alert {id} answered 200 before the store stopped"
-        );
-    }
+    assert_restart_holds(dir.path(), &env, &answered, "the refused write").await;
     eprintln!(
         "refused write: {} alerts answered, then klaxon exited 1",
         answered.len()
