@@ -14,7 +14,7 @@
 
 use std::collections::BTreeMap;
 use std::ops::RangeInclusive;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, RwLock, RwLockReadGuard};
 
 use sled::{Batch, IVec, Tree};
 
@@ -52,7 +52,23 @@ pub type WriteMap = BTreeMap<Vec<u8>, Option<IVec>>;
 /// reading by every query: a query sees each group whole or not at all. (An
 /// acknowledgement moves an alert from one index bitmap to another: halfway,
 /// a listing showed it twice or not at all, and a cursor walk lost it.)
-pub type Applying = Arc<RwLock<()>>;
+///
+/// It holds `false` once a group failed to go in whole (the writer then
+/// stops): the tree holds part of it until the restart applies it again
+/// from the journal, so queries fail rather than read it (see
+/// [`read_whole`]). The writer's stop comes after the lock is released, too
+/// late for a query already waiting on it.
+pub type Applying = Arc<RwLock<bool>>;
+
+/// Takes `applying` for a query: while the guard lives, the tree holds
+/// whole groups. `Closed` when it holds part of one.
+pub fn read_whole(applying: &Applying) -> Result<RwLockReadGuard<'_, bool>, StoreError> {
+    match applying.read() {
+        Ok(whole) if *whole => Ok(whole),
+        // Poisoned: the writer panicked while applying a group.
+        _ => Err(StoreError::Closed),
+    }
+}
 
 /// The writes of the current group.
 pub struct Group {
@@ -70,7 +86,7 @@ impl Group {
     pub fn new(tree: Tree) -> Self {
         Self {
             tree,
-            applying: Applying::default(),
+            applying: Arc::new(RwLock::new(true)),
             pending: BTreeMap::new(),
             #[cfg(test)]
             stop_finish_after: None,
@@ -144,9 +160,16 @@ impl Group {
     /// Applies a group whose journal record `record` is durable, key by key
     /// in key order, then the record number.
     pub fn finish(&mut self, record: u64) -> Result<(), StoreError> {
-        // A poisoned lock guards nothing but the tree, which sled keeps whole.
         let applying = self.applying.clone();
-        let _applying = applying.write().unwrap_or_else(|e| e.into_inner());
+        let mut whole = applying.write().map_err(|_| StoreError::Closed)?;
+        let applied = self.apply_pending(record);
+        if applied.is_err() {
+            *whole = false;
+        }
+        applied
+    }
+
+    fn apply_pending(&mut self, record: u64) -> Result<(), StoreError> {
         for (key, value) in std::mem::take(&mut self.pending) {
             self.count_down_to_injected_stop()?;
             match value {
@@ -160,19 +183,31 @@ impl Group {
     }
 
     /// Applies a group that has no journal record (too big for one) as one
-    /// atomic batch, with the number that stands for it.
-    pub fn finish_atomically(&mut self, record: u64) -> Result<(), StoreError> {
+    /// atomic batch, with the number that stands for it, then makes it
+    /// durable with `durable` (a checkpoint) before any query may read it.
+    pub fn finish_atomically(
+        &mut self,
+        record: u64,
+        durable: impl FnOnce() -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
         // sled applies a batch atomically key by key, not for a query that
         // reads several keys: a listing takes the read lock.
         let applying = self.applying.clone();
-        let _applying = applying.write().unwrap_or_else(|e| e.into_inner());
+        let mut whole = applying.write().map_err(|_| StoreError::Closed)?;
         let mut writes = std::mem::take(&mut self.pending);
         writes.insert(
             keys::meta("journal"),
             Some(IVec::from(&record.to_be_bytes())),
         );
-        self.tree.apply_batch(batch_of(writes))?;
-        Ok(())
+        let applied = self
+            .tree
+            .apply_batch(batch_of(writes))
+            .map_err(StoreError::from)
+            .and_then(|()| durable());
+        if applied.is_err() {
+            *whole = false;
+        }
+        applied
     }
 
     /// Drops the pending writes (the group's commit failed).
@@ -207,4 +242,53 @@ pub fn batch_of<K: Into<IVec>, V: Into<IVec>>(
         }
     }
     batch
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn group_of(tree: &Tree, keys: &[&str]) -> Group {
+        let mut group = Group::new(tree.clone());
+        let mut writes = Writes::default();
+        for key in keys {
+            writes.insert(key, "1");
+        }
+        group.add(writes);
+        group
+    }
+
+    #[test]
+    fn a_group_that_does_not_go_in_whole_closes_the_tree_to_queries() {
+        let dir = tempfile::tempdir().unwrap();
+        let tree = sled::Config::new()
+            .path(dir.path())
+            .open()
+            .unwrap()
+            .open_tree("t")
+            .unwrap();
+        let mut whole = group_of(&tree, &["a", "b"]);
+        whole.finish(1).unwrap();
+        assert!(read_whole(&whole.applying()).is_ok());
+
+        // Key by key: the write of the second key fails (sled keeps an IO error).
+        let mut torn = group_of(&tree, &["c", "d", "e"]);
+        torn.stop_finish_after = Some(1);
+        assert!(torn.finish(2).is_err());
+        assert!(tree.contains_key("c").unwrap(), "not part-applied");
+        assert!(matches!(
+            read_whole(&torn.applying()),
+            Err(StoreError::Closed)
+        ));
+
+        // One batch, in the tree but not made durable.
+        let mut big = group_of(&tree, &["f"]);
+        let refused = big.finish_atomically(3, || Err(StoreError::Corrupt("fsync".into())));
+        assert!(refused.is_err());
+        assert!(tree.contains_key("f").unwrap());
+        assert!(matches!(
+            read_whole(&big.applying()),
+            Err(StoreError::Closed)
+        ));
+    }
 }

@@ -246,9 +246,13 @@ impl Ledger {
     }
 
     /// Applies the group, which has no journal record, to the tree as one
-    /// atomic batch.
-    pub fn finish_atomically(&mut self, record: u64) -> Result<(), StoreError> {
-        self.group.finish_atomically(record)?;
+    /// atomic batch, made durable by `durable` (see [`Group::finish_atomically`]).
+    pub fn finish_atomically(
+        &mut self,
+        record: u64,
+        durable: impl FnOnce() -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        self.group.finish_atomically(record, durable)?;
         self.committed = self.counters;
         self.taken.clear();
         Ok(())

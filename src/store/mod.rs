@@ -389,7 +389,7 @@ impl Store {
         let tree = self.inner.tree.clone();
         let applying = self.inner.applying.clone();
         actix_web::rt::task::spawn_blocking(move || {
-            let _whole_groups = applying.read().unwrap_or_else(|e| e.into_inner());
+            let _whole_groups = group::read_whole(&applying)?;
             query(&tree)
         })
         .await

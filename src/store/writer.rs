@@ -284,10 +284,9 @@ fn commit(
         Appended::Durable(record) => Ok(Some(record)),
         Appended::TooBig(record) => {
             // Rare (a group of huge messages): sled's own flush makes it durable.
-            let durable = ledger
-                .finish_atomically(record)
-                .and_then(|()| syncer.sync())
-                .and_then(|()| journal.mark_checkpoint());
+            let durable = ledger.finish_atomically(record, || {
+                syncer.sync().and_then(|()| journal.mark_checkpoint())
+            });
             if durable.is_err() {
                 journal.break_off();
             }
