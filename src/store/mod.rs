@@ -135,7 +135,7 @@ fn open_sled(path: &Path, options: &StoreOptions) -> Result<sled::Db, StoreError
 impl Store {
     /// Opens (or creates) the store under `data_dir`, checking its schema version.
     pub fn open(data_dir: &Path, options: &StoreOptions) -> Result<Store, StoreError> {
-        fs::create_dir_all(data_dir).map_err(|e| StoreError::io(data_dir, e))?;
+        create_dirs(data_dir)?;
         refuse_newer_schema(data_dir)?;
         migrate::from_v1(data_dir, options)?;
         let path = store_dir(data_dir);
@@ -589,6 +589,24 @@ fn refuse_newer_schema(data_dir: &Path) -> Result<(), StoreError> {
 }
 
 /// fsync a directory so that files created in it survive a power cut.
+/// Creates `dir` and its missing parents, each made durable in its own
+/// parent: a power cut just after the first answers must not take the data
+/// dir, and every answered change in it, away with an unsynced directory entry.
+fn create_dirs(dir: &Path) -> Result<(), StoreError> {
+    let missing: Vec<&Path> = dir
+        .ancestors()
+        .take_while(|d| !d.as_os_str().is_empty() && !d.exists())
+        .collect();
+    fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
+    for created in missing.into_iter().rev() {
+        match created.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => sync_dir(parent)?,
+            _ => sync_dir(Path::new("."))?, // a relative path's first part
+        }
+    }
+    Ok(())
+}
+
 fn sync_dir(dir: &Path) -> Result<(), StoreError> {
     fs::File::open(dir)
         .and_then(|d| d.sync_all())
