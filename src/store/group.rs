@@ -14,7 +14,10 @@
 
 use std::collections::BTreeMap;
 use std::ops::RangeInclusive;
-use std::sync::{Arc, RwLock, RwLockReadGuard};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::{RwLock, RwLockReadGuard};
 
 use sled::{Batch, IVec, Tree};
 
@@ -53,20 +56,27 @@ pub type WriteMap = BTreeMap<Vec<u8>, Option<IVec>>;
 /// acknowledgement moves an alert from one index bitmap to another: halfway,
 /// a listing showed it twice or not at all, and a cursor walk lost it.)
 ///
-/// It holds `false` once a group failed to go in whole (the writer then
-/// stops): the tree holds part of it until the restart applies it again
-/// from the journal, so queries fail rather than read it (see
-/// [`read_whole`]). The writer's stop comes after the lock is released, too
-/// late for a query already waiting on it.
+/// It holds `false` once a group failed to go in whole, or the writer
+/// panicked putting it in (the writer then stops): the tree holds part of it
+/// until the restart applies it again from the journal, so queries fail
+/// rather than read it (see [`read_whole`]). The writer's stop comes after
+/// the lock is released, too late for a query already waiting on it.
 pub type Applying = Arc<RwLock<bool>>;
 
-/// Takes `applying` for a query: while the guard lives, the tree holds
-/// whole groups. `Closed` when it holds part of one.
-pub fn read_whole(applying: &Applying) -> Result<RwLockReadGuard<'_, bool>, StoreError> {
-    match applying.read() {
-        Ok(whole) if *whole => Ok(whole),
-        // Poisoned: the writer panicked while applying a group.
-        _ => Err(StoreError::Closed),
+/// Takes `applying` for a query, waiting at most `wait` (a group held up by
+/// a stalled disk must not hold reads for ever): while the guard lives, the
+/// tree holds whole groups. `Closed` when it holds part of one.
+pub fn read_whole(
+    applying: &Applying,
+    wait: Duration,
+) -> Result<RwLockReadGuard<'_, bool>, StoreError> {
+    let whole = applying
+        .try_read_for(wait)
+        .ok_or(StoreError::Timeout(wait))?;
+    if *whole {
+        Ok(whole)
+    } else {
+        Err(StoreError::Closed)
     }
 }
 
@@ -161,11 +171,11 @@ impl Group {
     /// in key order, then the record number.
     pub fn finish(&mut self, record: u64) -> Result<(), StoreError> {
         let applying = self.applying.clone();
-        let mut whole = applying.write().map_err(|_| StoreError::Closed)?;
+        let mut whole = applying.write();
+        // Set again only once the group is in: a panic midway leaves it unset.
+        *whole = false;
         let applied = self.apply_pending(record);
-        if applied.is_err() {
-            *whole = false;
-        }
+        *whole = applied.is_ok();
         applied
     }
 
@@ -193,7 +203,8 @@ impl Group {
         // sled applies a batch atomically key by key, not for a query that
         // reads several keys: a listing takes the read lock.
         let applying = self.applying.clone();
-        let mut whole = applying.write().map_err(|_| StoreError::Closed)?;
+        let mut whole = applying.write();
+        *whole = false;
         let mut writes = std::mem::take(&mut self.pending);
         writes.insert(
             keys::meta("journal"),
@@ -204,9 +215,7 @@ impl Group {
             .apply_batch(batch_of(writes))
             .map_err(StoreError::from)
             .and_then(|()| durable());
-        if applied.is_err() {
-            *whole = false;
-        }
+        *whole = applied.is_ok();
         applied
     }
 
@@ -248,6 +257,31 @@ pub fn batch_of<K: Into<IVec>, V: Into<IVec>>(
 mod tests {
     use super::*;
 
+    const WAIT: Duration = Duration::from_millis(50);
+
+    #[test]
+    fn a_query_waits_for_a_group_going_in_at_most_its_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let tree = sled::Config::new()
+            .path(dir.path())
+            .open()
+            .unwrap()
+            .open_tree("t")
+            .unwrap();
+        let group = Group::new(tree);
+        let applying = group.applying();
+        // The writer holds the lock: a group going in on a stalled disk.
+        let held = applying.write();
+        let started = std::time::Instant::now();
+        assert!(matches!(
+            read_whole(&applying, WAIT),
+            Err(StoreError::Timeout(_))
+        ));
+        assert!(started.elapsed() >= WAIT);
+        drop(held);
+        assert!(read_whole(&applying, WAIT).is_ok());
+    }
+
     fn group_of(tree: &Tree, keys: &[&str]) -> Group {
         let mut group = Group::new(tree.clone());
         let mut writes = Writes::default();
@@ -269,7 +303,7 @@ mod tests {
             .unwrap();
         let mut whole = group_of(&tree, &["a", "b"]);
         whole.finish(1).unwrap();
-        assert!(read_whole(&whole.applying()).is_ok());
+        assert!(read_whole(&whole.applying(), WAIT).is_ok());
 
         // Key by key: the write of the second key fails (sled keeps an IO error).
         let mut torn = group_of(&tree, &["c", "d", "e"]);
@@ -277,7 +311,7 @@ mod tests {
         assert!(torn.finish(2).is_err());
         assert!(tree.contains_key("c").unwrap(), "not part-applied");
         assert!(matches!(
-            read_whole(&torn.applying()),
+            read_whole(&torn.applying(), WAIT),
             Err(StoreError::Closed)
         ));
 
@@ -287,7 +321,7 @@ mod tests {
         assert!(refused.is_err());
         assert!(tree.contains_key("f").unwrap());
         assert!(matches!(
-            read_whole(&big.applying()),
+            read_whole(&big.applying(), WAIT),
             Err(StoreError::Closed)
         ));
     }

@@ -388,8 +388,9 @@ impl Store {
         self.settled_seq().await?;
         let tree = self.inner.tree.clone();
         let applying = self.inner.applying.clone();
+        let wait = self.inner.commit_timeout;
         actix_web::rt::task::spawn_blocking(move || {
-            let _whole_groups = group::read_whole(&applying)?;
+            let _whole_groups = group::read_whole(&applying, wait)?;
             query(&tree)
         })
         .await
@@ -588,7 +589,6 @@ fn refuse_newer_schema(data_dir: &Path) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// fsync a directory so that files created in it survive a power cut.
 /// Creates `dir` and its missing parents, each made durable in its own
 /// parent: a power cut just after the first answers must not take the data
 /// dir, and every answered change in it, away with an unsynced directory entry.
@@ -607,6 +607,7 @@ fn create_dirs(dir: &Path) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// fsync a directory so that files created in it survive a power cut.
 fn sync_dir(dir: &Path) -> Result<(), StoreError> {
     fs::File::open(dir)
         .and_then(|d| d.sync_all())
