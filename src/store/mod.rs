@@ -599,9 +599,19 @@ fn create_dirs(dir: &Path) -> Result<(), StoreError> {
         .collect();
     fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
     for created in missing.into_iter().rev() {
-        match created.parent() {
-            Some(parent) if !parent.as_os_str().is_empty() => sync_dir(parent)?,
-            _ => sync_dir(Path::new("."))?, // a relative path's first part
+        let parent = match created.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent,
+            _ => Path::new("."), // a relative path's first part
+        };
+        match fs::File::open(parent) {
+            Ok(d) => d.sync_all().map_err(|e| StoreError::io(parent, e))?,
+            // A parent klaxon may write in but not read (mode 0733) cannot
+            // be opened to fsync it: not worth refusing to start over.
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => tracing::warn!(
+                dir = %parent.display(),
+                "cannot open the data dir's parent to make its new entry durable; a power cut soon after this start could lose it"
+            ),
+            Err(e) => return Err(StoreError::io(parent, e)),
         }
     }
     Ok(())
