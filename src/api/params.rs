@@ -121,9 +121,11 @@ fn limit(raw: Option<&str>, default: usize) -> Result<usize, ApiError> {
     }
 }
 
-/// A comma-separated list of `known` words. The error names the words
-/// known, not the one sent (the client has it; a log or a proxy need not).
-fn comma_list<T: std::str::FromStr>(
+/// A comma-separated list of `known` words, each once (`open,OPEN` is
+/// `open`: the listing reads one index per word, and a word twice showed
+/// every alert twice). The error names the words known, not the one sent
+/// (the client has it; a log or a proxy need not).
+fn comma_list<T: std::str::FromStr + PartialEq>(
     raw: Option<&str>,
     name: &str,
     known: &[&str],
@@ -133,12 +135,15 @@ fn comma_list<T: std::str::FromStr>(
     };
     let mut items = Vec::new();
     for word in raw.split(',').map(str::trim).filter(|w| !w.is_empty()) {
-        items.push(word.parse().map_err(|_| {
+        let item = word.parse().map_err(|_| {
             invalid(format!(
                 "{name} must be one or more of {}, separated by commas",
                 known.join(", ")
             ))
-        })?);
+        })?;
+        if !items.contains(&item) {
+            items.push(item);
+        }
     }
     Ok(items)
 }

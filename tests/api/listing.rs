@@ -101,6 +101,13 @@ async fn status_urgency_and_channel_filters_use_the_indexes() {
         ids(&app.list("status=resolved,acknowledged").await),
         vec![critical[0].clone(), high[0].clone()]
     );
+    // A word sent twice, in any case, is one filter: each alert once.
+    assert_eq!(
+        ids(&app
+            .list("status=acknowledged,ACKNOWLEDGED&urgency=high,high")
+            .await),
+        vec![high[0].clone()]
+    );
     let lows: Vec<String> = low.iter().rev().cloned().collect();
     assert_eq!(ids(&app.list("urgency=low").await), lows);
     assert_eq!(
