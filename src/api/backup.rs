@@ -10,7 +10,7 @@ use actix_web::{HttpRequest, HttpResponse};
 use tokio::sync::mpsc;
 
 use super::auth::CanWrite;
-use super::responses::{Forbidden, HeadersTooLarge, RateLimited, Unauthenticated};
+use super::responses::{Forbidden, HeadersTooLarge, RateLimited, Unauthenticated, Unavailable};
 use crate::error::ApiError;
 use crate::store::Store;
 use crate::telemetry::with_outcome;
@@ -37,7 +37,7 @@ const STALL: std::time::Duration = std::time::Duration::from_secs(60);
             content_type = "application/x-ndjson",
             headers(("Content-Disposition" = String,
                 description = "`attachment; filename=\"klaxon-backup.jsonl\"`."))),
-        Unauthenticated, Forbidden, RateLimited, HeadersTooLarge
+        Unauthenticated, Forbidden, RateLimited, HeadersTooLarge, Unavailable
     )
 )]
 pub async fn backup(
@@ -58,6 +58,8 @@ pub async fn backup(
         let (_, none) = mpsc::channel(1);
         return Ok(response.streaming(ChunkStream(none)));
     }
+    // A store that cannot be read is a 503 now, not a 200 whose stream ends at once.
+    store.settled_seq().await?;
     let (tx, rx) = mpsc::channel(CHUNKS_IN_FLIGHT);
     let store = store.get_ref().clone();
     let runtime = tokio::runtime::Handle::current();
@@ -66,10 +68,14 @@ pub async fn backup(
             buffer: Vec::with_capacity(CHUNK_BYTES),
             tx,
             runtime,
+            client_gone: None,
         };
         let result = store.backup(&mut out);
         if let Err(e) = &result {
-            tracing::error!(error = %e, "backup failed");
+            match out.client_gone {
+                Some(why) => tracing::warn!(why, "backup not finished: the client stopped it"),
+                None => tracing::error!(error = %e, "backup failed"),
+            }
             // The missing trailer tells the client the backup is incomplete.
             // Never waits: after a stalled client the channel is full, and
             // the missing trailer says enough.
@@ -88,6 +94,8 @@ struct ChannelWriter {
     tx: mpsc::Sender<Chunk>,
     /// For the send's timeout.
     runtime: tokio::runtime::Handle,
+    /// Why the client no longer takes the backup, once it does not.
+    client_gone: Option<&'static str>,
 }
 
 impl Write for ChannelWriter {
@@ -110,13 +118,17 @@ impl Write for ChannelWriter {
         let sent = self
             .runtime
             .block_on(self.tx.send_timeout(Ok(chunk), STALL));
-        sent.map_err(|e| match e {
-            mpsc::error::SendTimeoutError::Timeout(_) => {
-                std::io::Error::new(std::io::ErrorKind::TimedOut, "client stopped reading")
-            }
-            mpsc::error::SendTimeoutError::Closed(_) => {
-                std::io::Error::new(std::io::ErrorKind::BrokenPipe, "client went away")
-            }
+        sent.map_err(|e| {
+            let (kind, why) = match e {
+                mpsc::error::SendTimeoutError::Timeout(_) => {
+                    (std::io::ErrorKind::TimedOut, "client stopped reading")
+                }
+                mpsc::error::SendTimeoutError::Closed(_) => {
+                    (std::io::ErrorKind::BrokenPipe, "client went away")
+                }
+            };
+            self.client_gone = Some(why);
+            std::io::Error::new(kind, why)
         })
     }
 }
