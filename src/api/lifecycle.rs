@@ -214,7 +214,9 @@ async fn actor_body(req: &HttpRequest, body: web::Payload) -> Result<ActorBody, 
             "the body must be a JSON object".into(),
         ));
     }
-    let body: ActorBody = serde_json::from_slice(&bytes).map_err(ApiError::undecodable)?;
+    let mut body: ActorBody = serde_json::from_slice(&bytes).map_err(ApiError::undecodable)?;
+    // A blank name is no name, as a body without `by` (not a user called "").
+    body.by = body.by.filter(|by| !by.trim().is_empty());
     if body
         .by
         .as_ref()

@@ -40,6 +40,27 @@ async fn acknowledge_then_resolve_records_who_and_when() {
 }
 
 #[tokio::test]
+async fn a_blank_by_is_no_name() {
+    let app = spawn_app().await;
+    let id = app
+        .create_alert("high: api latency", "1732400000.000009")
+        .await;
+    let acked: Value = app
+        .act(
+            &id,
+            "acknowledge",
+            Some(json!({"by": "  ", "note": "on it"})),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(acked["status"], "acknowledged");
+    assert_eq!(acked["acknowledged_by"], Value::Null, "{acked}");
+    assert_eq!(acked["notes"][0]["user"], Value::Null, "{acked}");
+}
+
+#[tokio::test]
 async fn open_alerts_can_be_resolved_directly_with_no_body() {
     let app = spawn_app().await;
     let id = app
