@@ -27,7 +27,7 @@ pub const BODY_LIMIT: usize = 16 * 1024;
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"by": "ana", "note": "rolling back"}))]
 pub struct ActorBody {
-    /// Who did it (recorded as `acknowledged_by`/`resolved_by` or the note's user); at most 255 bytes of UTF-8.
+    /// Who did it (recorded as `acknowledged_by`/`resolved_by` or the note's user); at most 255 bytes of UTF-8; blank is no one.
     pub by: Option<String>,
     /// A note to add with the change; required by `/notes`.
     pub note: Option<String>,
