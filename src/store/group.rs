@@ -259,8 +259,8 @@ mod tests {
 
     const WAIT: Duration = Duration::from_millis(50);
 
-    #[test]
-    fn a_query_waits_for_a_group_going_in_at_most_its_time() {
+    /// A tree in a sled store of its own, and the directory to keep while it is used.
+    fn scratch_tree() -> (tempfile::TempDir, Tree) {
         let dir = tempfile::tempdir().unwrap();
         let tree = sled::Config::new()
             .path(dir.path())
@@ -268,6 +268,12 @@ mod tests {
             .unwrap()
             .open_tree("t")
             .unwrap();
+        (dir, tree)
+    }
+
+    #[test]
+    fn a_query_waits_for_a_group_going_in_at_most_its_time() {
+        let (_dir, tree) = scratch_tree();
         let group = Group::new(tree);
         let applying = group.applying();
         // The writer holds the lock: a group going in on a stalled disk.
@@ -294,13 +300,7 @@ mod tests {
 
     #[test]
     fn a_group_that_does_not_go_in_whole_closes_the_tree_to_queries() {
-        let dir = tempfile::tempdir().unwrap();
-        let tree = sled::Config::new()
-            .path(dir.path())
-            .open()
-            .unwrap()
-            .open_tree("t")
-            .unwrap();
+        let (_dir, tree) = scratch_tree();
         let mut whole = group_of(&tree, &["a", "b"]);
         whole.finish(1).unwrap();
         assert!(read_whole(&whole.applying(), WAIT).is_ok());
