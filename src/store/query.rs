@@ -53,6 +53,16 @@ type Newest = std::iter::Peekable<Box<dyn Iterator<Item = Result<u64, StoreError
 /// the index bitmaps of every (status, urgency) combination asked for,
 /// newest ordinal first, so the cost grows with `limit`, not with the store.
 pub fn list(tree: &Tree, q: &ListQuery) -> Result<Page, StoreError> {
+    list_within(tree, q, PAGE_BYTES)
+}
+
+/// The JSON a page of the listing or the change feed holds at most, past
+/// its first alert: 1,000 alerts near their note limit would otherwise take
+/// hundreds of MB per request. A page cut short still has its cursor.
+pub const PAGE_BYTES: usize = 8 << 20;
+
+/// [`list`], with a page ending once it holds `budget` bytes of JSON.
+pub fn list_within(tree: &Tree, q: &ListQuery, budget: usize) -> Result<Page, StoreError> {
     let low = AlertId::first_at(q.since_ms.unwrap_or(0));
     let mut high = q
         .until_ms
@@ -72,7 +82,7 @@ pub fn list(tree: &Tree, q: &ListQuery) -> Result<Page, StoreError> {
             let (key, _) = entry?;
             keys::id_suffix(&key).ok_or_else(|| StoreError::Corrupt("short alert key".into()))
         });
-        return page(tree, q.limit, ids, |_| true);
+        return page(tree, q.limit, budget, ids, |_| true);
     }
     let statuses = if q.statuses.is_empty() {
         &Status::ALL[..]
@@ -110,22 +120,24 @@ pub fn list(tree: &Tree, q: &ListQuery) -> Result<Page, StoreError> {
                 .as_ref()
                 .is_none_or(|c| *c == alert.slack.channel_id)
     };
-    page(tree, q.limit, ids, matches)
+    page(tree, q.limit, budget, ids, matches)
 }
 
-/// Up to `limit` records of `ids` (newest first) that `matches`, and the
-/// cursor after them.
+/// Up to `limit` records of `ids` (newest first) that `matches`, within
+/// `budget` bytes, and the cursor after them.
 fn page(
     tree: &Tree,
     limit: usize,
+    budget: usize,
     ids: impl Iterator<Item = Result<AlertId, StoreError>>,
     matches: impl Fn(&Alert) -> bool,
 ) -> Result<Page, StoreError> {
-    let mut alerts = Vec::with_capacity(limit.min(1024));
+    let mut alerts: Vec<IVec> = Vec::with_capacity(limit.min(1024));
+    let mut bytes = 0;
     let mut last = None;
     for id in ids {
         let id = id?;
-        if alerts.len() == limit {
+        if alerts.len() == limit || bytes >= budget {
             return Ok(Page { alerts, next: last });
         }
         // A record missing or damaged here is skipped rather than failing the page.
@@ -134,7 +146,10 @@ fn page(
             let json = record::decode(&record)
                 .and_then(|a| matches(&a).then(|| record::to_json(&a)).transpose());
             match json {
-                Ok(Some(json)) => alerts.push(json.into()),
+                Ok(Some(json)) => {
+                    bytes += json.len();
+                    alerts.push(json.into());
+                }
                 Ok(None) => {}
                 Err(e) => left_out(id, &e),
             }
@@ -207,6 +222,18 @@ pub fn changes(
     up_to: u64,
     limit: usize,
 ) -> Result<ChangePage, StoreError> {
+    changes_within(tree, after, up_to, limit, PAGE_BYTES)
+}
+
+/// [`changes`], with a page ending once it holds `budget` bytes of JSON.
+pub fn changes_within(
+    tree: &Tree,
+    after: u64,
+    up_to: u64,
+    limit: usize,
+    budget: usize,
+) -> Result<ChangePage, StoreError> {
+    let mut bytes = 0;
     let mut page = ChangePage {
         alerts: Vec::new(),
         next_after: after,
@@ -223,7 +250,7 @@ pub fn changes(
             if seq <= after || seq > up_to {
                 continue;
             }
-            if page.alerts.len() == limit {
+            if page.alerts.len() == limit || bytes >= budget {
                 return Ok(page);
             }
             page.next_after = seq;
@@ -242,7 +269,9 @@ pub fn changes(
             };
             // If the alert changed again meanwhile, it is listed at that later seq instead.
             if alert.seq == seq {
-                page.alerts.push(record::to_json(&alert)?.into());
+                let json = record::to_json(&alert)?;
+                bytes += json.len();
+                page.alerts.push(json.into());
             }
         }
     }

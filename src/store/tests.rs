@@ -731,3 +731,49 @@ fn a_damaged_record_does_not_stop_a_schema_3_store_from_opening() {
     assert_eq!(offered_again(&store, survivor.slack.clone()), survivor.id);
     store.close();
 }
+
+/// A page of the listing or the change feed ends once it holds its byte
+/// budget of JSON (here 1 byte: its first alert), and its cursor goes on
+/// from there: a walk still sees every alert once.
+#[test]
+fn a_page_past_its_byte_budget_ends_early_and_its_cursor_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
+    import_open(&store, 0..5);
+    store.settle_blocking().unwrap();
+    let tree = &store.inner.tree;
+    let id_of = |json: &sled::IVec| serde_json::from_slice::<Alert>(json).unwrap().id;
+    let expected: Vec<AlertId> = (0..5)
+        .rev()
+        .map(|i| testing::alert(i, Urgency::High, Status::Open).id)
+        .collect();
+    for statuses in [vec![], vec![Status::Open]] {
+        let mut query = ListQuery {
+            statuses,
+            limit: 50,
+            ..ListQuery::default()
+        };
+        let mut seen = Vec::new();
+        loop {
+            let page = query::list_within(tree, &query, 1).unwrap();
+            assert_eq!(page.alerts.len(), 1, "{query:?}");
+            seen.push(id_of(&page.alerts[0]));
+            match page.next {
+                Some(cursor) => query.before = Some(cursor),
+                None => break,
+            }
+        }
+        assert_eq!(seen, expected, "{query:?}");
+    }
+    let (mut after, mut seen) = (0, Vec::new());
+    loop {
+        let page = query::changes_within(tree, after, 5, 50, 1).unwrap();
+        if page.alerts.is_empty() {
+            break;
+        }
+        assert_eq!(page.alerts.len(), 1);
+        seen.push(id_of(&page.alerts[0]));
+        after = page.next_after;
+    }
+    assert_eq!(seen, expected.into_iter().rev().collect::<Vec<_>>());
+}
