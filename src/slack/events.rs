@@ -97,14 +97,7 @@ pub enum Decision {
         minute: Option<u64>,
     },
     Alert(NewAlert),
-    /// `missed`: the reply's command, when another copy of the message may
-    /// have been read as a note (an app mention of the app's installation in
-    /// a shared channel's other workspace reads as someone else's mention in
-    /// the `message` event).
-    Reply {
-        reply: ThreadReply,
-        missed: Option<Action>,
-    },
+    Reply(ThreadReply),
     Ignore(&'static str),
 }
 
@@ -277,18 +270,19 @@ impl Callback {
             InThread::ReplyWithoutText => return Decision::Ignore("thread reply without text"),
             InThread::Reply(thread_ts) => {
                 let command = reply_command(addressed).filter(|_| may_command);
-                return Decision::Reply {
+                return Decision::Reply(ThreadReply {
+                    channel,
+                    thread_ts: thread_ts.to_owned(),
+                    ts,
+                    event_id: self.event_id,
+                    user: e.user,
+                    command,
+                    // An app mention of the app's installation in a shared
+                    // channel's other workspace reads as someone else's
+                    // mention in the `message` copy: a note.
                     missed: command.filter(|_| e.kind == "app_mention"),
-                    reply: ThreadReply {
-                        channel,
-                        thread_ts: thread_ts.to_owned(),
-                        ts,
-                        event_id: self.event_id,
-                        user: e.user,
-                        command,
-                        text,
-                    },
-                };
+                    text,
+                });
             }
         }
         let (urgency, urgency_source) = urgency::read(&text, default);
@@ -415,8 +409,8 @@ pub async fn receive(
                 )
             }
         },
-        Decision::Reply { reply, missed } => {
-            match apply_reply(&store, reply, missed, true).await? {
+        Decision::Reply(reply) => {
+            match apply_reply(&store, reply, true).await? {
                 ReplyOutcome::Duplicate(id) => {
                     metrics::duplicate_suppressed(SOURCE);
                     (
@@ -497,7 +491,7 @@ mod tests {
 
     fn command(decision: Decision) -> Option<Action> {
         match decision {
-            Decision::Reply { reply, .. } => reply.command,
+            Decision::Reply(reply) => reply.command,
             other => panic!("not a reply: {other:?}"),
         }
     }
@@ -547,7 +541,7 @@ mod tests {
             .unwrap()
             .decide(Urgency::Medium)
         {
-            Decision::Reply { reply, .. } => {
+            Decision::Reply(reply) => {
                 assert_eq!((reply.command, reply.text.as_str()), (None, "Resolved."))
             }
             other => panic!("not a reply: {other:?}"),

@@ -8,7 +8,7 @@ pub mod signature;
 
 use crate::error::ApiError;
 use crate::secret::{SecretList, TokenSet};
-use crate::store::{Action, Actor, Changed, Refused, ReplyOutcome, Store, ThreadReply};
+use crate::store::{ReplyOutcome, Store, ThreadReply};
 use crate::urgency::Urgency;
 
 /// Largest body accepted on the Slack routes. Slack messages are at most
@@ -71,36 +71,15 @@ pub struct SlackSettings {
 }
 
 /// Applies a thread reply (`hold`: one that came before its thread's first
-/// message waits for it). `missed` is a command another copy of the same
-/// message may have read as a note: when that copy came first, this one
-/// finds the reply done, and the command still applies (acknowledging or
-/// resolving twice changes nothing).
+/// message waits for it).
 pub async fn apply_reply(
     store: &Store,
     reply: ThreadReply,
-    missed: Option<Action>,
     hold: bool,
 ) -> Result<ReplyOutcome, ApiError> {
-    let actor = Actor {
-        by: reply.user.clone(),
-        note: None,
-        ts: Some(reply.ts.clone()),
-    };
-    let outcome = if hold {
+    Ok(if hold {
         store.thread_reply_or_hold(reply).await?
     } else {
         store.thread_reply(reply).await?
-    };
-    Ok(match (outcome, missed) {
-        (ReplyOutcome::Duplicate(id), Some(action)) => {
-            match store.change(id, action, actor).await? {
-                Ok(Changed::Yes(alert) | Changed::AlreadyDone(alert)) => {
-                    ReplyOutcome::Applied(Box::new(alert))
-                }
-                Err(Refused::Conflict(why)) => ReplyOutcome::Refused(id, why),
-                Err(Refused::NotFound) => ReplyOutcome::NotAnAlert,
-            }
-        }
-        (outcome, _) => outcome,
     })
 }

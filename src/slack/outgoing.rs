@@ -94,16 +94,20 @@ impl OutgoingForm {
             return None;
         };
         let text = self.text.clone()?;
+        // The trigger word is how the post reached klaxon, not what it
+        // says (`outage ack`), unless it is all the post says (`ack`).
+        let command = reply_command(without_trigger_word(&text, self.trigger_word.as_deref()))
+            .or_else(|| reply_command(&text));
         Some(ThreadReply {
             channel: given(self.channel_id.as_deref())?.to_owned(),
             thread_ts: thread_ts.to_owned(),
             ts: self.timestamp.clone()?,
             event_id: None,
             user: self.user_id.clone(),
-            // The trigger word is how the post reached klaxon, not what it
-            // says (`outage ack`), unless it is all the post says (`ack`).
-            command: reply_command(without_trigger_word(&text, self.trigger_word.as_deref()))
-                .or_else(|| reply_command(&text)),
+            command,
+            // Only this surface reads a command after the trigger word: the
+            // Events API's copy of the message reads it as a note.
+            missed: command.filter(|_| reply_command(&text).is_none()),
             text,
         })
     }
@@ -197,7 +201,7 @@ pub async fn receive(
         ));
     }
     if let Some(reply) = post.as_thread_reply() {
-        if let Some((text, outcome)) = replied(thread_reply(&store, reply).await?) {
+        if let Some((text, outcome)) = replied(apply_reply(&store, reply, false).await?) {
             let reply = json!({ "text": reply_text(&text, &trigger) });
             return Ok(with_outcome(HttpResponse::Ok().json(reply), outcome));
         }
@@ -238,14 +242,6 @@ fn opened(inserted: &Inserted) -> (String, String) {
             )
         }
     }
-}
-
-/// Applies a thread reply. Only this surface reads a command after the
-/// trigger word (`outage ack`): the Events API's copy of the message reads
-/// it as a note, so the command is one that copy missed.
-async fn thread_reply(store: &Store, reply: ThreadReply) -> Result<ReplyOutcome, ApiError> {
-    let missed = (reply.command).filter(|_| reply_command(&reply.text).is_none());
-    apply_reply(store, reply, missed, false).await
 }
 
 /// What to say of a thread reply (the channel text and the log outcome);

@@ -42,7 +42,8 @@ impl Held {
     }
 
     /// Holds `reply` (message hash `message`) for the first message
-    /// `parent`; `false` when it is held already (Slack's retry of it).
+    /// `parent`; `false` when it is held already (Slack's retry of it, or
+    /// another copy: a command that copy read as a note is taken from this one).
     pub fn hold(
         &mut self,
         parent: [u8; 16],
@@ -52,7 +53,8 @@ impl Held {
     ) -> bool {
         self.expire(now);
         let waiting = self.by_parent.entry(parent).or_default();
-        if waiting.iter().any(|r| r.message == message) {
+        if let Some(held) = waiting.iter_mut().find(|r| r.message == message) {
+            held.reply.command = held.reply.command.or(reply.missed);
             return false;
         }
         self.bytes += reply.text.len();
@@ -109,6 +111,7 @@ impl Held {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::Action;
 
     fn reply(ts: &str, text: &str) -> ThreadReply {
         ThreadReply {
@@ -119,6 +122,7 @@ mod tests {
             user: Some("U1".into()),
             text: text.into(),
             command: None,
+            missed: None,
         }
     }
 
@@ -140,6 +144,21 @@ mod tests {
         assert_eq!(texts(held.take(&[2; 16], now)), ["other thread"]);
         assert!(held.is_empty());
         assert_eq!(held.bytes, 0);
+    }
+
+    #[test]
+    fn a_copy_with_a_command_its_held_copy_missed_gives_it() {
+        let (mut held, now) = (Held::default(), Instant::now());
+        held.hold([1; 16], [10; 16], reply("1.2", "<@U2> ack"), now);
+        let mention = ThreadReply {
+            command: Some(Action::Acknowledge),
+            missed: Some(Action::Acknowledge),
+            ..reply("1.2", "<@U2> ack")
+        };
+        assert!(!held.hold([1; 16], [10; 16], mention, now));
+        let taken = held.take(&[1; 16], now);
+        assert_eq!(taken.len(), 1);
+        assert_eq!(taken[0].command, Some(Action::Acknowledge));
     }
 
     #[test]

@@ -103,6 +103,11 @@ pub struct ThreadReply {
     pub text: String,
     /// `Some` when the text is a command (ack, resolve), else it becomes a note.
     pub command: Option<Action>,
+    /// A command another copy of this message may have read as a note: an
+    /// app mention in a shared channel (its `message` copy names another
+    /// workspace's bot), or the outgoing webhook's command after its trigger
+    /// word. Applied once when that copy came first, never on a retry.
+    pub missed: Option<Action>,
 }
 
 /// How a thread reply was handled.
@@ -416,7 +421,7 @@ impl Ledger {
         let mut batch = Writes::default();
         let bucket = self.bucket(&batch, &message)?;
         if let Some(id) = bucket.find(&message) {
-            return Ok(ReplyOutcome::Duplicate(id));
+            return self.reply_again(reply, id);
         }
         let parent_message = keys::message_hash(&reply.channel, &reply.thread_ts);
         let Some(parent) = self.bucket(&batch, &parent_message)?.find(&parent_message) else {
@@ -436,13 +441,7 @@ impl Ledger {
             ts: Some(reply.ts),
         };
         match reply.command {
-            Some(action) => match self.change_with(before, action, actor, batch)? {
-                Ok(Changed::Yes(alert) | Changed::AlreadyDone(alert)) => {
-                    Ok(ReplyOutcome::Applied(Box::new(alert)))
-                }
-                Err(Refused::Conflict(why)) => Ok(ReplyOutcome::Refused(parent, why)),
-                Err(Refused::NotFound) => Ok(ReplyOutcome::NotAnAlert),
-            },
+            Some(action) => self.reply_command(before, action, actor, batch),
             None => {
                 let actor = Actor {
                     note: Some(reply.text),
@@ -455,6 +454,58 @@ impl Ledger {
                 })
             }
         }
+    }
+
+    /// A reply handled before (Slack's retry, the other surface's copy):
+    /// nothing, unless it carries a command its first copy kept as a note
+    /// (the alert has a note with its ts). That command applies once, and a
+    /// key beside the reply's own records that it did.
+    fn reply_again(&mut self, reply: ThreadReply, id: AlertId) -> Result<ReplyOutcome, StoreError> {
+        let duplicate = Ok(ReplyOutcome::Duplicate(id));
+        let Some(action) = reply.missed else {
+            return duplicate;
+        };
+        let mut batch = Writes::default();
+        let applied = keys::message_hash(&reply.channel, &format!("{}/command", reply.ts));
+        let bucket = self.bucket(&batch, &applied)?;
+        if bucket.find(&applied).is_some() {
+            return duplicate;
+        }
+        let Some(before) = self.get(id)? else {
+            return duplicate;
+        };
+        if !before
+            .notes
+            .iter()
+            .any(|n| n.ts.as_ref() == Some(&reply.ts))
+        {
+            return duplicate;
+        }
+        bucket.add(&mut batch, &applied, id);
+        let actor = Actor {
+            by: reply.user,
+            note: None,
+            ts: Some(reply.ts),
+        };
+        self.reply_command(before, action, actor, batch)
+    }
+
+    /// A thread reply's command on the alert `before`, with `batch`'s dedup keys.
+    fn reply_command(
+        &mut self,
+        before: Alert,
+        action: Action,
+        actor: Actor,
+        batch: Writes,
+    ) -> Result<ReplyOutcome, StoreError> {
+        let id = before.id;
+        Ok(match self.change_with(before, action, actor, batch)? {
+            Ok(Changed::Yes(alert) | Changed::AlreadyDone(alert)) => {
+                ReplyOutcome::Applied(Box::new(alert))
+            }
+            Err(Refused::Conflict(why)) => ReplyOutcome::Refused(id, why),
+            Err(Refused::NotFound) => ReplyOutcome::NotAnAlert,
+        })
     }
 
     /// Writes and reads back a probe key in the tree, and puts it in the

@@ -481,6 +481,7 @@ fn call_of(model: &Model, op: &Op) -> Call {
                 user: Some(user(*u)),
                 text: text.render(),
                 command: *command,
+                missed: None,
             })
         }
         Op::Reopen | Op::Burst(_) => unreachable!("run() takes these apart"),

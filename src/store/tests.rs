@@ -609,6 +609,7 @@ fn a_schema_3_store_has_its_messages_keyed_by_channel_and_ts_when_opened() {
         user: Some("U1".into()),
         text: "looking".into(),
         command: None,
+        missed: None,
     };
     let note = reply.clone();
     store.write_blocking(move |l| l.thread_reply(note)).unwrap();

@@ -96,6 +96,71 @@ async fn an_app_mention_of_the_other_installation_acks_after_its_message_copy() 
     assert_eq!(alert["acknowledged_by"], "U0ONCALL1");
 }
 
+/// An app mention's command acts once: Slack's retry of it, after someone
+/// changed the alert since, changes nothing, whichever copy came first.
+#[tokio::test]
+async fn a_retried_app_mention_does_not_act_again_after_a_later_change() {
+    let app = spawn_app().await;
+    let id = alert_from_fixture(&app).await;
+    // Alone: the app mention acks, the API reopens, the retry finds it done.
+    let mut mention = reply("<@U0KLAXON1> ack", "1732358800.000971", "EvONCE1");
+    mention["event"]["type"] = "app_mention".into();
+    let first: Value = app.post_event(&mention).await.json().await.unwrap();
+    assert_eq!(first["status"], "acknowledged", "{first}");
+    assert_eq!(app.act(&id, "reopen", None).await.status(), 200);
+    let retried = serde_json::to_vec(&mention).unwrap();
+    let res: Value = app
+        .post_event_raw(retried, &[("x-slack-retry-num", "1")])
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(res["duplicate"], true, "{res}");
+    let alert: Value = app.get_alert(&id).await.json().await.unwrap();
+    assert_eq!(alert["status"], "open", "the retry acted again");
+
+    // After its `message` copy (a note): the mention acks once, not on a retry.
+    let message = reply("<@U0THEIRS1> ack", "1732358800.000972", "EvONCE2");
+    let mut mention = message.clone();
+    mention["event"]["type"] = "app_mention".into();
+    mention["event_id"] = "EvONCE3".into();
+    app.post_event(&message).await;
+    let acked: Value = app.post_event(&mention).await.json().await.unwrap();
+    assert_eq!(acked["status"], "acknowledged", "{acked}");
+    assert_eq!(app.act(&id, "reopen", None).await.status(), 200);
+    let retried = serde_json::to_vec(&mention).unwrap();
+    let res: Value = app
+        .post_event_raw(retried, &[("x-slack-retry-num", "1")])
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(res["duplicate"], true, "{res}");
+    let alert: Value = app.get_alert(&id).await.json().await.unwrap();
+    assert_eq!(alert["status"], "open", "the retry acted again");
+}
+
+/// Both copies of a shared channel's `@klaxon ack` held before the thread's
+/// first message is an alert: the mention's command is not lost.
+#[tokio::test]
+async fn a_held_reply_takes_the_command_of_its_app_mention_copy() {
+    let app = spawn_app().await;
+    let message = reply("<@U0THEIRS1> ack", "1732358800.000973", "EvHELD1");
+    let mut mention = message.clone();
+    mention["event"]["type"] = "app_mention".into();
+    mention["event_id"] = "EvHELD2".into();
+    for copy in [&message, &mention] {
+        let held: Value = app.post_event(copy).await.json().await.unwrap();
+        assert_eq!(held["held"], true, "{held}");
+    }
+
+    let id = alert_from_fixture(&app).await;
+
+    let alert: Value = app.get_alert(&id).await.json().await.unwrap();
+    assert_eq!(alert["status"], "acknowledged", "{alert}");
+    assert_eq!(alert["acknowledged_by"], "U0ONCALL1");
+}
+
 #[tokio::test]
 async fn a_reply_addressed_to_someone_else_is_a_note_not_a_command() {
     let app = spawn_app().await;

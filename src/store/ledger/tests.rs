@@ -229,6 +229,7 @@ fn reply_to(thread_ts: &str, ts: &str, text: &str, command: Option<Action>) -> T
         user: Some("U0ANA".into()),
         text: text.into(),
         command,
+        missed: None,
     }
 }
 
