@@ -68,14 +68,34 @@ pub fn verify(
     let secrets = secrets.ok_or(SignatureError::NotConfigured)?;
     let timestamp = timestamp.ok_or(SignatureError::MissingTimestamp)?;
     let signature = signature.ok_or(SignatureError::MissingSignature)?;
+    let given = check_headers(timestamp, signature, now_unix)?;
+    check_mac(secrets, timestamp, &given, body)
+}
+
+/// What can be checked before the body is read: the timestamp is a Unix
+/// time in the window, and the signature is well-formed (returned as bytes).
+fn check_headers(
+    timestamp: &str,
+    signature: &str,
+    now_unix: i64,
+) -> Result<[u8; 32], SignatureError> {
     let sent_at = parse_timestamp(timestamp)?;
     if now_unix.abs_diff(sent_at) > MAX_SKEW_SECS.unsigned_abs() {
         return Err(SignatureError::StaleTimestamp);
     }
-    let given = parse_signature(signature)?;
+    parse_signature(signature)
+}
+
+/// The signature `given` against every secret, in constant time and without early exit.
+fn check_mac(
+    secrets: &SecretList,
+    timestamp: &str,
+    given: &[u8; 32],
+    body: &[u8],
+) -> Result<(), SignatureError> {
     let mut matched = Choice::from(0);
     for secret in secrets.iter() {
-        matched |= expected(secret.expose().as_bytes(), timestamp, body).ct_eq(&given);
+        matched |= expected(secret.expose().as_bytes(), timestamp, body).ct_eq(given);
     }
     if bool::from(matched) {
         Ok(())
@@ -108,7 +128,7 @@ impl FromRequest for SignedBody {
                 .as_deref()
                 .and_then(|s| s.signing_secrets.as_ref())
                 .ok_or(SignatureError::NotConfigured)?;
-            // Header checks first: an unsigned request costs no body read.
+            // Header checks first: an unsigned or stale request costs no body read.
             let timestamp = single_header(
                 &req,
                 "x-slack-request-timestamp",
@@ -121,14 +141,9 @@ impl FromRequest for SignedBody {
                 SignatureError::MalformedSignature,
             )?
             .ok_or(SignatureError::MissingSignature)?;
+            let given = check_headers(&timestamp, &signature, unix_now())?;
             let body = read_body(&req, &mut payload, BODY_LIMIT).await?;
-            verify(
-                Some(secrets),
-                Some(&timestamp),
-                Some(&signature),
-                &body,
-                unix_now(),
-            )?;
+            check_mac(secrets, &timestamp, &given, &body)?;
             Ok(SignedBody(body))
         })
     }

@@ -324,7 +324,7 @@ async fn oversized_headers_are_refused() {
 }
 
 /// Writes raw bytes, waits, then returns whatever the server answered.
-fn slow_client(address: &str, first: &[u8], rest: &[u8], pause: Duration) -> String {
+pub fn slow_client(address: &str, first: &[u8], rest: &[u8], pause: Duration) -> String {
     let mut stream = TcpStream::connect(address.trim_start_matches("http://")).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(5)))

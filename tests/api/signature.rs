@@ -1,6 +1,7 @@
 use klaxon::slack::signature::sign;
 
 use crate::helpers::{assert_error, event_fixture, now, spawn_app, spawn_app_with, SIGNING_SECRET};
+use crate::limits::slow_client;
 
 fn body() -> Vec<u8> {
     serde_json::to_vec(&event_fixture("message")).unwrap()
@@ -46,6 +47,35 @@ async fn stale_timestamps_are_rejected_both_ways() {
         .await;
     }
     assert!(app.all_alerts().await.is_empty());
+}
+
+/// A stale or malformed signature is refused on its headers: klaxon does not
+/// wait for (or read) the megabyte the request says follows.
+#[tokio::test]
+async fn bad_signature_headers_are_refused_before_the_body_is_read() {
+    let app = spawn_app_with(|s| s.client_timeout = std::time::Duration::from_secs(60)).await;
+    let fresh = now().to_string();
+    let stale = (now() - 3600).to_string();
+    let well_formed = format!("v0={}", "0".repeat(64));
+    for (ts, sig, code) in [
+        (stale.as_str(), well_formed.as_str(), "stale-timestamp"),
+        ("1000", well_formed.as_str(), "stale-timestamp"),
+        (fresh.as_str(), "v0=not-hex", "malformed-signature"),
+    ] {
+        let head = format!(
+            "POST /slack/events HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\n\
+             x-slack-request-timestamp: {ts}\r\nx-slack-signature: {sig}\r\n\
+             content-length: 1000000\r\n\r\n"
+        );
+        let address = app.address.clone();
+        let answer = tokio::task::spawn_blocking(move || {
+            slow_client(&address, head.as_bytes(), b"", std::time::Duration::ZERO)
+        })
+        .await
+        .unwrap();
+        assert!(answer.starts_with("HTTP/1.1 401"), "{ts} {sig}: {answer:?}");
+        assert!(answer.contains(code), "{answer}");
+    }
 }
 
 #[tokio::test]
