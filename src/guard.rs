@@ -115,7 +115,7 @@ impl Guard {
             limiter.retain_recent();
             limiter.shrink_to_fit();
         }
-        limiter.check_key(&ip).map_err(|not_until| {
+        limiter.check_key(&rate_key(ip)).map_err(|not_until| {
             let wait = not_until.wait_time_from(MonotonicClock.now());
             ApiError::RateLimited {
                 retry_after_secs: wait.as_secs() + 1,
@@ -136,6 +136,22 @@ impl Guard {
         } else {
             None
         }
+    }
+}
+
+/// Whose rate a request counts against: an IPv4 address, or an IPv6
+/// address's /64 (the least any IPv6 client is given, so one client cannot
+/// take a fresh limit from each of its addresses).
+fn rate_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let network = u128::from(v6) & !((1u128 << 64) - 1);
+                IpAddr::V6(network.into())
+            }
+        },
+        v4 => v4,
     }
 }
 
@@ -252,8 +268,19 @@ mod tests {
         );
         let limiter = policy.limiter.unwrap();
         let ip: IpAddr = "127.0.0.1".parse().unwrap();
-        let outcomes: Vec<bool> = (0..4).map(|_| limiter.check_key(&ip).is_ok()).collect();
+        let outcomes: Vec<bool> = (0..4)
+            .map(|_| limiter.check_key(&rate_key(ip)).is_ok())
+            .collect();
         assert_eq!(outcomes, [true, true, true, false]);
+    }
+
+    #[test]
+    fn an_ipv6_client_is_limited_by_its_64_and_ipv4_by_its_address() {
+        let key = |s: &str| rate_key(s.parse().unwrap()).to_string();
+        assert_eq!(key("2001:db8:1:2::1"), key("2001:db8:1:2:ffff::9"));
+        assert_ne!(key("2001:db8:1:2::1"), key("2001:db8:1:3::1"));
+        assert_eq!(key("::ffff:192.0.2.7"), "192.0.2.7");
+        assert_ne!(key("192.0.2.7"), key("192.0.2.8"));
     }
 
     #[test]

@@ -156,6 +156,30 @@ async fn the_client_address_comes_from_the_trusted_header_only_when_configured()
     );
 }
 
+/// Any IPv6 client holds a /64: its addresses share one rate.
+#[tokio::test]
+async fn an_ipv6_client_s_addresses_share_one_rate() {
+    let app = spawn_app_with(|s| {
+        s.client_ip_header = Some("x-forwarded-for".parse().unwrap());
+        s.api_rate = RateLimit {
+            per_sec: 1,
+            burst: 1,
+        };
+    })
+    .await;
+    let get = |forwarded: &'static str| {
+        app.client
+            .get(app.url("/api/v1/alerts"))
+            .bearer_auth(READ_TOKEN)
+            .header("x-forwarded-for", forwarded)
+            .send()
+    };
+    assert_eq!(get("2001:db8:7:1::1").await.unwrap().status(), 200);
+    assert_error(get("2001:db8:7:1::2").await.unwrap(), 429, "rate-limited").await;
+    // Another /64 is another client.
+    assert_eq!(get("2001:db8:7:2::1").await.unwrap().status(), 200);
+}
+
 #[tokio::test]
 async fn a_percent_encoded_path_meets_the_policy_of_the_route_it_reaches() {
     let app = spawn_app_with(|s| {
