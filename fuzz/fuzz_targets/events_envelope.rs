@@ -21,13 +21,15 @@ fuzz_target!(|data: &[u8]| {
             let read = urgency::read(&alert.text, Urgency::Medium);
             assert_eq!((alert.urgency, alert.urgency_source), read);
         }
-        Decision::Reply { reply, .. } => {
+        Decision::Reply(reply) => {
             assert_ne!(reply.thread_ts, reply.ts);
             assert!(!reply.text.trim().is_empty());
             // A command is the reply's words after a leading mention (of the
             // app), or none (someone else's mention, a shared post's words).
             let words = leading_mention(&reply.text).1;
             assert!(reply.command.is_none() || reply.command == reply_command(words));
+            // Only a command can be one another copy missed.
+            assert!(reply.missed.is_none() || reply.missed == reply.command);
         }
         _ => {}
     }
