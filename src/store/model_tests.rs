@@ -5,7 +5,7 @@
 //!
 //! 64 cases by default; for more, `PROPTEST_CASES=1000 cargo test --lib store::model_tests`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::task::Poll;
 use std::time::Duration;
@@ -111,6 +111,8 @@ enum Op {
         user: u8,
         /// `None`: the reply is a note.
         command: Option<Action>,
+        /// The command is one another copy may have read as a note.
+        missed: bool,
         text: Text,
     },
     Reopen,
@@ -168,8 +170,8 @@ fn change_op() -> impl Strategy<Value = Op> {
             .prop_map(|(target, action, by, note)| Op::Change { target, action, by, note }),
         2 => (target(), prop::option::of(0..3u8), note_text())
             .prop_map(|(target, by, text)| Op::Note { target, by, text }),
-        5 => (parent, TOP_LEVEL..ALL_TS, 0..3u8, command, note_text())
-            .prop_map(|(parent, ts, user, command, text)| Op::Reply { parent, ts, user, command, text }),
+        5 => (parent, TOP_LEVEL..ALL_TS, 0..3u8, command, any::<bool>(), note_text())
+            .prop_map(|(parent, ts, user, command, missed, text)| Op::Reply { parent, ts, user, command, missed, text }),
     ]
 }
 
@@ -244,6 +246,8 @@ struct Model {
     alerts: Vec<View>,
     /// Every Slack message handled: an alert's own, and each thread reply applied.
     messages: HashMap<Message, usize>,
+    /// Thread replies kept as a note whose command a later copy applied.
+    commanded: HashSet<Message>,
     seq: u64,
 }
 
@@ -353,11 +357,29 @@ impl Model {
         ts: String,
         user: String,
         command: Option<Action>,
+        missed: Option<Action>,
         text: String,
     ) -> Outcome {
         let message = (parent.0.clone(), ts.clone());
         if let Some(&i) = self.messages.get(&message) {
-            return Outcome::ReplyDuplicate(self.alerts[i].id);
+            // A command another copy kept as a note applies once.
+            let id = self.alerts[i].id;
+            let noted = self.alerts[i]
+                .notes
+                .iter()
+                .any(|n| n.2.as_ref() == Some(&ts));
+            return match missed {
+                Some(action) if noted && !self.commanded.contains(&message) => {
+                    match self.change(i, action, Some(user), None) {
+                        Outcome::Conflict => Outcome::ReplyRefused(id),
+                        _ => {
+                            self.commanded.insert(message);
+                            Outcome::ReplyApplied(id)
+                        }
+                    }
+                }
+                _ => Outcome::ReplyDuplicate(id),
+            };
         }
         let Some(&i) = self.messages.get(&parent) else {
             return Outcome::NotAnAlert;
@@ -470,6 +492,7 @@ fn call_of(model: &Model, op: &Op) -> Call {
             ts: m,
             user: u,
             command,
+            missed,
             text,
         } => {
             let (channel, thread_ts) = parent_message(model, parent);
@@ -481,7 +504,7 @@ fn call_of(model: &Model, op: &Op) -> Call {
                 user: Some(user(*u)),
                 text: text.render(),
                 command: *command,
-                missed: None,
+                missed: command.filter(|_| *missed),
             })
         }
         Op::Reopen | Op::Burst(_) => unreachable!("run() takes these apart"),
@@ -546,7 +569,14 @@ fn expect(model: &mut Model, call: &Call, created: Option<AlertId>) -> Outcome {
         Call::Reply(r) => {
             let parent = (r.channel.clone(), r.thread_ts.clone());
             let user = r.user.clone().unwrap_or_default();
-            model.reply(parent, r.ts.clone(), user, r.command, r.text.clone())
+            model.reply(
+                parent,
+                r.ts.clone(),
+                user,
+                r.command,
+                r.missed,
+                r.text.clone(),
+            )
         }
     }
 }
