@@ -82,9 +82,7 @@ async fn an_app_mention_of_the_other_installation_acks_after_its_message_copy() 
     let app = spawn_app().await;
     let id = alert_from_fixture(&app).await;
     let message = reply("<@U0THEIRS1> ack", "1732358800.000970", "EvCOPY1");
-    let mut mention = message.clone();
-    mention["event"]["type"] = "app_mention".into();
-    mention["event_id"] = "EvCOPY2".into();
+    let mention = mention_copy(&message, "EvCOPY2");
 
     app.post_event(&message).await;
     let noted: Value = app.get_alert(&id).await.json().await.unwrap();
@@ -96,48 +94,45 @@ async fn an_app_mention_of_the_other_installation_acks_after_its_message_copy() 
     assert_eq!(alert["acknowledged_by"], "U0ONCALL1");
 }
 
+/// The `app_mention` copy of `message`, under its own event id.
+fn mention_copy(message: &Value, event_id: &str) -> Value {
+    let mut mention = message.clone();
+    mention["event"]["type"] = "app_mention".into();
+    mention["event_id"] = event_id.into();
+    mention
+}
+
+/// Acks with `mention`, reopens through the API, then sends Slack's retry of
+/// `mention`: it must change nothing.
+async fn assert_a_retry_does_not_act_again(app: &TestApp, id: &str, mention: &Value) {
+    let acked: Value = app.post_event(mention).await.json().await.unwrap();
+    assert_eq!(acked["status"], "acknowledged", "{acked}");
+    assert_eq!(app.act(id, "reopen", None).await.status(), 200);
+    let retried = serde_json::to_vec(mention).unwrap();
+    let res: Value = app
+        .post_event_raw(retried, &[("x-slack-retry-num", "1")])
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(res["duplicate"], true, "{res}");
+    let alert: Value = app.get_alert(id).await.json().await.unwrap();
+    assert_eq!(alert["status"], "open", "the retry acted again");
+}
+
 /// An app mention's command acts once: Slack's retry of it, after someone
 /// changed the alert since, changes nothing, whichever copy came first.
 #[tokio::test]
 async fn a_retried_app_mention_does_not_act_again_after_a_later_change() {
     let app = spawn_app().await;
     let id = alert_from_fixture(&app).await;
-    // Alone: the app mention acks, the API reopens, the retry finds it done.
-    let mut mention = reply("<@U0KLAXON1> ack", "1732358800.000971", "EvONCE1");
-    mention["event"]["type"] = "app_mention".into();
-    let first: Value = app.post_event(&mention).await.json().await.unwrap();
-    assert_eq!(first["status"], "acknowledged", "{first}");
-    assert_eq!(app.act(&id, "reopen", None).await.status(), 200);
-    let retried = serde_json::to_vec(&mention).unwrap();
-    let res: Value = app
-        .post_event_raw(retried, &[("x-slack-retry-num", "1")])
-        .await
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(res["duplicate"], true, "{res}");
-    let alert: Value = app.get_alert(&id).await.json().await.unwrap();
-    assert_eq!(alert["status"], "open", "the retry acted again");
-
-    // After its `message` copy (a note): the mention acks once, not on a retry.
+    // Alone.
+    let alone = reply("<@U0KLAXON1> ack", "1732358800.000971", "EvONCE1");
+    assert_a_retry_does_not_act_again(&app, &id, &mention_copy(&alone, "EvONCE1")).await;
+    // After its `message` copy, kept as a note.
     let message = reply("<@U0THEIRS1> ack", "1732358800.000972", "EvONCE2");
-    let mut mention = message.clone();
-    mention["event"]["type"] = "app_mention".into();
-    mention["event_id"] = "EvONCE3".into();
     app.post_event(&message).await;
-    let acked: Value = app.post_event(&mention).await.json().await.unwrap();
-    assert_eq!(acked["status"], "acknowledged", "{acked}");
-    assert_eq!(app.act(&id, "reopen", None).await.status(), 200);
-    let retried = serde_json::to_vec(&mention).unwrap();
-    let res: Value = app
-        .post_event_raw(retried, &[("x-slack-retry-num", "1")])
-        .await
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(res["duplicate"], true, "{res}");
-    let alert: Value = app.get_alert(&id).await.json().await.unwrap();
-    assert_eq!(alert["status"], "open", "the retry acted again");
+    assert_a_retry_does_not_act_again(&app, &id, &mention_copy(&message, "EvONCE3")).await;
 }
 
 /// Both copies of a shared channel's `@klaxon ack` held before the thread's
@@ -146,9 +141,7 @@ async fn a_retried_app_mention_does_not_act_again_after_a_later_change() {
 async fn a_held_reply_takes_the_command_of_its_app_mention_copy() {
     let app = spawn_app().await;
     let message = reply("<@U0THEIRS1> ack", "1732358800.000973", "EvHELD1");
-    let mut mention = message.clone();
-    mention["event"]["type"] = "app_mention".into();
-    mention["event_id"] = "EvHELD2".into();
+    let mention = mention_copy(&message, "EvHELD2");
     for copy in [&message, &mention] {
         let held: Value = app.post_event(copy).await.json().await.unwrap();
         assert_eq!(held["held"], true, "{held}");
