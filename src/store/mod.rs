@@ -19,6 +19,7 @@ mod model_tests;
 mod packed;
 mod query;
 mod record;
+pub mod restore;
 pub(crate) use record::decode_alert;
 #[cfg(test)]
 pub(crate) mod testing;
