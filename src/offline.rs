@@ -235,22 +235,20 @@ pub fn restore(args: &RestoreArgs) -> ExitCode {
         );
         return ExitCode::from(2);
     }
-    if let Err(e) = File::open(&args.from) {
-        eprintln!("klaxon: cannot read {}: {e}", args.from.display());
-        return ExitCode::from(2);
-    }
-    let from = args.from.clone();
-    let open = move || -> std::io::Result<Box<dyn std::io::BufRead>> {
-        Ok(Box::new(BufReader::with_capacity(
-            1 << 20,
-            File::open(&from)?,
-        )))
+    // One handle for both passes of the restore: a file renamed over
+    // `--from` meanwhile is not read half.
+    let mut input = match File::open(&args.from) {
+        Ok(file) => BufReader::with_capacity(1 << 20, file),
+        Err(e) => {
+            eprintln!("klaxon: cannot read {}: {e}", args.from.display());
+            return ExitCode::from(2);
+        }
     };
     let store = match open_store(&args.data_dir) {
         Ok(store) => store,
         Err(code) => return code,
     };
-    let restored = store.restore(&open);
+    let restored = store.restore(&mut input);
     store.close();
     drop(store);
     // sled 0.34 writes its snapshot only when it opens a store; until then

@@ -125,7 +125,7 @@ fn output_error(e: std::io::Error) -> StoreError {
 
 /// Checks the header and trailer of a backup and hands each alert line to `each`.
 pub(super) fn read_backup(
-    input: Box<dyn BufRead>,
+    input: &mut dyn BufRead,
     mut each: impl FnMut(u64, &str) -> Result<(), RestoreError>,
 ) -> Result<End, RestoreError> {
     let mut lines = input.lines();

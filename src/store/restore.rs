@@ -1,6 +1,6 @@
 //! Restoring a backup into an empty store: each alert at its newest line.
 
-use std::io::BufRead;
+use std::io::{BufRead, Seek};
 
 use serde::Deserialize;
 
@@ -21,6 +21,8 @@ pub enum RestoreError {
     Truncated,
     #[error("reading the backup: {0}")]
     Read(#[from] std::io::Error),
+    #[error("the backup changed while it was read: {missing} of its {alerts} alerts were not in it the second time (restore from a copy that nothing writes to)")]
+    Changed { missing: u64, alerts: u64 },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -31,17 +33,18 @@ pub enum RestoreError {
 const RESTORE_BATCH: usize = 100;
 
 impl Store {
-    /// Loads a backup into this (empty) store. Blocking. `open` is called
-    /// twice: the first pass validates the file and finds each alert's newest
-    /// line (16 bytes per alert in memory), the second imports those lines in
-    /// batches, so memory stays flat whatever the backup's size. An alert's
-    /// ordinal is its rank by id, whatever order the lines come in.
-    pub fn restore(
-        &self,
-        open: &dyn Fn() -> std::io::Result<Box<dyn BufRead>>,
-    ) -> Result<Summary, RestoreError> {
+    /// Loads a backup into this (empty) store. Blocking. `input` is read
+    /// twice, rewound in between: the first pass validates the file and
+    /// finds each alert's newest line (16 bytes per alert in memory), the
+    /// second imports those lines in batches, so memory stays flat whatever
+    /// the backup's size. An alert's ordinal is its rank by id, whatever
+    /// order the lines come in. One handle for both passes: a file renamed
+    /// over the backup's path in between (a cron job writing `latest.jsonl`)
+    /// is not read, and a file rewritten in place is noticed, as alerts the
+    /// first pass counted that the second does not find.
+    pub fn restore(&self, input: &mut (impl BufRead + Seek)) -> Result<Summary, RestoreError> {
         let mut newest: Vec<(AlertId, u64)> = Vec::new();
-        let end = read_backup(open()?, |line_no, line| {
+        let end = read_backup(input, |line_no, line| {
             let key: LineKey = parse(line_no, line)?;
             newest.push((key.id, key.seq));
             Ok(())
@@ -56,7 +59,8 @@ impl Store {
         let mut taken = vec![false; newest.len()];
         let mut batch = Vec::with_capacity(RESTORE_BATCH);
         let mut over_limits = 0;
-        read_backup(open()?, |line_no, line| {
+        input.rewind()?;
+        read_backup(input, |line_no, line| {
             let key: LineKey = parse(line_no, line)?;
             // Take each alert once, at its newest line.
             if let Ok(rank) = newest.binary_search_by_key(&key.id, |(id, _)| *id) {
@@ -83,6 +87,14 @@ impl Store {
             }
             Ok(())
         })?;
+        // An ordinal without its alert would fail every listing.
+        let missing = taken.iter().filter(|taken| !**taken).count() as u64;
+        if missing > 0 {
+            return Err(RestoreError::Changed {
+                missing,
+                alerts: count,
+            });
+        }
         // The last alerts and the sequence gap go in together: a restore
         // cut short in between would leave the gap out.
         self.write_blocking(move |ledger| {
@@ -155,6 +167,8 @@ fn parse<T: serde::de::DeserializeOwned>(line_no: u64, line: &str) -> Result<T, 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::{Cursor, Read, SeekFrom};
+
     use crate::alert::Status;
     use crate::store::backup::FORMAT;
     use crate::store::keys;
@@ -163,7 +177,7 @@ mod tests {
     use crate::urgency::Urgency;
 
     /// A backup holding `alerts`, read by `Store::restore` as from a file.
-    fn backup_of(alerts: &[Alert]) -> impl Fn() -> std::io::Result<Box<dyn BufRead>> {
+    fn backup_of(alerts: &[Alert]) -> Cursor<Vec<u8>> {
         let mut text = format!("{{\"klaxon_backup\":{FORMAT},\"schema\":1}}\n");
         for a in alerts {
             text.push_str(&serde_json::to_string(a).unwrap());
@@ -174,7 +188,7 @@ mod tests {
         text.push_str(&format!(
             "{{\"klaxon_backup_end\":{{\"lines\":{lines},\"seq\":{seq}}}}}\n"
         ));
-        move || Ok(Box::new(std::io::Cursor::new(text.clone().into_bytes())))
+        Cursor::new(text.into_bytes())
     }
 
     /// Restores `alerts` into a new store: how many it counted over today's
@@ -182,7 +196,7 @@ mod tests {
     fn restore_all(alerts: &[Alert]) -> (u64, Vec<Alert>) {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
-        let summary = store.restore(&backup_of(alerts)).unwrap();
+        let summary = store.restore(&mut backup_of(alerts)).unwrap();
         let report = store.check().unwrap();
         assert!(report.problems.is_empty(), "{:?}", report.problems);
         let tree = &store.inner.tree;
@@ -259,24 +273,78 @@ mod tests {
             alert(3, Urgency::Low, Status::Open),
             changed.clone(),
         ];
-        let mut text = format!("{{\"klaxon_backup\":{FORMAT},\"schema\":1}}\n");
-        for a in &lines {
-            text.push_str(&serde_json::to_string(a).unwrap());
-            text.push('\n');
-        }
-        text.push_str("{\"klaxon_backup_end\":{\"lines\":5,\"seq\":10}}\n");
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
-        let open = || -> std::io::Result<Box<dyn BufRead>> {
-            Ok(Box::new(std::io::Cursor::new(text.clone().into_bytes())))
-        };
-        let summary = store.restore(&open).unwrap();
+        let summary = store.restore(&mut backup_of(&lines)).unwrap();
         assert_eq!((summary.alerts, summary.seq), (4, 10));
 
         let report = store.check().unwrap();
         assert!(report.problems.is_empty(), "{:?}", report.problems);
         let ids = listed(&store, Status::Open, Urgency::High);
         assert_eq!(ids, vec![lines[2].id, lines[0].id]);
+        store.close();
+    }
+
+    /// A backup file rewritten in place between the two passes (a cron job
+    /// writing `latest.jsonl` with `>`): rewound, it reads `then`.
+    struct RewrittenOnRewind {
+        now: Cursor<Vec<u8>>,
+        then: Option<Cursor<Vec<u8>>>,
+    }
+
+    impl Read for RewrittenOnRewind {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            self.now.read(buf)
+        }
+    }
+
+    impl BufRead for RewrittenOnRewind {
+        fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
+            self.now.fill_buf()
+        }
+
+        fn consume(&mut self, n: usize) {
+            self.now.consume(n)
+        }
+    }
+
+    impl Seek for RewrittenOnRewind {
+        fn seek(&mut self, to: SeekFrom) -> std::io::Result<u64> {
+            if let Some(then) = self.then.take() {
+                self.now = then;
+            }
+            self.now.seek(to)
+        }
+    }
+
+    #[test]
+    fn a_backup_that_changes_between_the_passes_is_refused_not_restored_in_part() {
+        let before: Vec<Alert> = (0..5)
+            .map(|i| alert(i, Urgency::High, Status::Open))
+            .collect();
+        // A later backup, equally whole: alert 3 was resolved since.
+        let mut after = before.clone();
+        after[3].status = Status::Resolved;
+        after[3].seq = 9;
+        let mut input = RewrittenOnRewind {
+            now: backup_of(&before),
+            then: Some(backup_of(&after)),
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
+
+        let restored = store.restore(&mut input);
+
+        assert!(
+            matches!(
+                restored,
+                Err(RestoreError::Changed {
+                    missing: 1,
+                    alerts: 5
+                })
+            ),
+            "{restored:?}"
+        );
         store.close();
     }
 }
