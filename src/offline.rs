@@ -12,6 +12,7 @@ use clap::Args;
 
 use crate::cli::print;
 use crate::config::DEFAULT_DATA_DIR;
+use crate::store::restore::{self, RestoreError};
 use crate::store::{self, Holds, Store, StoreError, StoreOptions};
 
 /// `klaxon check-store`'s arguments.
@@ -199,11 +200,12 @@ pub fn backup(args: &BackupArgs) -> ExitCode {
 }
 
 /// Whether `data_dir` holds anything. A freshly formatted volume (a new
-/// Kubernetes PVC) holds `lost+found`, which does not count.
+/// Kubernetes PVC) holds `lost+found`, and a restore that was stopped
+/// leaves its staging directory (the next restore removes it): neither counts.
 fn in_use(data_dir: &Path) -> std::io::Result<bool> {
     match fs::read_dir(data_dir) {
         Ok(entries) => entries
-            .map(|e| e.map(|e| e.file_name() != "lost+found"))
+            .map(|e| e.map(|e| e.file_name() != "lost+found" && e.file_name() != restore::STAGING))
             .collect::<Result<Vec<_>, _>>()
             .map(|others| others.contains(&true)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
@@ -235,8 +237,7 @@ pub fn restore(args: &RestoreArgs) -> ExitCode {
         );
         return ExitCode::from(2);
     }
-    // One handle for both passes of the restore: a file renamed over
-    // `--from` meanwhile is not read half.
+    // One handle, read twice: a file renamed over `--from` meanwhile is not read.
     let mut input = match File::open(&args.from) {
         Ok(file) => BufReader::with_capacity(1 << 20, file),
         Err(e) => {
@@ -244,45 +245,38 @@ pub fn restore(args: &RestoreArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let store = match open_store(&args.data_dir) {
-        Ok(store) => store,
-        Err(code) => return code,
-    };
-    let restored = store.restore(&mut input);
-    store.close();
-    drop(store);
-    // sled 0.34 writes its snapshot only when it opens a store; until then
-    // each start reads the whole log. Reopening once here moves that cost
-    // from the service's first start to the restore.
-    if restored.is_ok() {
-        match open_store(&args.data_dir) {
-            Ok(store) => store.close(),
-            Err(code) => return code,
+    let dir = args.data_dir.display();
+    let summary = match restore::restore(&args.data_dir, &mut input, &StoreOptions::default()) {
+        Ok(summary) => summary,
+        Err(e @ (RestoreError::Busy(_) | RestoreError::Occupied(_))) => {
+            eprintln!("klaxon: restore refused: {e}");
+            return ExitCode::from(2);
         }
-    }
-    match restored {
-        Ok(summary) => {
-            let _ = writeln!(
-                std::io::stdout(),
-                "restored {} alerts (seq {}) into {}",
-                summary.alerts,
-                summary.seq,
-                args.data_dir.display()
-            );
-            if summary.over_limits > 0 {
-                let _ = writeln!(
-                    std::io::stdout(),
-                    "{} of them are over today's limits (stored so by an earlier klaxon) and were kept as they were; the log names the first",
-                    summary.over_limits
-                );
-            }
-            ExitCode::SUCCESS
+        Err(e @ RestoreError::Create(_)) => {
+            eprintln!("klaxon: restore failed: {e}");
+            return ExitCode::from(3);
         }
         Err(e) => {
-            eprintln!("klaxon: restore failed: {e}; {} may hold a partial store: empty it before retrying", args.data_dir.display());
-            ExitCode::FAILURE
+            eprintln!(
+                "klaxon: restore failed: {e}; {dir} holds no store, so restore can run again"
+            );
+            return ExitCode::FAILURE;
         }
+    };
+    let _ = writeln!(
+        std::io::stdout(),
+        "restored {} alerts (seq {}) into {dir}",
+        summary.alerts,
+        summary.seq,
+    );
+    if summary.over_limits > 0 {
+        let _ = writeln!(
+            std::io::stdout(),
+            "{} of them are over today's limits (stored so by an earlier klaxon) and were kept as they were; the log names the first",
+            summary.over_limits
+        );
     }
+    ExitCode::SUCCESS
 }
 
 #[cfg(test)]
@@ -296,12 +290,14 @@ mod tests {
     }
 
     #[test]
-    fn a_data_dir_holding_only_lost_and_found_is_not_in_use() {
+    fn a_data_dir_holding_only_lost_and_found_or_a_stopped_restore_is_not_in_use() {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
         assert!(!in_use(&data).unwrap(), "missing");
         fs::create_dir_all(data.join("lost+found")).unwrap();
         assert!(!in_use(&data).unwrap(), "a fresh volume");
+        fs::create_dir_all(data.join(restore::STAGING)).unwrap();
+        assert!(!in_use(&data).unwrap(), "a restore that was stopped");
         fs::write(data.join("x"), "").unwrap();
         assert!(in_use(&data).unwrap());
     }

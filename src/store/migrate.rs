@@ -103,9 +103,7 @@ pub fn from_v1(data_dir: &Path, options: &StoreOptions) -> Result<(), StoreError
         return Ok(());
     }
     let work = data_dir.join(".migrating");
-    if work.exists() {
-        fs::remove_dir_all(&work).map_err(|e| StoreError::io(&work, e))?;
-    }
+    remove_work_dir(&work)?;
     tracing::info!(from = %old.display(), "migrating the store to schema {SCHEMA_VERSION}");
     // Through open_sled: a schema 1 store closed a moment ago in this
     // process (a test, say) can still hold its lock.
@@ -134,11 +132,25 @@ pub fn from_v1(data_dir: &Path, options: &StoreOptions) -> Result<(), StoreError
     store.close();
     drop(store);
     drop(v1);
-    let built = store_dir(&work);
-    fs::rename(&built, &new).map_err(|e| StoreError::io(&new, e))?;
-    sync_dir(data_dir)?;
+    move_into_place(&work, data_dir)?;
     tracing::info!(alerts, "store migrated");
     put_aside(data_dir, &old)
+}
+
+/// Removes a work directory that a migration or restore stopped midway left.
+pub(super) fn remove_work_dir(work: &Path) -> Result<(), StoreError> {
+    if work.exists() {
+        fs::remove_dir_all(work).map_err(|e| StoreError::io(work, e))?;
+    }
+    Ok(())
+}
+
+/// Renames the store built in `work` (its `v2/`) into `data_dir`, whole,
+/// and syncs `data_dir` so that the rename survives a power cut.
+pub(super) fn move_into_place(work: &Path, data_dir: &Path) -> Result<(), StoreError> {
+    let new = store_dir(data_dir);
+    fs::rename(store_dir(work), &new).map_err(|e| StoreError::io(&new, e))?;
+    sync_dir(data_dir)
 }
 
 /// Why a schema 1 store cannot be migrated: `v2/` is in the way.
@@ -165,10 +177,7 @@ fn put_aside(data_dir: &Path, old: &Path) -> Result<(), StoreError> {
         return Ok(());
     }
     fs::rename(old, &kept).map_err(|e| StoreError::io(&kept, e))?;
-    let work = data_dir.join(".migrating");
-    if work.exists() {
-        fs::remove_dir_all(&work).map_err(|e| StoreError::io(&work, e))?;
-    }
+    remove_work_dir(&data_dir.join(".migrating"))?;
     sync_dir(data_dir)?;
     tracing::info!(kept = %kept.display(), "the schema 1 store is kept aside");
     Ok(())

@@ -1,18 +1,35 @@
-//! Restoring a backup into an empty store: each alert at its newest line.
+//! Restoring a backup into an empty data dir, all or nothing.
+//!
+//! The backup is read twice through one handle, rewound in between, so a
+//! file renamed over its path meanwhile (a cron job writing `latest.jsonl`)
+//! is not read. The first pass reads every line whole and finds each
+//! alert's newest line, before anything is written. The second imports
+//! those lines into a new store in a staging directory inside the data dir,
+//! which is renamed into place (`v2/`) only once it is complete. A restore
+//! that fails or is killed leaves no store that `klaxon serve` would open,
+//! and the next restore removes what it left.
 
+use std::fs::{self, File};
 use std::io::{BufRead, Seek};
+use std::path::{Path, PathBuf};
 
+use fs4::fs_std::FileExt;
 use serde::Deserialize;
 
 use super::backup::{read_backup, Summary};
 use super::ledger::{notes_fit, MAX_NOTES, MAX_NOTE_BYTES};
-use super::{Store, StoreError};
+use super::{create_dirs, migrate, store_dir, Store, StoreError, StoreOptions};
 use crate::alert::{Alert, AlertId, MAX_ACTOR_BYTES, MAX_ID_BYTES};
+
+/// The staging directory inside the data dir, where a restore builds the
+/// store. `klaxon serve` never opens it; a data dir holding only this (a
+/// restore was stopped) counts as empty.
+pub const STAGING: &str = ".restoring";
 
 /// Alerts over today's limits a restore names in its log; the rest are counted.
 const MAX_OVER_LIMITS_LOGGED: u64 = 10;
 
-/// Why a restore failed.
+/// Why a restore failed. In every case the data dir is left without a store.
 #[derive(Debug, thiserror::Error)]
 pub enum RestoreError {
     #[error("line {line}: {message}")]
@@ -23,6 +40,15 @@ pub enum RestoreError {
     Read(#[from] std::io::Error),
     #[error("the backup changed while it was read: {missing} of its {alerts} alerts were not in it the second time (restore from a copy that nothing writes to)")]
     Changed { missing: u64, alerts: u64 },
+    /// Another restore into the same data dir holds the staging directory.
+    #[error("another restore is writing {0}")]
+    Busy(PathBuf),
+    /// A store appeared in the data dir during the restore (a server started on it).
+    #[error("{0} appeared during the restore: something else is using this data dir")]
+    Occupied(PathBuf),
+    /// The data dir, the staging directory or the new store cannot be created.
+    #[error("cannot create the new store: {0}")]
+    Create(StoreError),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -32,34 +58,128 @@ pub enum RestoreError {
 /// restoring 1,000,000 alerts; 100 peaks at about 100 MiB, and is faster).
 const RESTORE_BATCH: usize = 100;
 
-impl Store {
-    /// Loads a backup into this (empty) store. Blocking. `input` is read
-    /// twice, rewound in between: the first pass validates the file and
-    /// finds each alert's newest line (16 bytes per alert in memory), the
-    /// second imports those lines in batches, so memory stays flat whatever
-    /// the backup's size. An alert's ordinal is its rank by id, whatever
-    /// order the lines come in. One handle for both passes: a file renamed
-    /// over the backup's path in between (a cron job writing `latest.jsonl`)
-    /// is not read, and a file rewritten in place is noticed, as alerts the
-    /// first pass counted that the second does not find.
-    pub fn restore(&self, input: &mut (impl BufRead + Seek)) -> Result<Summary, RestoreError> {
-        let mut newest: Vec<(AlertId, u64)> = Vec::new();
+/// Restores the backup `input` (read twice: a file, not a pipe) into
+/// `data_dir`, which must hold no store. Blocking.
+pub fn restore(
+    data_dir: &Path,
+    input: &mut (impl BufRead + Seek),
+    options: &StoreOptions,
+) -> Result<Summary, RestoreError> {
+    let plan = Plan::read(input)?;
+    input.rewind()?;
+    let staging = data_dir.join(STAGING);
+    let _held = stage(data_dir, &staging)?;
+    let restored = build(&staging, &plan, input, options).and_then(|summary| {
+        install(&staging, data_dir)?;
+        Ok(summary)
+    });
+    if restored.is_err() {
+        let _ = fs::remove_dir_all(&staging);
+    }
+    restored
+}
+
+/// What the first pass learns: each alert's newest line, and the change
+/// sequence the store goes on from.
+struct Plan {
+    /// By id, each alert's id and the `seq` of its newest line (16 bytes
+    /// per alert in memory). An alert's ordinal is its index here: its rank
+    /// by id, whatever order the lines come in.
+    newest: Vec<(AlertId, u64)>,
+    seq: u64,
+}
+
+impl Plan {
+    /// The first pass. It reads every line as a whole alert: a bad field
+    /// found only by the second pass would come after batches already
+    /// written.
+    fn read(input: &mut dyn BufRead) -> Result<Plan, RestoreError> {
+        let mut newest = Vec::new();
         let end = read_backup(input, |line_no, line| {
-            let key: LineKey = parse(line_no, line)?;
-            newest.push((key.id, key.seq));
+            let alert: Alert = parse(line_no, line)?;
+            newest.push((alert.id, alert.seq));
             Ok(())
         })?;
         // By id, the newest line of each first: keep that one.
         newest.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
         newest.dedup_by_key(|(id, _)| *id);
-        let count = newest.len() as u64;
         let seq = end
             .seq
             .max(newest.iter().map(|(_, s)| *s).max().unwrap_or(0));
+        Ok(Plan { newest, seq })
+    }
+}
+
+/// Creates the data dir, and in it an empty staging directory, locked for
+/// this restore until the handle returned is dropped (or the process ends,
+/// killed too). A staging directory a stopped restore left is removed
+/// first; one that a running restore holds is not.
+fn stage(data_dir: &Path, staging: &Path) -> Result<File, RestoreError> {
+    create_dirs(data_dir).map_err(RestoreError::Create)?;
+    if staging.exists() {
+        let _leftover = lock(staging)?;
+        migrate::remove_work_dir(staging).map_err(RestoreError::Create)?;
+    }
+    fs::create_dir(staging).map_err(|e| RestoreError::Create(StoreError::io(staging, e)))?;
+    lock(staging)
+}
+
+/// Takes `dir`'s lock (`flock`), or says that another restore holds it.
+fn lock(dir: &Path) -> Result<File, RestoreError> {
+    let io = |e| RestoreError::Create(StoreError::io(dir, e));
+    let handle = File::open(dir).map_err(io)?;
+    if !handle.try_lock_exclusive().map_err(io)? {
+        return Err(RestoreError::Busy(dir.to_owned()));
+    }
+    Ok(handle)
+}
+
+/// Builds the store in `staging`, then opens it once more: sled 0.34
+/// writes its snapshot only when it opens a store, and until then each
+/// start reads the whole log. Reopening here moves that cost from the
+/// service's first start to the restore. (sled keeps no absolute path, so
+/// the store can be moved after.)
+fn build(
+    staging: &Path,
+    plan: &Plan,
+    input: &mut dyn BufRead,
+    options: &StoreOptions,
+) -> Result<Summary, RestoreError> {
+    let store = Store::open(staging, options).map_err(RestoreError::Create)?;
+    let imported = store.import_backup(plan, input);
+    store.close();
+    drop(store);
+    let summary = imported?;
+    Store::open(staging, options)?.close();
+    Ok(summary)
+}
+
+/// Renames the complete store into the data dir, durably, and removes the
+/// staging directory. The data dir held no store when the restore began;
+/// one that appeared since is not replaced (a rename would replace an
+/// empty `v2/` silently).
+fn install(staging: &Path, data_dir: &Path) -> Result<(), RestoreError> {
+    let target = store_dir(data_dir);
+    if fs::symlink_metadata(&target).is_ok() {
+        return Err(RestoreError::Occupied(target));
+    }
+    migrate::move_into_place(staging, data_dir)?;
+    if let Err(e) = fs::remove_dir(staging) {
+        tracing::warn!(staging = %staging.display(), error = %e, "the restore is complete, but its empty staging directory could not be removed");
+    }
+    Ok(())
+}
+
+impl Store {
+    /// The second pass: imports each alert's newest line in batches, so
+    /// memory stays flat whatever the backup's size. Into an empty store.
+    fn import_backup(&self, plan: &Plan, input: &mut dyn BufRead) -> Result<Summary, RestoreError> {
+        let newest = &plan.newest;
+        let count = newest.len() as u64;
+        let seq = plan.seq;
         let mut taken = vec![false; newest.len()];
         let mut batch = Vec::with_capacity(RESTORE_BATCH);
         let mut over_limits = 0;
-        input.rewind()?;
         read_backup(input, |line_no, line| {
             let key: LineKey = parse(line_no, line)?;
             // Take each alert once, at its newest line.
@@ -87,7 +207,8 @@ impl Store {
             }
             Ok(())
         })?;
-        // An ordinal without its alert would fail every listing.
+        // A file rewritten in place between the passes: an ordinal without
+        // its alert would fail every listing.
         let missing = taken.iter().filter(|taken| !**taken).count() as u64;
         if missing > 0 {
             return Err(RestoreError::Changed {
@@ -165,186 +286,4 @@ fn parse<T: serde::de::DeserializeOwned>(line_no: u64, line: &str) -> Result<T, 
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::io::{Cursor, Read, SeekFrom};
-
-    use crate::alert::Status;
-    use crate::store::backup::FORMAT;
-    use crate::store::keys;
-    use crate::store::testing::{alert, listed};
-    use crate::store::StoreOptions;
-    use crate::urgency::Urgency;
-
-    /// A backup holding `alerts`, read by `Store::restore` as from a file.
-    fn backup_of(alerts: &[Alert]) -> Cursor<Vec<u8>> {
-        let mut text = format!("{{\"klaxon_backup\":{FORMAT},\"schema\":1}}\n");
-        for a in alerts {
-            text.push_str(&serde_json::to_string(a).unwrap());
-            text.push('\n');
-        }
-        let seq = alerts.iter().map(|a| a.seq).max().unwrap_or(0);
-        let lines = alerts.len();
-        text.push_str(&format!(
-            "{{\"klaxon_backup_end\":{{\"lines\":{lines},\"seq\":{seq}}}}}\n"
-        ));
-        Cursor::new(text.into_bytes())
-    }
-
-    /// Restores `alerts` into a new store: how many it counted over today's
-    /// limits, and the alerts the store then holds (its check clean).
-    fn restore_all(alerts: &[Alert]) -> (u64, Vec<Alert>) {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
-        let summary = store.restore(&mut backup_of(alerts)).unwrap();
-        let report = store.check().unwrap();
-        assert!(report.problems.is_empty(), "{:?}", report.problems);
-        let tree = &store.inner.tree;
-        let held = alerts
-            .iter()
-            .map(|a| super::super::decode_alert(tree.get(keys::alert(a.id)).unwrap()))
-            .map(|a| a.unwrap().unwrap())
-            .collect();
-        store.close();
-        (summary.over_limits, held)
-    }
-
-    #[test]
-    fn alerts_stored_before_todays_limits_are_restored_as_they_were_and_counted() {
-        let base = alert(0, Urgency::High, Status::Open);
-        let mut alerts = vec![base.clone()];
-        let note = crate::alert::Note {
-            user: None,
-            text: "x".into(),
-            ts: None,
-            at: base.created_at.clone(),
-        };
-        type Change = fn(&mut Alert);
-        let variants: [(&str, Change); 6] = [
-            ("channel_id", |a| {
-                a.slack.channel_id = "C".repeat(MAX_ID_BYTES + 1)
-            }),
-            ("event_id", |a| {
-                a.slack.event_id = Some("E".repeat(MAX_ID_BYTES + 1))
-            }),
-            ("note ts", |a| {
-                a.notes[0].ts = Some("1".repeat(MAX_ID_BYTES + 1))
-            }),
-            ("note user", |a| {
-                a.notes[0].user = Some("u".repeat(MAX_ACTOR_BYTES + 1))
-            }),
-            ("resolved_by", |a| {
-                a.resolved_by = Some("u".repeat(MAX_ACTOR_BYTES + 1))
-            }),
-            ("notes", |a| {
-                a.notes.resize(MAX_NOTES + 1, a.notes[0].clone())
-            }),
-        ];
-        for (i, (name, change)) in variants.iter().enumerate() {
-            let mut over = alert(i as u64 + 1, Urgency::High, Status::Open);
-            over.notes.push(note.clone());
-            change(&mut over);
-            assert!(over_limits_of(&over).is_some(), "{name}");
-            alerts.push(over);
-        }
-        // At the limits is within them.
-        let mut at = alert(9, Urgency::Low, Status::Open);
-        at.slack.channel_id = "C".repeat(MAX_ID_BYTES);
-        at.resolved_by = Some("u".repeat(MAX_ACTOR_BYTES));
-        at.notes = vec![note; MAX_NOTES];
-        assert_eq!(over_limits_of(&at), None);
-        alerts.push(at);
-
-        let (over, held) = restore_all(&alerts);
-        assert_eq!(over, variants.len() as u64);
-        assert_eq!(held, alerts);
-    }
-
-    #[test]
-    fn restore_numbers_alerts_in_id_order_whatever_the_line_order() {
-        // As a backup taken while serving: the scan, then alerts changed
-        // during it again, out of id order, with a newer seq.
-        let mut changed = alert(1, Urgency::High, Status::Resolved);
-        changed.seq = 10;
-        let lines = [
-            alert(0, Urgency::High, Status::Open),
-            alert(1, Urgency::High, Status::Open),
-            alert(2, Urgency::High, Status::Open),
-            alert(3, Urgency::Low, Status::Open),
-            changed.clone(),
-        ];
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
-        let summary = store.restore(&mut backup_of(&lines)).unwrap();
-        assert_eq!((summary.alerts, summary.seq), (4, 10));
-
-        let report = store.check().unwrap();
-        assert!(report.problems.is_empty(), "{:?}", report.problems);
-        let ids = listed(&store, Status::Open, Urgency::High);
-        assert_eq!(ids, vec![lines[2].id, lines[0].id]);
-        store.close();
-    }
-
-    /// A backup file rewritten in place between the two passes (a cron job
-    /// writing `latest.jsonl` with `>`): rewound, it reads `then`.
-    struct RewrittenOnRewind {
-        now: Cursor<Vec<u8>>,
-        then: Option<Cursor<Vec<u8>>>,
-    }
-
-    impl Read for RewrittenOnRewind {
-        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-            self.now.read(buf)
-        }
-    }
-
-    impl BufRead for RewrittenOnRewind {
-        fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
-            self.now.fill_buf()
-        }
-
-        fn consume(&mut self, n: usize) {
-            self.now.consume(n)
-        }
-    }
-
-    impl Seek for RewrittenOnRewind {
-        fn seek(&mut self, to: SeekFrom) -> std::io::Result<u64> {
-            if let Some(then) = self.then.take() {
-                self.now = then;
-            }
-            self.now.seek(to)
-        }
-    }
-
-    #[test]
-    fn a_backup_that_changes_between_the_passes_is_refused_not_restored_in_part() {
-        let before: Vec<Alert> = (0..5)
-            .map(|i| alert(i, Urgency::High, Status::Open))
-            .collect();
-        // A later backup, equally whole: alert 3 was resolved since.
-        let mut after = before.clone();
-        after[3].status = Status::Resolved;
-        after[3].seq = 9;
-        let mut input = RewrittenOnRewind {
-            now: backup_of(&before),
-            then: Some(backup_of(&after)),
-        };
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
-
-        let restored = store.restore(&mut input);
-
-        assert!(
-            matches!(
-                restored,
-                Err(RestoreError::Changed {
-                    missing: 1,
-                    alerts: 5
-                })
-            ),
-            "{restored:?}"
-        );
-        store.close();
-    }
-}
+mod tests;

@@ -434,3 +434,63 @@ fn offline_commands_leave_an_earlier_klaxon_s_store_as_it_was() {
     }
     assert_eq!(tree_schema(None), 3, "left as the earlier klaxon wrote it");
 }
+
+/// Restore is all or nothing on disk: a bad line far into the backup, a
+/// byte order mark, or a restore killed midway leave no store for `serve`
+/// to open, and nothing in the way of the next restore.
+#[tokio::test]
+async fn a_failed_or_killed_restore_leaves_no_store_and_the_next_one_succeeds() {
+    let app = spawn_app().await;
+    for i in 0..250 {
+        app.create_alert(&format!("low: disk {i}"), &format!("1732400000.{i:06}"))
+            .await;
+    }
+    let backup = backup_of(&app).await;
+    let work = tempfile::tempdir().unwrap();
+    let good = work.path().join("good.jsonl");
+    std::fs::write(&good, &backup).unwrap();
+    // Line 200: two batches of 100 would already be written.
+    let mut lines: Vec<String> = backup.lines().map(String::from).collect();
+    lines[199] = lines[199].replace("\"status\":\"open\"", "\"status\":\"snoozed\"");
+    assert!(lines[199].contains("snoozed"));
+    let bad = work.path().join("bad.jsonl");
+    std::fs::write(&bad, lines.join("\n") + "\n").unwrap();
+    let bom = work.path().join("bom.jsonl");
+    std::fs::write(&bom, [&b"\xEF\xBB\xBF"[..], backup.as_bytes()].concat()).unwrap();
+    let data = work.path().join("data");
+    let dir = data.display().to_string();
+
+    for (file, line) in [(&bad, "line 200"), (&bom, "line 1")] {
+        let out = restore(file, &data);
+        assert_eq!(out.status.code(), Some(1));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(line), "{stderr}");
+        let check = command(&["check-store", "--data-dir", &dir], &[])
+            .output()
+            .unwrap();
+        assert_eq!(check.status.code(), Some(2), "{file:?} left a store");
+    }
+    // What a restore killed midway leaves: its staging directory, with a
+    // store in it. The server does not open it, and it does not block a retry.
+    let staging = data.join(".restoring");
+    assert!(restore(&good, &staging).status.success());
+    assert!(!data
+        .join(format!("v{}", klaxon::store::SCHEMA_VERSION))
+        .exists());
+
+    let out = restore(&good, &data);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!staging.exists());
+    assert_store_clean(&data, "restored after a failed and a killed restore");
+    let server = start_server(&server_env(&data));
+    assert_eq!(all_alerts_at(&server.address).await.len(), 250);
+    drop(server);
+    // A real store is still refused.
+    let out = restore(&good, &data);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not empty"));
+}
