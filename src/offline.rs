@@ -11,16 +11,36 @@ use std::process::ExitCode;
 use clap::Args;
 
 use crate::cli::print;
-use crate::config::DEFAULT_DATA_DIR;
+use crate::config;
 use crate::store::restore::{self, RestoreError};
 use crate::store::{self, Holds, Store, StoreError, StoreOptions};
+
+/// Where an offline command finds the data dir: as `klaxon serve` does.
+#[derive(Args)]
+pub struct DataDirArgs {
+    /// Data directory [default: ./klaxon-data]
+    #[arg(long, env = "KLAXON_DATA_DIR", value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// `klaxon serve`'s TOML file; only its data_dir is used, when neither --data-dir nor KLAXON_DATA_DIR is set
+    #[arg(long, env = "KLAXON_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+}
+
+impl DataDirArgs {
+    /// The data dir; exit 2 when the config file cannot be read.
+    fn resolve(&self) -> Result<PathBuf, ExitCode> {
+        config::data_dir(self.data_dir.clone(), self.config.clone()).map_err(|e| {
+            eprintln!("klaxon: configuration error: {e}");
+            ExitCode::from(2)
+        })
+    }
+}
 
 /// `klaxon check-store`'s arguments.
 #[derive(Args)]
 pub struct CheckStoreArgs {
-    /// Data directory to check
-    #[arg(long, env = "KLAXON_DATA_DIR", default_value = DEFAULT_DATA_DIR, value_name = "DIR")]
-    pub data_dir: PathBuf,
+    #[command(flatten)]
+    pub data: DataDirArgs,
 }
 
 /// `klaxon backup`'s arguments.
@@ -29,9 +49,8 @@ pub struct BackupArgs {
     /// File to write (written to FILE.tmp, synced, then renamed)
     #[arg(long, value_name = "FILE")]
     pub to: PathBuf,
-    /// Data directory to back up
-    #[arg(long, env = "KLAXON_DATA_DIR", default_value = DEFAULT_DATA_DIR, value_name = "DIR")]
-    pub data_dir: PathBuf,
+    #[command(flatten)]
+    pub data: DataDirArgs,
 }
 
 /// `klaxon restore`'s arguments.
@@ -40,17 +59,20 @@ pub struct RestoreArgs {
     /// Backup file written by `klaxon backup` or GET /api/v1/backup
     #[arg(long, value_name = "FILE")]
     pub from: PathBuf,
-    /// Empty (or not yet existing) data directory to restore into
-    #[arg(long, env = "KLAXON_DATA_DIR", default_value = DEFAULT_DATA_DIR, value_name = "DIR")]
-    pub data_dir: PathBuf,
+    #[command(flatten)]
+    pub data: DataDirArgs,
 }
 
 /// `klaxon check-store`.
 pub fn check_store(args: &CheckStoreArgs) -> ExitCode {
-    if let Err(code) = holds_a_store(&args.data_dir) {
+    let data_dir = match args.data.resolve() {
+        Ok(dir) => dir,
+        Err(code) => return code,
+    };
+    if let Err(code) = holds_a_store(&data_dir) {
         return code;
     }
-    let store = match open_store(&args.data_dir) {
+    let store = match open_store(&data_dir) {
         Ok(store) => store,
         Err(code) => return code,
     };
@@ -134,7 +156,11 @@ fn partial_path(to: &Path) -> PathBuf {
 
 /// `klaxon backup`.
 pub fn backup(args: &BackupArgs) -> ExitCode {
-    if let Err(code) = holds_a_store(&args.data_dir) {
+    let data_dir = match args.data.resolve() {
+        Ok(dir) => dir,
+        Err(code) => return code,
+    };
+    if let Err(code) = holds_a_store(&data_dir) {
         return code;
     }
     let partial = partial_path(&args.to);
@@ -151,7 +177,7 @@ pub fn backup(args: &BackupArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     }
-    let store = match open_store(&args.data_dir) {
+    let store = match open_store(&data_dir) {
         Ok(store) => store,
         Err(code) => return code,
     };
@@ -215,17 +241,21 @@ fn in_use(data_dir: &Path) -> std::io::Result<bool> {
 
 /// `klaxon restore`.
 pub fn restore(args: &RestoreArgs) -> ExitCode {
-    let in_use = match in_use(&args.data_dir) {
+    let data_dir = match args.data.resolve() {
+        Ok(dir) => dir,
+        Err(code) => return code,
+    };
+    let in_use = match in_use(&data_dir) {
         Ok(in_use) => in_use,
         Err(e) => {
-            eprintln!("klaxon: cannot read {}: {e}", args.data_dir.display());
+            eprintln!("klaxon: cannot read {}: {e}", data_dir.display());
             return ExitCode::from(3);
         }
     };
     if in_use {
         eprintln!(
             "klaxon: {} is not empty: restore only into an empty data dir (lost+found aside)",
-            args.data_dir.display()
+            data_dir.display()
         );
         return ExitCode::from(2);
     }
@@ -245,8 +275,8 @@ pub fn restore(args: &RestoreArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let dir = args.data_dir.display();
-    let summary = match restore::restore(&args.data_dir, &mut input, &StoreOptions::default()) {
+    let dir = data_dir.display();
+    let summary = match restore::restore(&data_dir, &mut input, &StoreOptions::default()) {
         Ok(summary) => summary,
         Err(e @ (RestoreError::Busy(_) | RestoreError::Occupied(_))) => {
             eprintln!("klaxon: restore refused: {e}");

@@ -108,6 +108,34 @@ pub enum ConfigError {
     Invalid { name: &'static str, message: String },
 }
 
+/// `args`, with what they leave unset taken from the `--config` file they
+/// name, if any.
+fn with_config_file(args: ServeArgs) -> Result<ServeArgs, ConfigError> {
+    match args.config.clone() {
+        Some(path) => Ok(args.over(read_config_file(&path)?)),
+        None => Ok(args),
+    }
+}
+
+/// The data dir as `klaxon serve` finds it (`--data-dir` or
+/// `KLAXON_DATA_DIR`, then the `--config` file, then the default), for the
+/// offline commands. They need nothing else, so the file's other settings
+/// are not checked (a restore needs no Slack secret); a file that cannot be
+/// read or parsed is still an error.
+pub fn data_dir(
+    data_dir: Option<PathBuf>,
+    config: Option<PathBuf>,
+) -> Result<PathBuf, ConfigError> {
+    let args = with_config_file(ServeArgs {
+        data_dir,
+        config,
+        ..ServeArgs::default()
+    })?;
+    Ok(args
+        .data_dir
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)))
+}
+
 /// Longest client and shutdown timeouts accepted: longer is a mistake, and
 /// near `u64::MAX` seconds a deadline overflows.
 const MAX_TIMEOUT_SECS: u64 = 3600;
@@ -249,10 +277,7 @@ impl Settings {
 
     /// Resolves `klaxon serve` arguments (flags over environment) over defaults.
     pub fn from_args(args: ServeArgs) -> Result<Self, ConfigError> {
-        let args = match args.config.clone() {
-            Some(path) => args.over(read_config_file(&path)?),
-            None => args,
-        };
+        let args = with_config_file(args)?;
         let defaults = Self::new(DEFAULT_DATA_DIR);
         let settings = Self {
             listen: args.listen.unwrap_or(defaults.listen),

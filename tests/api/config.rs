@@ -331,3 +331,74 @@ fn check_config_into_a_closed_pipe_is_quiet_and_into_a_full_disk_an_error() {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("cannot write to stdout"), "{stderr}");
 }
+
+/// `backup`, `restore` and `check-store` find the data dir as `serve` does:
+/// `--data-dir`, then `KLAXON_DATA_DIR`, then the `--config` file, then
+/// `./klaxon-data`. Only the file's data_dir matters to them: a secret file
+/// it names that does not exist, and no Slack secret at all, are no error.
+#[test]
+fn offline_commands_find_the_data_dir_as_serve_does() {
+    let work = tempfile::tempdir().unwrap();
+    let srv = work.path().join("srv");
+    let file = work.path().join("klaxon.toml");
+    let settings = format!(
+        "data_dir = '{}'\nsigning_secret_file = '/no/such/secret'\n",
+        srv.display()
+    );
+    std::fs::write(&file, settings).unwrap();
+    let backup = work.path().join("b.jsonl");
+    std::fs::write(
+        &backup,
+        "{\"klaxon_backup\":1,\"schema\":2}\n{\"klaxon_backup_end\":{\"lines\":0,\"seq\":0}}\n",
+    )
+    .unwrap();
+    let run = |args: &[&str], env: &[(&str, String)]| {
+        command(args, env)
+            .current_dir(work.path())
+            .output()
+            .unwrap()
+    };
+    let stderr = |out: &std::process::Output| String::from_utf8_lossy(&out.stderr).into_owned();
+    let config = file.display().to_string();
+    let from_file = [("KLAXON_CONFIG", config.clone())];
+
+    let out = run(
+        &["restore", "--from", &backup.display().to_string()],
+        &from_file,
+    );
+
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(srv.join("v2").is_dir(), "restored where the file says");
+    assert!(!work.path().join("klaxon-data").exists());
+    let out = run(&["check-store", "--config", &config], &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let to = work.path().join("copy.jsonl");
+    let to_arg = to.display().to_string();
+    let out = run(&["backup", "--to", &to_arg, "--config", &config], &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(to.is_file());
+
+    // The environment beats the file, and a flag the environment.
+    let elsewhere = work.path().join("elsewhere").display().to_string();
+    let env = [
+        ("KLAXON_CONFIG", config.clone()),
+        ("KLAXON_DATA_DIR", elsewhere.clone()),
+    ];
+    let out = run(&["check-store"], &env);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains(&format!("{elsewhere} holds no klaxon store")));
+    let out = run(
+        &["check-store", "--data-dir", &srv.display().to_string()],
+        &env,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // A config file that cannot be read stops them, as it stops serve.
+    let out = run(&["check-store", "--config", "missing.toml"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("config file missing.toml"),
+        "{}",
+        stderr(&out)
+    );
+}
