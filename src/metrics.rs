@@ -50,6 +50,12 @@ pub fn handle() -> &'static PrometheusHandle {
         ] {
             counter!(errors).absolute(0);
         }
+        // When this process started: a klaxon that keeps restarting (a disk
+        // that fails, then recovers at each start) shows as changes of it.
+        let started = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        gauge!("klaxon_start_time_seconds").set(started);
         spawn_upkeep(handle.clone());
         handle
     })
@@ -176,9 +182,11 @@ pub fn damaged_record() {
     counter!("klaxon_store_damaged_records_total").increment(1);
 }
 
-/// Where `GET /metrics` finds the store's size.
+/// Where `GET /metrics` finds the store's size and free space.
 pub struct MetricsSource {
     pub data_dir: PathBuf,
+    /// Below this much free space the store takes no writes (`KLAXON_MIN_FREE_MB`).
+    pub min_free_bytes: u64,
 }
 
 /// `GET /metrics`: Prometheus text format. The gauges are read at scrape time.
@@ -205,8 +213,17 @@ pub async fn endpoint(
         }
     };
     let dir = source.data_dir.clone();
-    let bytes = web::block(move || dir_size(&dir)).await.unwrap_or(0);
+    let (bytes, free) = web::block(move || (dir_size(&dir), fs4::available_space(&dir)))
+        .await
+        .unwrap_or((0, Ok(0)));
     gauge!("klaxon_store_disk_bytes").set(bytes as f64);
+    // Measured at each scrape, traffic or not: a disk filling up alerts
+    // before the store refuses its first write.
+    match free {
+        Ok(free) => gauge!("klaxon_store_free_bytes").set(free as f64),
+        Err(e) => tracing::warn!(error = %e, "metrics: cannot read the data dir's free space"),
+    }
+    gauge!("klaxon_store_min_free_bytes").set(source.min_free_bytes as f64);
     let mut text = handle().render();
     if !counted {
         text = without_metric(&text, ALERTS);

@@ -78,6 +78,7 @@ impl Application {
         crate::metrics::handle();
         let metrics_source = web::Data::new(MetricsSource {
             data_dir: settings.data_dir.clone(),
+            min_free_bytes: settings.min_free_bytes,
         });
         let metrics = match settings.metrics_listen {
             Some(addr) => Some(Self::metrics_server(addr, &store_data, &metrics_source)?),

@@ -227,11 +227,15 @@ pub fn spawn(
                     }
                 }
                 let started = std::time::Instant::now();
+                // A group of duplicates and repeated actions writes and syncs nothing.
+                let writes = !ledger.writes().is_empty();
                 let committed = commit(&mut ledger, &mut journal, &syncer);
                 let mut usable = true;
                 match &committed {
                     Ok(record) => {
-                        crate::metrics::flushed(started.elapsed(), group.len());
+                        if writes {
+                            crate::metrics::flushed(started.elapsed(), group.len());
+                        }
                         if record.is_some() {
                             groups += 1;
                             progress.commit(groups);

@@ -194,3 +194,44 @@ async fn metrics_on_the_main_port_need_a_read_token() {
         assert!(text.contains(errors), "{errors} missing: {text}");
     }
 }
+
+/// What the shipped alert rules watch without traffic: when klaxon started
+/// (a restart loop), and the data dir's free space against the floor. A
+/// group that wrote nothing (a Slack retry) is no flush.
+#[tokio::test]
+async fn metrics_tell_restarts_and_free_space_and_count_only_real_flushes() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let mut env = server_env(data_dir.path());
+    env.push(("KLAXON_MIN_FREE_MB", "3".into()));
+    let server = start_server(&env);
+    let app = TestApp::at(&server.address);
+    let scrape = || async {
+        let res = app.get_with("/metrics", Some(READ_TOKEN)).await;
+        res.text().await.unwrap()
+    };
+    let value = |text: &str, name: &str| {
+        sample(text, name, &[]).unwrap_or_else(|| panic!("{name} missing: {text}"))
+    };
+
+    let text = scrape().await;
+    let started = value(&text, "klaxon_start_time_seconds");
+    let now = crate::helpers::now() as f64;
+    assert!(
+        (now - 600.0..=now + 1.0).contains(&started),
+        "{started} vs {now}"
+    );
+    assert_eq!(value(&text, "klaxon_store_min_free_bytes"), 3.0 * 1048576.0);
+    assert!(value(&text, "klaxon_store_free_bytes") > 3.0 * 1048576.0);
+
+    app.post_event(&event_fixture("message")).await;
+    let flushes = |text: &str| value(text, "klaxon_store_flush_duration_seconds_count");
+    let before = flushes(&scrape().await);
+    let retry: serde_json::Value = app
+        .post_event(&event_fixture("message"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(retry["duplicate"], true, "{retry}");
+    assert_eq!(flushes(&scrape().await), before, "a retry wrote nothing");
+}
