@@ -50,6 +50,16 @@ pub fn handle() -> &'static PrometheusHandle {
         ] {
             counter!(errors).absolute(0);
         }
+        // So are the ways Slack's own requests fail when a secret or the clock is wrong.
+        for (surface, reason) in [
+            ("events", "invalid_signature"),
+            ("events", "stale_timestamp"),
+            ("events", "signing_secret_not_configured"),
+            ("outgoing", "invalid_token"),
+        ] {
+            counter!("klaxon_verification_failures_total", "surface" => surface, "reason" => reason)
+                .absolute(0);
+        }
         // When this process started: a klaxon that keeps restarting (a disk
         // that fails, then recovers at each start) shows as changes of it.
         let started = std::time::SystemTime::now()

@@ -190,6 +190,8 @@ async fn metrics_on_the_main_port_need_a_read_token() {
     for errors in [
         "klaxon_store_flush_errors_total 0",
         "klaxon_store_damaged_records_total 0",
+        "klaxon_verification_failures_total{surface=\"events\",reason=\"invalid_signature\"} 0",
+        "klaxon_verification_failures_total{surface=\"outgoing\",reason=\"invalid_token\"} 0",
     ] {
         assert!(text.contains(errors), "{errors} missing: {text}");
     }
