@@ -97,9 +97,15 @@ pub fn check_store(args: &CheckStoreArgs) -> ExitCode {
             ));
             ExitCode::FAILURE
         }
+        // A value the check cannot make sense of is a problem it found; a
+        // read that fails is a store it cannot read.
+        Err(StoreError::Corrupt(problem)) => {
+            print(&format!("problem: {problem}\n"));
+            ExitCode::FAILURE
+        }
         Err(e) => {
             eprintln!("klaxon: check failed: {e}");
-            ExitCode::FAILURE
+            ExitCode::from(3)
         }
     }
 }
