@@ -54,7 +54,6 @@ pub fn handle() -> &'static PrometheusHandle {
         for (surface, reason) in [
             ("events", "invalid_signature"),
             ("events", "stale_timestamp"),
-            ("events", "signing_secret_not_configured"),
             ("outgoing", "invalid_token"),
         ] {
             counter!("klaxon_verification_failures_total", "surface" => surface, "reason" => reason)
@@ -163,6 +162,15 @@ pub fn refused(error: &ApiError) {
     }
 }
 
+/// Which Slack surfaces have their secret: failures on a surface set up
+/// mean Slack's own requests are refused, on one that is not, anyone's.
+pub fn slack_surfaces(events: bool, outgoing: bool) {
+    for (surface, configured) in [("events", events), ("outgoing", outgoing)] {
+        gauge!("klaxon_slack_surface_configured", "surface" => surface)
+            .set(f64::from(u8::from(configured)));
+    }
+}
+
 pub fn alert_created(source: &'static str, urgency: Urgency) {
     counter!("klaxon_alerts_created_total", "source" => source, "urgency" => urgency.as_str())
         .increment(1);
@@ -223,15 +231,18 @@ pub async fn endpoint(
         }
     };
     let dir = source.data_dir.clone();
-    let (bytes, free) = web::block(move || (dir_size(&dir), fs4::available_space(&dir)))
-        .await
-        .unwrap_or((0, Ok(0)));
-    gauge!("klaxon_store_disk_bytes").set(bytes as f64);
     // Measured at each scrape, traffic or not: a disk filling up alerts
     // before the store refuses its first write.
-    match free {
-        Ok(free) => gauge!("klaxon_store_free_bytes").set(free as f64),
-        Err(e) => tracing::warn!(error = %e, "metrics: cannot read the data dir's free space"),
+    if let Ok((bytes, free)) =
+        web::block(move || (dir_size(&dir), fs4::available_space(&dir))).await
+    {
+        gauge!("klaxon_store_disk_bytes").set(bytes as f64);
+        // Free space that cannot be read is none, as the store takes it.
+        let free = free.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "metrics: cannot read the data dir's free space");
+            0
+        });
+        gauge!("klaxon_store_free_bytes").set(free as f64);
     }
     gauge!("klaxon_store_min_free_bytes").set(source.min_free_bytes as f64);
     let mut text = handle().render();

@@ -292,6 +292,10 @@ pub fn restore(args: &RestoreArgs) -> ExitCode {
             eprintln!("klaxon: restore failed: {e}");
             return ExitCode::from(3);
         }
+        Err(e @ RestoreError::Unsynced(_)) => {
+            eprintln!("klaxon: restored into {dir}, but {e}; run `sync` and check the disk");
+            return ExitCode::FAILURE;
+        }
         Err(e) => {
             eprintln!(
                 "klaxon: restore failed: {e}; {dir} holds no store, so restore can run again"

@@ -76,6 +76,10 @@ impl Application {
         let body_timeout = web::Data::new(BodyTimeout(settings.client_timeout));
         let origins = settings.cors_origins.clone();
         crate::metrics::handle();
+        crate::metrics::slack_surfaces(
+            settings.signing_secrets.is_some(),
+            settings.verification_tokens.is_some(),
+        );
         let metrics_source = web::Data::new(MetricsSource {
             data_dir: settings.data_dir.clone(),
             min_free_bytes: settings.min_free_bytes,

@@ -23,6 +23,8 @@ pub enum StoreError {
     },
     #[error("{path} was written by an earlier klaxon (store schema {found}): `klaxon serve` upgrades it when it starts; back it up or check it after that")]
     SchemaTooOld { path: PathBuf, found: u64 },
+    #[error("{0} holds a restore that did not finish, and no store: run `klaxon restore` again (or remove it to start with an empty store)")]
+    UnfinishedRestore(PathBuf),
     #[error("the store is shut down")]
     Closed,
     #[error("disk nearly full: {free} bytes free, writes stop below {min}")]

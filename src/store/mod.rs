@@ -138,6 +138,7 @@ impl Store {
     pub fn open(data_dir: &Path, options: &StoreOptions) -> Result<Store, StoreError> {
         create_dirs(data_dir)?;
         refuse_newer_schema(data_dir)?;
+        refuse_unfinished_restore(data_dir)?;
         migrate::from_v1(data_dir, options)?;
         let path = store_dir(data_dir);
         let db = open_sled(&path, options)?;
@@ -586,6 +587,17 @@ fn refuse_newer_schema(data_dir: &Path) -> Result<(), StoreError> {
                 supported: SCHEMA_VERSION,
             });
         }
+    }
+    Ok(())
+}
+
+/// A restore that was stopped leaves its staging directory and no store:
+/// opening would start an empty store in its place, and a retried restore
+/// would then refuse the data dir as not empty.
+fn refuse_unfinished_restore(data_dir: &Path) -> Result<(), StoreError> {
+    let staging = data_dir.join(restore::STAGING);
+    if staging.exists() && !store_dir(data_dir).exists() {
+        return Err(StoreError::UnfinishedRestore(staging));
     }
     Ok(())
 }

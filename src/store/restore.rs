@@ -49,6 +49,10 @@ pub enum RestoreError {
     /// The data dir, the staging directory or the new store cannot be created.
     #[error("cannot create the new store: {0}")]
     Create(StoreError),
+    /// The store is in place, but the data dir could not be synced: a power
+    /// cut may still take the rename back.
+    #[error("the store is in place, but the data dir could not be synced ({0}): it may not survive a power cut")]
+    Unsynced(StoreError),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -163,7 +167,11 @@ fn install(staging: &Path, data_dir: &Path) -> Result<(), RestoreError> {
     if fs::symlink_metadata(&target).is_ok() {
         return Err(RestoreError::Occupied(target));
     }
-    migrate::move_into_place(staging, data_dir)?;
+    migrate::move_into_place(staging, data_dir).map_err(|e| match e {
+        // Renamed, then the sync failed: the store is there.
+        e if target.exists() => RestoreError::Unsynced(e),
+        e => RestoreError::Store(e),
+    })?;
     if let Err(e) = fs::remove_dir(staging) {
         tracing::warn!(staging = %staging.display(), error = %e, "the restore is complete, but its empty staging directory could not be removed");
     }

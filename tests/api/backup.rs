@@ -3,7 +3,7 @@ use std::path::Path;
 use serde_json::{json, Value};
 
 use crate::helpers::{assert_error, event_fixture, spawn_app, TestApp, READ_TOKEN, WRITE_TOKEN};
-use crate::process::{assert_store_clean, command, server_env, start_server};
+use crate::process::{assert_store_clean, command, serve_refused, server_env, start_server};
 
 /// A store with every kind of state: open, acknowledged, resolved, notes, both surfaces.
 async fn populate(app: &TestApp) -> Vec<Value> {
@@ -471,9 +471,15 @@ async fn a_failed_or_killed_restore_leaves_no_store_and_the_next_one_succeeds() 
         assert_eq!(check.status.code(), Some(2), "{file:?} left a store");
     }
     // What a restore killed midway leaves: its staging directory, with a
-    // store in it. The server does not open it, and it does not block a retry.
+    // store in it. The server neither opens it nor starts an empty store
+    // beside it (a retried restore would then be refused), and it does not
+    // block a retry.
     let staging = data.join(".restoring");
     assert!(restore(&good, &staging).status.success());
+    let refused = serve_refused(&server_env(&data));
+    assert_eq!(refused.status.code(), Some(3));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("restore that did not finish"), "{stderr}");
     assert!(!data
         .join(format!("v{}", klaxon::store::SCHEMA_VERSION))
         .exists());

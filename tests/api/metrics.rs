@@ -223,6 +223,12 @@ async fn metrics_tell_restarts_and_free_space_and_count_only_real_flushes() {
         "{started} vs {now}"
     );
     assert_eq!(value(&text, "klaxon_store_min_free_bytes"), 3.0 * 1048576.0);
+    // The test server has both Slack secrets.
+    for surface in ["events", "outgoing"] {
+        let label = format!("surface=\"{surface}\"");
+        let configured = sample(&text, "klaxon_slack_surface_configured", &[&label]);
+        assert_eq!(configured, Some(1.0), "{surface}");
+    }
     assert!(value(&text, "klaxon_store_free_bytes") > 3.0 * 1048576.0);
 
     app.post_event(&event_fixture("message")).await;
