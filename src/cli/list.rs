@@ -1,7 +1,9 @@
 //! `klaxon alerts list`: filters, paging and `--all`.
 
 use clap::Args;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
@@ -73,17 +75,19 @@ fn time_arg(raw: &str) -> Result<String, String> {
     )
 }
 
-/// One page of `GET /api/v1/alerts`.
+/// One page of `GET /api/v1/alerts`: alerts as [`Alert`]s for a table, or as the server's raw
+/// JSON for `--json`, so that fields this client does not know are kept.
 #[derive(Deserialize)]
-struct Page {
-    alerts: Vec<Alert>,
+#[serde(bound = "T: DeserializeOwned")]
+struct Page<T> {
+    alerts: Vec<T>,
     next_cursor: Option<String>,
 }
 
 /// Every page of `GET /api/v1/alerts` as one, for `list --all --json`.
 #[derive(Serialize)]
 struct AllPages<'a> {
-    alerts: &'a [Alert],
+    alerts: &'a [Box<RawValue>],
     next_cursor: Option<String>,
 }
 
@@ -125,7 +129,7 @@ pub(super) fn list(client: &Client, args: &ListArgs, json: bool) -> Result<(), F
             print(&format!("{}\n", answer.body.trim_end()));
             return Ok(());
         }
-        let page: Page = answer.parse()?;
+        let page: Page<Alert> = answer.parse()?;
         print(&table::alerts(&page.alerts));
         if page.next_cursor.is_some() {
             eprintln!(
@@ -134,14 +138,29 @@ pub(super) fn list(client: &Client, args: &ListArgs, json: bool) -> Result<(), F
         }
         return Ok(());
     }
+    if json {
+        let all = AllPages {
+            alerts: &every_page(client, args)?,
+            next_cursor: None,
+        };
+        let body = serde_json::to_string(&all).map_err(|e| Failure::BadAnswer(e.to_string()))?;
+        print(&format!("{body}\n"));
+    } else {
+        print(&table::alerts(&every_page::<Alert>(client, args)?));
+    }
+    Ok(())
+}
+
+/// The alerts of every page, following `next_cursor` to the last.
+fn every_page<T: DeserializeOwned>(client: &Client, args: &ListArgs) -> Result<Vec<T>, Failure> {
     let mut alerts = Vec::new();
     let mut cursor: Option<String> = None;
     loop {
         let path = args.path(args.limit.unwrap_or(MAX_PAGE), cursor.as_deref());
-        let page: Page = client.get(&path)?.parse()?;
+        let page: Page<T> = client.get(&path)?.parse()?;
         alerts.extend(page.alerts);
         match page.next_cursor {
-            None => break,
+            None => return Ok(alerts),
             Some(next) if cursor.as_ref() == Some(&next) => {
                 return Err(Failure::BadAnswer(
                     "the server gave the same cursor twice".into(),
@@ -150,18 +169,6 @@ pub(super) fn list(client: &Client, args: &ListArgs, json: bool) -> Result<(), F
             Some(next) => cursor = Some(next),
         }
     }
-    if json {
-        // Serialized from the struct, so fields keep the server's order.
-        let all = AllPages {
-            alerts: &alerts,
-            next_cursor: None,
-        };
-        let body = serde_json::to_string(&all).map_err(|e| Failure::BadAnswer(e.to_string()))?;
-        print(&format!("{body}\n"));
-    } else {
-        print(&table::alerts(&alerts));
-    }
-    Ok(())
 }
 
 #[cfg(test)]

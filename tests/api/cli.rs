@@ -326,3 +326,67 @@ async fn list_all_waits_out_the_rate_limit_instead_of_failing() {
     let page: Value = serde_json::from_str(&all.stdout).unwrap();
     assert_eq!(ids(&page).len(), 12);
 }
+
+/// Serves `pages` as the answers to successive GETs on `listener`, each on its own connection,
+/// and returns the request lines it was sent.
+fn serve_pages(listener: std::net::TcpListener, pages: Vec<Value>) -> Vec<String> {
+    use std::io::{BufRead, BufReader, Write};
+    let mut requests = Vec::new();
+    for page in pages {
+        let (stream, _) = listener.accept().unwrap();
+        let mut reader = BufReader::new(stream);
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        requests.push(line.trim_end().to_owned());
+        loop {
+            let mut header = String::new();
+            reader.read_line(&mut header).unwrap();
+            if header == "\r\n" || header.is_empty() {
+                break;
+            }
+        }
+        let body = page.to_string();
+        let mut stream = reader.into_inner();
+        write!(
+            stream,
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+    }
+    requests
+}
+
+#[tokio::test]
+async fn list_all_json_keeps_fields_this_client_does_not_know() {
+    // A newer server's alerts: real ones, with a field this client's `Alert` lacks.
+    let app = spawn_app().await;
+    let mut newer = Vec::new();
+    for ts in ["1732400200.000001", "1732400200.000002"] {
+        let id = app.create_alert("high: disk", ts).await;
+        let mut alert = stored(&app, &id).await;
+        alert["escalation"] = json!({"level": 2, "policy": "db-primary"});
+        newer.push(alert);
+    }
+    let pages = vec![
+        json!({"alerts": [newer[0]], "next_cursor": newer[0]["id"]}),
+        json!({"alerts": [newer[1]], "next_cursor": null}),
+    ];
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let server = format!("http://{}", listener.local_addr().unwrap());
+    let fake = std::thread::spawn(move || serve_pages(listener, pages));
+
+    let all = run(
+        &app,
+        READ_TOKEN,
+        &["list", "--all", "--json", "--server", &server],
+    )
+    .await;
+
+    assert_eq!(all.code, 0, "{}", all.stderr);
+    let printed: Value = serde_json::from_str(&all.stdout).unwrap();
+    assert_eq!(printed, json!({"alerts": newer, "next_cursor": null}));
+    let requests = fake.join().unwrap();
+    let cursor = format!("cursor={}", newer[0]["id"].as_str().unwrap());
+    assert!(requests[1].contains(&cursor), "{requests:?}");
+}
