@@ -35,6 +35,12 @@ pub struct End {
     pub lines: u64,
     /// The store's change sequence the snapshot is consistent at.
     pub seq: u64,
+    /// The sequence numbers the store skipped when it was restored, and
+    /// those the stores it came from skipped, as `[first, last]` pairs: a
+    /// store restored from this backup skips them too (see
+    /// [`Store::foreign_cursor`]). Missing in backups before 2026-11-25.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skipped: Vec<[u64; 2]>,
 }
 
 /// Alerts read for the tail of a backup per job on the writer, which holds
@@ -95,8 +101,13 @@ impl Store {
                 break;
             }
         }
+        let skipped = self.inner.skipped.iter();
         let trailer = Trailer {
-            klaxon_backup_end: End { lines, seq },
+            klaxon_backup_end: End {
+                lines,
+                seq,
+                skipped: skipped.map(|r| [*r.start(), *r.end()]).collect(),
+            },
         };
         write_line(out, &to_json(&trailer)?)?;
         out.flush().map_err(output_error)?;
@@ -167,7 +178,22 @@ pub(super) fn read_backup(
                     message,
                 });
             }
-            trailer = Some(t.klaxon_backup_end);
+            let end = t.klaxon_backup_end;
+            if let Some([first, last]) = end
+                .skipped
+                .iter()
+                .find(|[first, last]| *first == 0 || first > last || *last > end.seq)
+            {
+                let message = format!(
+                    "the trailer's skipped range [{first}, {last}] is not within 1..={}",
+                    end.seq
+                );
+                return Err(RestoreError::Format {
+                    line: line_no,
+                    message,
+                });
+            }
+            trailer = Some(end);
         } else {
             alert_lines += 1;
             each(line_no, &line)?;

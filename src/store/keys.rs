@@ -2,6 +2,8 @@
 //! ids and sequence numbers are big-endian so keys sort the way we list them;
 //! variable parts are length-prefixed so no two keys can collide.
 
+use std::ops::RangeInclusive;
+
 use crate::alert::{Alert, AlertId, Status};
 use crate::urgency::Urgency;
 
@@ -127,6 +129,28 @@ pub fn u64_value(value: &[u8]) -> Option<u64> {
     Some(u64::from_be_bytes(value.try_into().ok()?))
 }
 
+/// The value of `Z skipped`: each range of sequence numbers a restore
+/// skipped, as the number before it and its last (16 bytes a range).
+pub fn skipped_value(ranges: &[RangeInclusive<u64>]) -> Vec<u8> {
+    let mut value = Vec::with_capacity(ranges.len() * 16);
+    for range in ranges {
+        value.extend(range.start().saturating_sub(1).to_be_bytes());
+        value.extend(range.end().to_be_bytes());
+    }
+    value
+}
+
+/// The ranges in a `Z skipped` value (see [`skipped_value`]).
+pub fn skipped_ranges(value: &[u8]) -> Vec<RangeInclusive<u64>> {
+    value
+        .chunks_exact(16)
+        .filter_map(|pair| {
+            let before = u64_value(&pair[..8])?;
+            Some(before.checked_add(1)?..=u64_value(&pair[8..])?)
+        })
+        .collect()
+}
+
 fn push_part(key: &mut Vec<u8>, part: &str) {
     let len = u32::try_from(part.len()).unwrap_or(u32::MAX);
     key.extend(len.to_be_bytes());
@@ -136,6 +160,16 @@ fn push_part(key: &mut Vec<u8>, part: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn skipped_ranges_round_trip() {
+        let ranges = [4..=4_294_967_299, 4_294_967_400..=1_764_000_000_000_000];
+        assert_eq!(skipped_ranges(&skipped_value(&ranges)), ranges);
+        // A value from before several ranges were kept: one pair.
+        let mut one = 3u64.to_be_bytes().to_vec();
+        one.extend(9u64.to_be_bytes());
+        assert_eq!(skipped_ranges(&one), [4..=9]);
+    }
 
     #[test]
     fn alert_keys_sort_by_id() {

@@ -6,6 +6,7 @@
 //! sled has only part of (see [`super::group`]): a crash leaves either all of
 //! a change or none of it. Reads on the writer see the group's pending writes.
 
+use std::ops::RangeInclusive;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::time::Instant;
@@ -20,7 +21,7 @@ use super::StoreError;
 use crate::alert::{now_ms, rfc3339_ms, Alert, AlertId, NewAlert, Note, Status};
 use crate::urgency::UrgencySource;
 
-/// How far a restored store's sequence jumps past its backup's (see
+/// How far a restored store's sequence jumps past its backup's at least (see
 /// [`Ledger::skip_after_restore`]): more changes than any store makes
 /// between a backup and its restore.
 pub const RESTORE_GAP: u64 = 1 << 32;
@@ -596,17 +597,28 @@ impl Ledger {
     }
 
     /// After a restore from a backup taken at `seq`: the next change's
-    /// number jumps [`RESTORE_GAP`] past it, and the numbers skipped are
-    /// recorded. The original store may have used them after the backup, so
-    /// a change feed cursor among them comes from another history.
-    pub fn skip_after_restore(&mut self, seq: u64) -> Result<(), StoreError> {
-        let resumed = seq.saturating_add(RESTORE_GAP).max(self.counters.seq);
+    /// number jumps past it, by [`RESTORE_GAP`] at least and to the time of
+    /// the restore in microseconds, and the numbers skipped are recorded
+    /// beside those the backup's store had skipped (`earlier`). The original
+    /// store may have used them after the backup, and so may another restore
+    /// of the same backup, made earlier: a change feed cursor among them
+    /// comes from another history. The time makes each restore skip to its
+    /// own numbers (no store makes a change every microsecond).
+    pub fn skip_after_restore(
+        &mut self,
+        seq: u64,
+        earlier: &[RangeInclusive<u64>],
+    ) -> Result<(), StoreError> {
+        let resumed = seq
+            .saturating_add(RESTORE_GAP)
+            .max(now_ms().saturating_mul(1000))
+            .max(self.counters.seq);
         self.counters.seq = resumed;
-        let mut skipped = seq.to_be_bytes().to_vec();
-        skipped.extend(resumed.to_be_bytes());
+        let mut skipped = earlier.to_vec();
+        skipped.push(seq.saturating_add(1)..=resumed);
         let mut writes = Writes::default();
         writes.insert(keys::meta("seq"), resumed.to_be_bytes());
-        writes.insert(keys::meta("skipped"), skipped);
+        writes.insert(keys::meta("skipped"), keys::skipped_value(&skipped));
         self.apply(writes)
     }
 

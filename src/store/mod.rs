@@ -99,8 +99,9 @@ struct Inner {
     progress: Arc<Progress>,
     /// Random per database: tells one store's ETags from another's.
     instance: u64,
-    /// Sequence numbers this store skipped when it was restored.
-    skipped: Option<RangeInclusive<u64>>,
+    /// Sequence numbers this store, and the stores it was restored from,
+    /// skipped when they were restored.
+    skipped: Vec<RangeInclusive<u64>>,
     commit_timeout: Duration,
     /// Read by queries while they run: see [`group::Applying`].
     applying: group::Applying,
@@ -186,11 +187,9 @@ impl Store {
             .and_then(|k| keys::id_suffix(&k))
             .unwrap_or(AlertId::MIN);
         let seq = stored_seq(&tree)?;
-        let skipped = tree.get(keys::meta("skipped"))?.and_then(|v| {
-            let from = keys::u64_value(v.get(..8)?)?;
-            let to = keys::u64_value(v.get(8..)?)?;
-            Some(from + 1..=to)
-        });
+        let skipped = tree
+            .get(keys::meta("skipped"))?
+            .map_or_else(Vec::new, |v| keys::skipped_ranges(&v));
         let ordinals = ordinal_count(&tree)?;
         sync_dir(&path)?;
         sync_dir(data_dir)?;
@@ -318,11 +317,12 @@ impl Store {
 
     /// Whether a change feed cursor `after` comes from another history of
     /// this store: beyond its latest change, or among the numbers it skipped
-    /// when it was restored (the original may have used them after the backup).
+    /// when it, or a store it was restored from, was restored (the original
+    /// may have used them after the backup).
     pub async fn foreign_cursor(&self, after: u64) -> Result<bool, StoreError> {
         let latest = self.settled_seq().await?;
-        let skipped = self.inner.skipped.as_ref();
-        Ok(after > latest || skipped.is_some_and(|s| s.contains(&after)))
+        let skipped = &self.inner.skipped;
+        Ok(after > latest || skipped.iter().any(|s| s.contains(&after)))
     }
 
     /// Stops the writer after it has committed what is queued. Later writes fail.

@@ -11,6 +11,7 @@
 
 use std::fs::{self, File};
 use std::io::{BufRead, Seek};
+use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 
 use fs4::fs_std::FileExt;
@@ -91,6 +92,8 @@ struct Plan {
     /// by id, whatever order the lines come in.
     newest: Vec<(AlertId, u64)>,
     seq: u64,
+    /// What the backup's store had skipped (see [`super::Store::foreign_cursor`]).
+    skipped: Vec<RangeInclusive<u64>>,
 }
 
 impl Plan {
@@ -110,7 +113,12 @@ impl Plan {
         let seq = end
             .seq
             .max(newest.iter().map(|(_, s)| *s).max().unwrap_or(0));
-        Ok(Plan { newest, seq })
+        let skipped = end.skipped.iter().map(|[first, last]| *first..=*last);
+        Ok(Plan {
+            newest,
+            seq,
+            skipped: skipped.collect(),
+        })
     }
 }
 
@@ -185,6 +193,7 @@ impl Store {
         let newest = &plan.newest;
         let count = newest.len() as u64;
         let seq = plan.seq;
+        let skipped = plan.skipped.clone();
         let mut taken = vec![false; newest.len()];
         let mut batch = Vec::with_capacity(RESTORE_BATCH);
         let mut over_limits = 0;
@@ -228,7 +237,7 @@ impl Store {
         // cut short in between would leave the gap out.
         self.write_blocking(move |ledger| {
             ledger.import(batch)?;
-            ledger.skip_after_restore(seq)
+            ledger.skip_after_restore(seq, &skipped)
         })?;
         Ok(Summary {
             alerts: count,

@@ -500,3 +500,67 @@ async fn a_failed_or_killed_restore_leaves_no_store_and_the_next_one_succeeds() 
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not empty"));
 }
+
+/// The change feed's `next_after` for a consumer that reads all of it.
+async fn feed_end(app: &TestApp) -> u64 {
+    let feed: Value = app
+        .get_with("/api/v1/changes?after=0&limit=1000", Some(READ_TOKEN))
+        .await
+        .json()
+        .await
+        .unwrap();
+    feed["next_after"].as_u64().unwrap()
+}
+
+/// Asserts that a change feed consumer at `cursor` is told to read the feed again.
+async fn assert_foreign(app: &TestApp, cursor: u64) {
+    let path = format!("/api/v1/changes?after={cursor}");
+    assert_error(app.get_with(&path, Some(READ_TOKEN)).await, 409, "conflict").await;
+}
+
+#[tokio::test]
+async fn a_feed_cursor_from_another_history_is_refused_however_the_store_was_restored() {
+    let app = spawn_app().await;
+    populate(&app).await;
+    let work = tempfile::tempdir().unwrap();
+    let first = work.path().join("first.jsonl");
+    std::fs::write(&first, backup_of(&app).await).unwrap();
+    app.create_alert("high: after the backup", "1732400000.000009")
+        .await;
+    let original = feed_end(&app).await;
+
+    // Restored, changed, backed up and changed again; then that backup restored.
+    let once_dir = work.path().join("once");
+    assert!(restore(&first, &once_dir).status.success());
+    let once_server = start_server(&server_env(&once_dir));
+    let once = TestApp::at(&once_server.address);
+    once.create_alert("high: in the restore", "1732400000.000010")
+        .await;
+    let second = work.path().join("second.jsonl");
+    std::fs::write(&second, backup_of(&once).await).unwrap();
+    once.create_alert("high: after its backup", "1732400000.000011")
+        .await;
+    let once_end = feed_end(&once).await;
+
+    let twice_dir = work.path().join("twice");
+    assert!(restore(&second, &twice_dir).status.success());
+    let twice_server = start_server(&server_env(&twice_dir));
+    let twice = TestApp::at(&twice_server.address);
+    assert_foreign(&twice, original).await;
+    assert_foreign(&twice, once_end).await;
+
+    // The first backup restored again, later: the first restore's cursor
+    // stays foreign after this store has made as many changes of its own.
+    let again_dir = work.path().join("again");
+    assert!(restore(&first, &again_dir).status.success());
+    let again_server = start_server(&server_env(&again_dir));
+    let again = TestApp::at(&again_server.address);
+    for i in 0..3 {
+        again
+            .create_alert("high: another history", &format!("1732400000.00002{i}"))
+            .await;
+    }
+    assert!(feed_end(&again).await > once_end);
+    assert_foreign(&again, once_end).await;
+    assert_foreign(&again, original).await;
+}

@@ -291,3 +291,38 @@ fn a_restore_still_running_keeps_its_staging_directory() {
     assert!(staging.join("half").exists());
     assert!(!store_dir(dir.path()).exists());
 }
+
+#[test]
+fn skipped_ranges_in_the_trailer_carry_over_and_bad_ones_are_refused() {
+    let text = String::from_utf8(backup_of(&alerts(3)).into_inner()).unwrap();
+    let seq = alerts(3).iter().map(|a| a.seq).max().unwrap();
+    assert!(seq >= 2, "room for a range below the backup's seq");
+    let with = |skipped: &str| {
+        let end = format!("\"seq\":{seq}}}}}");
+        let text = text.replace(&end, &format!("\"seq\":{seq},\"skipped\":{skipped}}}}}"));
+        assert_ne!(
+            text,
+            String::from_utf8(backup_of(&alerts(3)).into_inner()).unwrap()
+        );
+        Cursor::new(text.into_bytes())
+    };
+    let work = tempfile::tempdir().unwrap();
+    for bad in ["[[0,1]]", "[[2,1]]", &format!("[[1,{}]]", seq + 1)] {
+        let data = work.path().join(bad);
+        let refused = restore_from(&data, &mut with(bad));
+        assert!(
+            matches!(refused, Err(RestoreError::Format { line: 5, .. })),
+            "{bad}: {refused:?}"
+        );
+        assert!(!data.exists(), "{bad}");
+    }
+
+    let data = work.path().join("good");
+    restore_from(&data, &mut with(&format!("[[1,{}]]", seq - 1))).unwrap();
+    let store = open_clean(&data);
+    let skipped = &store.inner.skipped;
+    assert_eq!(skipped.len(), 2, "{skipped:?}");
+    assert_eq!(skipped[0], 1..=seq - 1);
+    assert_eq!(*skipped[1].start(), seq + 1);
+    store.close();
+}
