@@ -223,16 +223,19 @@ fn resolve_token(flag: Option<Secret>, file: Option<&Path>) -> Result<Secret, Fa
     Ok(Secret::new(token))
 }
 
-/// Prints the server's JSON as sent, or `render` of it for people.
+/// Prints the server's JSON as sent, or `render` of it for people. Either way
+/// the answer must be a `T`: a 200 from something that is not klaxon (a login
+/// page, say) is not a success.
 fn output<T: DeserializeOwned>(
     answer: &Answer,
     json: bool,
     render: impl FnOnce(T) -> String,
 ) -> Result<(), Failure> {
+    let parsed = answer.parse()?;
     if json {
         print(&format!("{}\n", answer.body.trim_end()));
     } else {
-        print(&render(answer.parse()?));
+        print(&render(parsed));
     }
     Ok(())
 }

@@ -1,5 +1,7 @@
 //! `klaxon alerts list`: filters, paging and `--all`.
 
+use std::collections::HashSet;
+
 use clap::Args;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -126,6 +128,8 @@ pub(super) fn list(client: &Client, args: &ListArgs, json: bool) -> Result<(), F
         let limit = args.limit.unwrap_or(DEFAULT_LIMIT);
         let answer = client.get(&args.path(limit, args.cursor.as_deref()))?;
         if json {
+            // Checked to be a page, then printed as sent.
+            answer.parse::<Page<Box<RawValue>>>()?;
             print(&format!("{}\n", answer.body.trim_end()));
             return Ok(());
         }
@@ -155,16 +159,18 @@ pub(super) fn list(client: &Client, args: &ListArgs, json: bool) -> Result<(), F
 fn every_page<T: DeserializeOwned>(client: &Client, args: &ListArgs) -> Result<Vec<T>, Failure> {
     let mut alerts = Vec::new();
     let mut cursor: Option<String> = None;
+    // A server (or a proxy) that sends a cursor again would loop for ever.
+    let mut seen = HashSet::new();
     loop {
         let path = args.path(args.limit.unwrap_or(MAX_PAGE), cursor.as_deref());
         let page: Page<T> = client.get(&path)?.parse()?;
         alerts.extend(page.alerts);
         match page.next_cursor {
             None => return Ok(alerts),
-            Some(next) if cursor.as_ref() == Some(&next) => {
-                return Err(Failure::BadAnswer(
-                    "the server gave the same cursor twice".into(),
-                ));
+            Some(next) if !seen.insert(next.clone()) => {
+                return Err(Failure::BadAnswer(format!(
+                    "the server gave the cursor {next} twice"
+                )));
             }
             Some(next) => cursor = Some(next),
         }

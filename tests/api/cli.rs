@@ -327,12 +327,12 @@ async fn list_all_waits_out_the_rate_limit_instead_of_failing() {
     assert_eq!(ids(&page).len(), 12);
 }
 
-/// Serves `pages` as the answers to successive GETs on `listener`, each on its own connection,
-/// and returns the request lines it was sent.
-fn serve_pages(listener: std::net::TcpListener, pages: Vec<Value>) -> Vec<String> {
+/// Serves `answers` (content type, body) to successive requests on `listener`, each on its own
+/// connection: a server that is not this klaxon. Returns the request lines it was sent.
+fn serve_answers(listener: std::net::TcpListener, answers: Vec<(&str, String)>) -> Vec<String> {
     use std::io::{BufRead, BufReader, Write};
     let mut requests = Vec::new();
-    for page in pages {
+    for (content_type, body) in answers {
         let (stream, _) = listener.accept().unwrap();
         let mut reader = BufReader::new(stream);
         let mut line = String::new();
@@ -345,16 +345,29 @@ fn serve_pages(listener: std::net::TcpListener, pages: Vec<Value>) -> Vec<String
                 break;
             }
         }
-        let body = page.to_string();
         let mut stream = reader.into_inner();
         write!(
             stream,
-            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            "HTTP/1.1 200 OK\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
             body.len()
         )
         .unwrap();
     }
     requests
+}
+
+/// [`serve_answers`] of JSON pages, on a thread; the server's address.
+fn serve_pages(pages: Vec<Value>) -> (String, std::thread::JoinHandle<Vec<String>>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let server = format!("http://{}", listener.local_addr().unwrap());
+    let answers = pages
+        .iter()
+        .map(|p| ("application/json", p.to_string()))
+        .collect();
+    (
+        server,
+        std::thread::spawn(move || serve_answers(listener, answers)),
+    )
 }
 
 #[tokio::test]
@@ -372,9 +385,7 @@ async fn list_all_json_keeps_fields_this_client_does_not_know() {
         json!({"alerts": [newer[0]], "next_cursor": newer[0]["id"]}),
         json!({"alerts": [newer[1]], "next_cursor": null}),
     ];
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let server = format!("http://{}", listener.local_addr().unwrap());
-    let fake = std::thread::spawn(move || serve_pages(listener, pages));
+    let (server, fake) = serve_pages(pages);
 
     let all = run(
         &app,
@@ -389,4 +400,54 @@ async fn list_all_json_keeps_fields_this_client_does_not_know() {
     let requests = fake.join().unwrap();
     let cursor = format!("cursor={}", newer[0]["id"].as_str().unwrap());
     assert!(requests[1].contains(&cursor), "{requests:?}");
+}
+
+#[tokio::test]
+async fn json_output_is_checked_to_be_klaxons_answer() {
+    // Something else answers 200 at --server: a login page, say.
+    let app = spawn_app().await;
+    let login = "<html><body>sign in</body></html>".to_owned();
+    let commands: [&[&str]; 4] = [
+        &["show", "038ghtk7y2000", "--json"],
+        &["list", "--json"],
+        &["resolve", "038ghtk7y2000", "--json"],
+        &["summary", "--json"],
+    ];
+    for args in commands {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let server = format!("http://{}", listener.local_addr().unwrap());
+        let answers = vec![("text/html", login.clone())];
+        let fake = std::thread::spawn(move || serve_answers(listener, answers));
+        let mut with_server = args.to_vec();
+        with_server.extend(["--server", &server]);
+
+        let out = run(&app, WRITE_TOKEN, &with_server).await;
+
+        assert_eq!(out.code, 1, "{args:?}: {}", out.stdout);
+        assert!(out.stdout.is_empty(), "{args:?}: {}", out.stdout);
+        assert!(
+            out.stderr.contains("not what klaxon expects"),
+            "{}",
+            out.stderr
+        );
+        fake.join().unwrap();
+    }
+}
+
+#[tokio::test]
+async fn list_all_stops_when_a_cursor_comes_round_again() {
+    let app = spawn_app().await;
+    let page = |cursor: &str| json!({"alerts": [], "next_cursor": cursor});
+    let (server, fake) = serve_pages(vec![page("A"), page("B"), page("A")]);
+
+    let out = run(
+        &app,
+        READ_TOKEN,
+        &["list", "--all", "--json", "--server", &server],
+    )
+    .await;
+
+    assert_eq!(out.code, 1, "{}", out.stdout);
+    assert!(out.stderr.contains("cursor A twice"), "{}", out.stderr);
+    assert_eq!(fake.join().unwrap().len(), 3);
 }
