@@ -156,9 +156,22 @@ fn rate_key(ip: IpAddr) -> IpAddr {
 }
 
 /// The address at the end of a forwarding header's value: `ip`, `ip:port`,
-/// `[ipv6]` or `[ipv6]:port`, as proxies write them.
+/// `[ipv6]` or `[ipv6]:port`, as proxies write them, or in RFC 7239's
+/// `Forwarded` the `for=` of the last element (quoted or not).
 fn forwarded_ip(value: &[u8]) -> Option<IpAddr> {
-    let last = std::str::from_utf8(value).ok()?.rsplit(',').next()?.trim();
+    let mut last = std::str::from_utf8(value).ok()?.rsplit(',').next()?.trim();
+    if last.contains('=') {
+        let for_param = last.split(';').find_map(|pair| {
+            let (name, value) = pair.split_once('=')?;
+            name.trim()
+                .eq_ignore_ascii_case("for")
+                .then_some(value.trim())
+        })?;
+        last = for_param
+            .strip_prefix('"')
+            .and_then(|v| v.strip_suffix('"'))
+            .unwrap_or(for_param);
+    }
     last.parse()
         .ok()
         .or_else(|| last.parse::<SocketAddr>().ok().map(|a| a.ip()))
@@ -308,7 +321,15 @@ mod tests {
         assert_eq!(forwarded_ip(b" 2001:db8::1 "), ip("2001:db8::1"));
         assert_eq!(forwarded_ip(b"[2001:db8::1]:4444"), ip("2001:db8::1"));
         assert_eq!(forwarded_ip(b"[2001:db8::1]"), ip("2001:db8::1"));
+        // RFC 7239 `Forwarded`.
+        let rfc7239 = b"for=198.51.100.7;proto=https, For=\"[2001:db8:cafe::17]:4711\";by=10.0.0.1";
+        assert_eq!(forwarded_ip(rfc7239), ip("2001:db8:cafe::17"));
+        assert_eq!(forwarded_ip(b"proto=http;for=192.0.2.60"), ip("192.0.2.60"));
         for unreadable in [
+            &b"for=unknown"[..],
+            b"for=_hidden;proto=https",
+            b"proto=https;by=203.0.113.43",
+            b"for=\"203.0.113.9",
             &b"unknown"[..],
             b"203.0.113.9,",
             b"",

@@ -288,6 +288,7 @@ fn without_metric(text: &str, name: &str) -> String {
         (status = 200, description = "Prometheus text format 0.0.4.", body = String,
             content_type = "text/plain"),
         crate::api::responses::Unauthenticated,
+        crate::api::responses::ForbiddenNetwork,
         crate::api::responses::HeadersTooLarge
     )
 )]

@@ -114,9 +114,11 @@ pub struct ServeArgs {
     pub client_ip_header: Option<String>,
     /// Networks allowed to call /slack/*, comma-separated CIDRs [default: all]
     #[arg(long, env = "KLAXON_ALLOW_FROM_SLACK", value_name = "CIDRS", value_delimiter = ',', value_parser = parse_net)]
+    #[serde(deserialize_with = "nets")]
     pub allow_from_slack: Option<Vec<IpNet>>,
     /// Networks allowed to call /api/*, comma-separated CIDRs [default: all]
     #[arg(long, env = "KLAXON_ALLOW_FROM_API", value_name = "CIDRS", value_delimiter = ',', value_parser = parse_net)]
+    #[serde(deserialize_with = "nets")]
     pub allow_from_api: Option<Vec<IpNet>>,
 }
 
@@ -126,6 +128,15 @@ fn parse_net(raw: &str) -> Result<IpNet, String> {
     raw.parse::<IpNet>()
         .or_else(|_| raw.parse::<std::net::IpAddr>().map(IpNet::from))
         .map_err(|_| format!("{raw:?} is not a network such as 10.0.0.0/8 or an address"))
+}
+
+/// Networks in the file are read as in the environment: a CIDR or a single address.
+fn nets<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Vec<IpNet>>, D::Error> {
+    let raw = <Vec<String> as serde::Deserialize>::deserialize(d)?;
+    let nets = raw.iter().map(|net| parse_net(net));
+    nets.collect::<Result<_, _>>()
+        .map(Some)
+        .map_err(serde::de::Error::custom)
 }
 
 /// An urgency in the file is read as in the environment: any case.

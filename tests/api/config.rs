@@ -402,3 +402,33 @@ fn offline_commands_find_the_data_dir_as_serve_does() {
         stderr(&out)
     );
 }
+
+#[test]
+fn networks_in_the_file_are_read_like_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("klaxon.toml");
+    let env = [
+        ("KLAXON_CONFIG", file.display().to_string()),
+        ("SLACK_VERIFICATION_TOKEN", "t".to_owned()),
+    ];
+    std::fs::write(
+        &file,
+        "allow_from_api = [\"203.0.113.7\", \"10.0.0.0/8\"]\nallow_from_slack = [\"2001:db8::1\"]\n",
+    )
+    .unwrap();
+    let (code, stdout, stderr) = check_config(&[], &env);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        line(&stdout, "allow_from_api").ends_with("203.0.113.7/32, 10.0.0.0/8"),
+        "{stdout}"
+    );
+    assert!(
+        line(&stdout, "allow_from_slack").ends_with("2001:db8::1/128"),
+        "{stdout}"
+    );
+
+    std::fs::write(&file, "allow_from_api = [\"10.0.0.0/33\"]\n").unwrap();
+    let (code, _, stderr) = check_config(&[], &env);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("line 1"), "{stderr}");
+}

@@ -306,7 +306,12 @@ async fn health_metrics_and_guard_answers_match_the_document() {
 
     let fenced = spawn_app_with(|s| s.allow_from_api = vec!["10.0.0.0/8".parse().unwrap()]).await;
     let res = fenced.get_with("/api/v1/alerts", Some(READ_TOKEN)).await;
-    check(vec![("GET", "/api/v1/alerts", res, 403)]).await;
+    let metrics = fenced.get_with("/metrics", Some(READ_TOKEN)).await;
+    check(vec![
+        ("GET", "/api/v1/alerts", res, 403),
+        ("GET", "/metrics", metrics, 403),
+    ])
+    .await;
 
     let limited = spawn_app_with(|s| {
         s.api_rate = RateLimit {
