@@ -15,7 +15,7 @@ const LOADERS: u64 = 6;
 /// One request through a surface chosen by `n`; the alert id when answered 200.
 async fn post_one(client: &Client, address: &str, n: u64) -> Option<String> {
     let ts = format!("1733000000.{n:06}");
-    let res = if n % 2 == 0 {
+    let res = if n.is_multiple_of(2) {
         let mut event = event_fixture("message");
         event["event"]["ts"] = ts.into();
         event["event_id"] = format!("EvCRASH{n}").into();
