@@ -451,3 +451,81 @@ async fn list_all_stops_when_a_cursor_comes_round_again() {
     assert!(out.stderr.contains("cursor A twice"), "{}", out.stderr);
     assert_eq!(fake.join().unwrap().len(), 3);
 }
+
+/// A TLS server on localhost whose certificate an unknown CA signed: it
+/// answers one request with an empty summary. The CA's PEM, and the address.
+fn tls_summary_server() -> (String, String) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    use std::io::{BufRead, BufReader, Write};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["localhost".to_owned()])
+        .unwrap()
+        .signed_by(&key, &ca, &ca_key)
+        .unwrap();
+    let config = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![cert.der().clone()],
+            rustls::pki_types::PrivatePkcs8KeyDer::from(key.serialize_der()).into(),
+        )
+        .unwrap();
+    let config = std::sync::Arc::new(config);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = format!(
+        "https://localhost:{}",
+        listener.local_addr().unwrap().port()
+    );
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let conn = rustls::ServerConnection::new(config.clone()).unwrap();
+            let mut tls = BufReader::new(rustls::StreamOwned::new(conn, stream.unwrap()));
+            let mut line = String::new();
+            // A handshake the client refused ends here.
+            while tls.read_line(&mut line).is_ok_and(|n| n > 0) && line != "\r\n" {
+                line.clear();
+            }
+            let body = r#"{"total":0,"by_status":{},"by_urgency":{},"by_status_and_urgency":{}}"#;
+            let _ = write!(
+                tls.get_mut(),
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = tls.get_mut().flush();
+        }
+    });
+    (ca.pem(), address)
+}
+
+#[tokio::test]
+async fn https_servers_are_trusted_through_the_systems_ca_store() {
+    let app = spawn_app().await;
+    let (ca, server) = tls_summary_server();
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, ca).unwrap();
+    let args = [
+        "--token", READ_TOKEN, "summary", "--json", "--server", &server,
+    ];
+
+    let unknown = run_env(&app, &args, &[]).await;
+    let trusted = run_env(
+        &app,
+        &args,
+        &[("SSL_CERT_FILE", ca_file.display().to_string())],
+    )
+    .await;
+
+    assert_eq!(unknown.code, 2, "{}", unknown.stderr);
+    assert!(
+        unknown.stderr.contains("UnknownIssuer"),
+        "{}",
+        unknown.stderr
+    );
+    assert_eq!(trusted.code, 0, "{}", trusted.stderr);
+    let summary: Value = serde_json::from_str(&trusted.stdout).unwrap();
+    assert_eq!(summary["total"], 0);
+}
