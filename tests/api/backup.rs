@@ -3,7 +3,9 @@ use std::path::Path;
 use serde_json::{json, Value};
 
 use crate::helpers::{assert_error, event_fixture, spawn_app, TestApp, READ_TOKEN, WRITE_TOKEN};
-use crate::process::{assert_store_clean, command, serve_refused, server_env, start_server};
+use crate::process::{
+    assert_store_clean, command, serve_refused, server_env, start_server, Process,
+};
 
 /// A store with every kind of state: open, acknowledged, resolved, notes, both surfaces.
 async fn populate(app: &TestApp) -> Vec<Value> {
@@ -512,6 +514,19 @@ async fn feed_end(app: &TestApp) -> u64 {
     feed["next_after"].as_u64().unwrap()
 }
 
+/// Restores `file` into `dir` and serves it: the server (running while held) and a client.
+fn serve_restored(file: &Path, dir: &Path) -> (Process, TestApp) {
+    let out = restore(file, dir);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let server = start_server(&server_env(dir));
+    let app = TestApp::at(&server.address);
+    (server, app)
+}
+
 /// Asserts that a change feed consumer at `cursor` is told to read the feed again.
 async fn assert_foreign(app: &TestApp, cursor: u64) {
     let path = format!("/api/v1/changes?after={cursor}");
@@ -530,10 +545,7 @@ async fn a_feed_cursor_from_another_history_is_refused_however_the_store_was_res
     let original = feed_end(&app).await;
 
     // Restored, changed, backed up and changed again; then that backup restored.
-    let once_dir = work.path().join("once");
-    assert!(restore(&first, &once_dir).status.success());
-    let once_server = start_server(&server_env(&once_dir));
-    let once = TestApp::at(&once_server.address);
+    let (_once_server, once) = serve_restored(&first, &work.path().join("once"));
     once.create_alert("high: in the restore", "1732400000.000010")
         .await;
     let second = work.path().join("second.jsonl");
@@ -542,19 +554,13 @@ async fn a_feed_cursor_from_another_history_is_refused_however_the_store_was_res
         .await;
     let once_end = feed_end(&once).await;
 
-    let twice_dir = work.path().join("twice");
-    assert!(restore(&second, &twice_dir).status.success());
-    let twice_server = start_server(&server_env(&twice_dir));
-    let twice = TestApp::at(&twice_server.address);
+    let (_twice_server, twice) = serve_restored(&second, &work.path().join("twice"));
     assert_foreign(&twice, original).await;
     assert_foreign(&twice, once_end).await;
 
     // The first backup restored again, later: the first restore's cursor
     // stays foreign after this store has made as many changes of its own.
-    let again_dir = work.path().join("again");
-    assert!(restore(&first, &again_dir).status.success());
-    let again_server = start_server(&server_env(&again_dir));
-    let again = TestApp::at(&again_server.address);
+    let (_again_server, again) = serve_restored(&first, &work.path().join("again"));
     for i in 0..3 {
         again
             .create_alert("high: another history", &format!("1732400000.00002{i}"))

@@ -356,6 +356,16 @@ fn serve_answers(listener: std::net::TcpListener, answers: Vec<(&str, String)>) 
     requests
 }
 
+/// `list --all --json` against `server` (not `app`, whose tokens it uses).
+async fn list_all_json_from(app: &TestApp, server: &str) -> Run {
+    run(
+        app,
+        READ_TOKEN,
+        &["list", "--all", "--json", "--server", server],
+    )
+    .await
+}
+
 /// [`serve_answers`] of JSON pages, on a thread; the server's address.
 fn serve_pages(pages: Vec<Value>) -> (String, std::thread::JoinHandle<Vec<String>>) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -387,12 +397,7 @@ async fn list_all_json_keeps_fields_this_client_does_not_know() {
     ];
     let (server, fake) = serve_pages(pages);
 
-    let all = run(
-        &app,
-        READ_TOKEN,
-        &["list", "--all", "--json", "--server", &server],
-    )
-    .await;
+    let all = list_all_json_from(&app, &server).await;
 
     assert_eq!(all.code, 0, "{}", all.stderr);
     let printed: Value = serde_json::from_str(&all.stdout).unwrap();
@@ -440,12 +445,7 @@ async fn list_all_stops_when_a_cursor_comes_round_again() {
     let page = |cursor: &str| json!({"alerts": [], "next_cursor": cursor});
     let (server, fake) = serve_pages(vec![page("A"), page("B"), page("A")]);
 
-    let out = run(
-        &app,
-        READ_TOKEN,
-        &["list", "--all", "--json", "--server", &server],
-    )
-    .await;
+    let out = list_all_json_from(&app, &server).await;
 
     assert_eq!(out.code, 1, "{}", out.stdout);
     assert!(out.stderr.contains("cursor A twice"), "{}", out.stderr);
