@@ -5,6 +5,7 @@
 
 use std::fmt;
 use std::io::Read;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
@@ -118,6 +119,7 @@ impl Client {
             )));
         }
         let agent = ureq::AgentBuilder::new()
+            .tls_config(tls_config()?)
             .timeout(TIMEOUT)
             // A redirect would drop or leak the token; say where it points instead.
             .redirects(0)
@@ -209,6 +211,31 @@ impl Client {
     }
 }
 
+/// TLS that trusts the public roots ureq bundles and the system's CA
+/// certificates (`SSL_CERT_FILE` or `SSL_CERT_DIR` stand in for the system's
+/// when set), so a server behind an internal CA works once its CA is there.
+fn tls_config() -> Result<Arc<rustls::ClientConfig>, Failure> {
+    let roots = trusted_roots();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Failure::Connection(format!("cannot set up TLS: {e}")))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+/// The public roots, and the system's (none readable, in a minimal image, leaves the public ones).
+fn trusted_roots() -> rustls::RootCertStore {
+    let mut roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    if let Ok(system) = rustls_native_certs::load_native_certs() {
+        roots.add_parsable_certificates(system);
+    }
+    roots
+}
+
 fn read_body(response: ureq::Response) -> std::io::Result<String> {
     let mut body = String::new();
     response
@@ -236,6 +263,17 @@ fn api_failure(status: u16, response: ureq::Response) -> Failure {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_public_roots_are_trusted_beside_the_systems() {
+        let roots = trusted_roots();
+        let public = webpki_roots::TLS_SERVER_ROOTS;
+        assert!(roots.len() >= public.len());
+        let subjects: Vec<&[u8]> = roots.roots.iter().map(|r| r.subject.as_ref()).collect();
+        assert!(public
+            .iter()
+            .all(|r| subjects.contains(&r.subject.as_ref())));
+    }
 
     #[test]
     fn server_urls_must_be_http() {

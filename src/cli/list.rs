@@ -9,6 +9,7 @@ use serde_json::value::RawValue;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
+use super::alerts::AlertShape;
 use super::client::{Client, Failure};
 use super::print;
 use super::table;
@@ -129,7 +130,7 @@ pub(super) fn list(client: &Client, args: &ListArgs, json: bool) -> Result<(), F
         let answer = client.get(&args.path(limit, args.cursor.as_deref()))?;
         if json {
             // Checked to be a page, then printed as sent.
-            answer.parse::<Page<Box<RawValue>>>()?;
+            answer.parse::<Page<AlertShape>>()?;
             print(&format!("{}\n", answer.body.trim_end()));
             return Ok(());
         }
@@ -168,8 +169,10 @@ fn every_page<T: DeserializeOwned>(client: &Client, args: &ListArgs) -> Result<V
         match page.next_cursor {
             None => return Ok(alerts),
             Some(next) if !seen.insert(next.clone()) => {
+                // The server's text, made safe for a terminal and kept short.
+                let shown: String = table::clean(&next).chars().take(40).collect();
                 return Err(Failure::BadAnswer(format!(
-                    "the server gave the cursor {next} twice"
+                    "the server gave the cursor {shown} twice"
                 )));
             }
             Some(next) => cursor = Some(next),

@@ -134,9 +134,10 @@ fn parse_net(raw: &str) -> Result<IpNet, String> {
 fn nets<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Vec<IpNet>>, D::Error> {
     let raw = <Vec<String> as serde::Deserialize>::deserialize(d)?;
     let nets = raw.iter().map(|net| parse_net(net));
-    nets.collect::<Result<_, _>>()
-        .map(Some)
-        .map_err(serde::de::Error::custom)
+    // Not quoted back: config file errors never echo a value.
+    nets.collect::<Result<_, _>>().map(Some).map_err(|_| {
+        serde::de::Error::custom("each entry must be a network such as 10.0.0.0/8 or an address")
+    })
 }
 
 /// An urgency in the file is read as in the environment: any case.

@@ -443,12 +443,17 @@ async fn json_output_is_checked_to_be_klaxons_answer() {
 async fn list_all_stops_when_a_cursor_comes_round_again() {
     let app = spawn_app().await;
     let page = |cursor: &str| json!({"alerts": [], "next_cursor": cursor});
-    let (server, fake) = serve_pages(vec![page("A"), page("B"), page("A")]);
+    let cycle = "A\u{1b}]0;title\u{7}";
+    let (server, fake) = serve_pages(vec![page(cycle), page("B"), page(cycle)]);
 
     let out = list_all_json_from(&app, &server).await;
 
     assert_eq!(out.code, 1, "{}", out.stdout);
-    assert!(out.stderr.contains("cursor A twice"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("cursor A�]0;title� twice"),
+        "{}",
+        out.stderr
+    );
     assert_eq!(fake.join().unwrap().len(), 3);
 }
 
@@ -501,7 +506,7 @@ fn tls_summary_server() -> (String, String) {
 }
 
 #[tokio::test]
-async fn https_servers_are_trusted_through_the_systems_ca_store() {
+async fn an_https_server_behind_an_internal_ca_is_trusted_through_ssl_cert_file() {
     let app = spawn_app().await;
     let (ca, server) = tls_summary_server();
     let dir = tempfile::tempdir().unwrap();
@@ -528,4 +533,31 @@ async fn https_servers_are_trusted_through_the_systems_ca_store() {
     assert_eq!(trusted.code, 0, "{}", trusted.stderr);
     let summary: Value = serde_json::from_str(&trusted.stdout).unwrap();
     assert_eq!(summary["total"], 0);
+}
+
+#[tokio::test]
+async fn json_output_passes_a_newer_servers_alert_through_as_sent() {
+    // A real alert as a newer server might send it: a status and a field this client lacks.
+    let app = spawn_app().await;
+    let id = app.create_alert("high: disk", "1732400300.000001").await;
+    let mut alert = stored(&app, &id).await;
+    alert["status"] = json!("snoozed");
+    alert["escalation"] = json!({"level": 2});
+    for args in [["show", &id, "--json"], ["resolve", &id, "--json"]] {
+        let (server, fake) = serve_pages(vec![alert.clone()]);
+        let mut with_server = args.to_vec();
+        with_server.extend(["--server", &server]);
+
+        let out = run(&app, WRITE_TOKEN, &with_server).await;
+
+        assert_eq!(out.code, 0, "{args:?}: {}", out.stderr);
+        let printed: Value = serde_json::from_str(&out.stdout).unwrap();
+        assert_eq!(printed, alert);
+        fake.join().unwrap();
+    }
+    // A page whose alerts are not alerts is not a listing.
+    let (server, fake) = serve_pages(vec![json!({"alerts": [1], "next_cursor": null})]);
+    let out = run(&app, READ_TOKEN, &["list", "--json", "--server", &server]).await;
+    assert_eq!(out.code, 1, "{}", out.stdout);
+    fake.join().unwrap();
 }

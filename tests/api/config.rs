@@ -427,8 +427,12 @@ fn networks_in_the_file_are_read_like_the_environment() {
         "{stdout}"
     );
 
-    std::fs::write(&file, "allow_from_api = [\"10.0.0.0/33\"]\n").unwrap();
+    std::fs::write(&file, "allow_from_api = [\"10.0.0.0/8\", \"TOPSECRET\"]\n").unwrap();
     let (code, _, stderr) = check_config(&[], &env);
     assert_eq!(code, 2);
-    assert!(stderr.contains("line 1"), "{stderr}");
+    assert!(
+        stderr.contains("line 1") && stderr.contains("must be a network"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("TOPSECRET"), "{stderr}");
 }
