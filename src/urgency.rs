@@ -95,9 +95,20 @@ static UNSPACED_SCRIPT: LazyLock<Regex> = LazyLock::new(|| {
 /// the words, while "high-priority", "CRITICAL:", "(low)" and "DBがhighです"
 /// are.
 fn joins_word(c: char) -> bool {
-    let mut utf8 = [0; 4];
-    c == '_' || (c.is_alphanumeric() && !UNSPACED_SCRIPT.is_match(c.encode_utf8(&mut utf8)))
+    c == '_' || is_spaced_letter(c)
 }
+
+/// A letter or digit of a script that puts spaces between words: one next to
+/// an urgency word, or to the `_` of italics, makes them one word.
+fn is_spaced_letter(c: char) -> bool {
+    let mut utf8 = [0; 4];
+    c.is_alphanumeric() && !UNSPACED_SCRIPT.is_match(c.encode_utf8(&mut utf8))
+}
+
+/// What stands in for a piece of markup once it is taken out of the text: no
+/// letter and no space, so a `~` or `_` against a mention or link still marks
+/// an edge (`~<@U1> critical~` is struck) and a word against it stays a word.
+const MARKUP: char = '\u{FFFC}';
 
 /// The highest urgency named in `text`, if any: never under-page. Only the
 /// words people wrote count, not Slack markup: a link's address, a mention
@@ -139,12 +150,12 @@ fn written_words(text: &str) -> Cow<'_, str> {
                 target,
                 label: Some(label),
             } if !target.starts_with(['@', '#', '!']) && !is_address_of(label, target) => {
-                // Spaced: `critical<https://x|dash>` still names critical.
-                words.push(' ');
+                // Set apart: `critical<https://x|dash>` still names critical.
+                words.push(MARKUP);
                 words.push_str(label);
-                words.push(' ');
+                words.push(MARKUP);
             }
-            Piece::Markup { .. } => words.push(' '),
+            Piece::Markup { .. } => words.push(MARKUP),
         }
     }
     Cow::Owned(words)
@@ -214,7 +225,8 @@ fn without_struck_words(text: &str) -> Cow<'_, str> {
 
 /// `text` with the underscores at either edge of a word as spaces: Slack
 /// sends italics as `_critical_`, and `\b` counts `_` as a letter. Inside a
-/// word (`critical_path`) they stay, so an identifier names no urgency.
+/// word (`critical_path`) they stay, so an identifier names no urgency; text
+/// written without spaces is no word of it (`DBが_critical_です`).
 fn without_italics(text: &str) -> Cow<'_, str> {
     if !text.contains('_') {
         return Cow::Borrowed(text);
@@ -222,7 +234,7 @@ fn without_italics(text: &str) -> Cow<'_, str> {
     let chars: Vec<char> = text.chars().collect();
     let letter = |i: Option<usize>| {
         i.and_then(|i| chars.get(i))
-            .is_some_and(|c| c.is_alphanumeric())
+            .is_some_and(|&c| is_spaced_letter(c))
     };
     let mut out = String::with_capacity(text.len());
     let mut i = 0;
@@ -297,6 +309,23 @@ mod tests {
             ("~~critical~~", None),
             ("~a ~b ~c ~critical", Some(Urgency::Critical)),
             ("~a\n~critical~ low", Some(Urgency::Low)),
+            // Markup at a stretch's edge or inside it is struck with it.
+            ("~critical <@U1>~ low", Some(Urgency::Low)),
+            ("~<@U1> critical~ low", Some(Urgency::Low)),
+            (
+                "~<https://x.example|critical>~ never mind, low",
+                Some(Urgency::Low),
+            ),
+            (
+                "low, ~see <https://x.example|critical incident>~",
+                Some(Urgency::Low),
+            ),
+            ("<@U1>~critical~ low", Some(Urgency::Low)),
+            // A `~` inside a link's address strikes nothing.
+            (
+                "<https://x.example/~a|a> critical <https://x.example/b~|b>",
+                Some(Urgency::Critical),
+            ),
         ] {
             assert_eq!(named_in(text), named, "{text}");
         }
@@ -366,6 +395,8 @@ mod tests {
             ("see critical_path_service", None),
             ("_critical_path_ slow", None),
             ("high_cpu alarm", None),
+            ("DBが_critical_です", Some(Urgency::Critical)),
+            ("<@U1>_high_", Some(Urgency::High)),
         ] {
             assert_eq!(named_in(text), want, "{text}");
         }
