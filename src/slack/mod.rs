@@ -35,10 +35,10 @@ pub fn check_ids<'a>(
     }
 }
 
-/// A field Slack sent, if it holds anything: an empty id or ts is a missing
-/// one (two messages with an empty ts would otherwise be one).
+/// A field Slack sent, if it holds anything: an empty or blank id or ts is a
+/// missing one (two messages with an empty ts would otherwise be one).
 pub fn given<T: AsRef<str>>(value: Option<T>) -> Option<T> {
-    value.filter(|v| !v.as_ref().is_empty())
+    value.filter(|v| !v.as_ref().trim().is_empty())
 }
 
 /// Where a message stands in its thread: the same rule on both surfaces,

@@ -1,6 +1,6 @@
 use serde_json::Value;
 
-use crate::helpers::{event_fixture, fixture, reply, spawn_app, TestApp};
+use crate::helpers::{assert_error, event_fixture, fixture, reply, spawn_app, TestApp};
 
 async fn alert_from_fixture(app: &TestApp) -> String {
     let created: Value = app
@@ -454,4 +454,19 @@ async fn an_ack_after_the_trigger_word_acknowledges_even_when_the_event_came_fir
         1,
         "the event's note stays"
     );
+}
+
+#[tokio::test]
+async fn a_reply_with_a_blank_ts_is_refused_or_ignored_not_kept_under_a_blank_key() {
+    let app = spawn_app().await;
+    let id = alert_from_fixture(&app).await;
+    let form =
+        fixture("outgoing/thread_reply.form").replace("timestamp=1732358800.000700", "timestamp=+");
+    let res = app.post_outgoing(&form).await;
+    assert_error(res, 400, "missing-field").await;
+    let blank = reply("still failing", " ", "EvBLANKTS");
+    let res: Value = app.post_event(&blank).await.json().await.unwrap();
+    assert_eq!(res["ignored"], "event without channel or ts");
+    let alert: Value = app.get_alert(&id).await.json().await.unwrap();
+    assert_eq!(alert["notes"], serde_json::json!([]));
 }
