@@ -219,7 +219,11 @@ mod tests {
             }
             db.flush().unwrap();
         }
-        let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
+        // Opened as `klaxon serve` opens it: on its async runtime.
+        let path = dir.path().to_owned();
+        let store = actix_web::rt::System::new()
+            .block_on(async move { Store::open(&path, &StoreOptions::default()) })
+            .unwrap();
         assert!(dir.path().join("v1.migrated").is_dir());
         assert!(!dir.path().join("v1").exists());
         assert!(!dir.path().join(".migrating").exists());

@@ -140,7 +140,13 @@ impl Store {
         create_dirs(data_dir)?;
         refuse_newer_schema(data_dir)?;
         refuse_unfinished_restore(data_dir)?;
-        migrate::from_v1(data_dir, options)?;
+        // On a thread of its own: the migration waits for its writer, which
+        // a caller on an async runtime (`klaxon serve` starting) may not do.
+        std::thread::scope(|s| {
+            s.spawn(|| migrate::from_v1(data_dir, options))
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        })?;
         let path = store_dir(data_dir);
         let db = open_sled(&path, options)?;
         let tree = db.open_tree("klaxon")?;
