@@ -386,6 +386,55 @@ fn a_crash_after_a_group_too_big_for_the_journal_keeps_every_answered_change() {
     reopened.close();
 }
 
+/// Runs `change` on the writer and returns what a read starting as it is
+/// answered would see: the sequence number it reads at, or `None` while it
+/// still waits for the tree to hold the change.
+fn read_as_answered(
+    store: &Store,
+    change: impl FnOnce(&mut Ledger) -> Result<(), StoreError> + Send + 'static,
+) -> Option<u64> {
+    let progress = store.inner.progress.clone();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let job: writer::Job = Box::new(move |ledger| {
+        let outcome = ledger.transact(change);
+        Box::new(move |synced: Result<(), StoreError>| {
+            synced.and(outcome).unwrap();
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .build()
+                .unwrap();
+            // A zero timeout still polls the read once.
+            let read = runtime
+                .block_on(async { tokio::time::timeout(Duration::ZERO, progress.settled()).await });
+            tx.send(read.ok().map(Result::unwrap)).unwrap();
+        })
+    });
+    let jobs = store.inner.jobs.lock().unwrap();
+    jobs.as_ref().unwrap().send(job).unwrap();
+    drop(jobs);
+    rx.recv().unwrap()
+}
+
+#[test]
+fn a_read_after_the_answer_sees_the_change_even_in_a_group_too_big_for_a_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
+    let small = open_alerts(0..1);
+    assert_eq!(read_as_answered(&store, move |l| l.import(small)), None);
+    store.settle_blocking().unwrap();
+    // About 3 MB: more than a journal record holds.
+    let big: Vec<_> = (1..101)
+        .map(|i| {
+            let mut a = testing::alert(i, Urgency::High, Status::Open);
+            a.text = "x".repeat(30_000);
+            (i, a)
+        })
+        .collect();
+    let seen = read_as_answered(&store, move |l| l.import(big));
+    store.close();
+    assert!(matches!(seen, None | Some(101)), "read at seq {seen:?}");
+}
+
 #[test]
 fn a_crash_after_an_alert_with_a_key_too_long_for_a_record_keeps_it_and_opens() {
     let dir = tempfile::tempdir().unwrap();

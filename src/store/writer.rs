@@ -236,9 +236,15 @@ pub fn spawn(
                         if writes {
                             crate::metrics::flushed(started.elapsed(), group.len());
                         }
-                        if record.is_some() {
-                            groups += 1;
-                            progress.commit(groups);
+                        match record {
+                            Some(_) => {
+                                groups += 1;
+                                progress.commit(groups);
+                            }
+                            // Too big for a record: already in the tree, so a
+                            // read that starts after the answer sees it.
+                            None if writes => progress.publish(groups, ledger.seq()),
+                            None => {}
                         }
                     }
                     Err(e) => {
