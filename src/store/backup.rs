@@ -179,6 +179,7 @@ pub(super) fn read_backup(
                 });
             }
             let end = t.klaxon_backup_end;
+            super::restore::check_seq(line_no, end.seq)?;
             if let Some([first, last]) = end
                 .skipped
                 .iter()

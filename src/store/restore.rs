@@ -104,6 +104,16 @@ impl Plan {
         let mut newest = Vec::new();
         let end = read_backup(input, |line_no, line| {
             let alert: Alert = parse(line_no, line)?;
+            // Neither end of the range is an id klaxon makes: 0 is an empty
+            // slot of the ordinal blocks, and the next id after the largest
+            // does not exist.
+            if alert.id == AlertId::MIN || alert.id == AlertId::MAX {
+                return Err(RestoreError::Format {
+                    line: line_no,
+                    message: format!("alert id {} is out of range", alert.id),
+                });
+            }
+            check_seq(line_no, alert.seq)?;
             newest.push((alert.id, alert.seq));
             Ok(())
         })?;
@@ -294,6 +304,22 @@ fn over_limits_of(alert: &Alert) -> Option<String> {
     }
     None
 }
+
+/// 400 for a sequence number past what klaxon numbers changes up to: a
+/// restore goes on past the backup's by [`super::ledger::RESTORE_GAP`] at
+/// least, and every number stays exact in a JavaScript client.
+pub(super) fn check_seq(line_no: u64, seq: u64) -> Result<(), RestoreError> {
+    if seq > MAX_SEQ {
+        return Err(RestoreError::Format {
+            line: line_no,
+            message: format!("sequence number {seq} is over 2^53 - 2^33"),
+        });
+    }
+    Ok(())
+}
+
+/// The largest sequence number a backup may carry.
+pub(super) const MAX_SEQ: u64 = (1 << 53) - (1 << 33);
 
 fn parse<T: serde::de::DeserializeOwned>(line_no: u64, line: &str) -> Result<T, RestoreError> {
     serde_json::from_str(line).map_err(|e| RestoreError::Format {

@@ -326,3 +326,47 @@ fn skipped_ranges_in_the_trailer_carry_over_and_bad_ones_are_refused() {
     assert_eq!(*skipped[1].start(), seq + 1);
     store.close();
 }
+
+#[test]
+fn ids_and_sequence_numbers_klaxon_never_makes_are_refused_by_line() {
+    let work = tempfile::tempdir().unwrap();
+    let good = alerts(3);
+    let mut cases = Vec::new();
+    for id in [AlertId::MIN, AlertId::MAX] {
+        let mut bad = good.clone();
+        bad[1].id = id;
+        cases.push((format!("id {id}"), backup_of(&bad), 3));
+    }
+    let mut late = good.clone();
+    late[1].seq = MAX_SEQ + 1;
+    cases.push(("an alert's seq".into(), backup_of(&late), 3));
+    let text = String::from_utf8(backup_of(&good).into_inner()).unwrap();
+    let seq = good.iter().map(|a| a.seq).max().unwrap();
+    let trailer = text.replace(
+        &format!("\"seq\":{seq}}}"),
+        &format!("\"seq\":{}}}", u64::MAX),
+    );
+    assert_ne!(trailer, text);
+    cases.push((
+        "the trailer's seq".into(),
+        Cursor::new(trailer.into_bytes()),
+        5,
+    ));
+    for (what, mut backup, line) in cases {
+        let data = work.path().join(what.replace(' ', "-"));
+        let refused = restore_from(&data, &mut backup);
+        assert!(
+            matches!(&refused, Err(RestoreError::Format { line: l, .. }) if *l == line),
+            "{what}: {refused:?}"
+        );
+        assert!(!data.exists(), "{what}");
+    }
+    // The largest that is kept goes on past it.
+    let mut highest = good.clone();
+    highest[2].seq = MAX_SEQ;
+    let data = work.path().join("highest");
+    restore_from(&data, &mut backup_of(&highest)).unwrap();
+    let store = open_clean(&data);
+    assert_eq!(listed(&store, Status::Open, Urgency::High).len(), 3);
+    store.close();
+}
