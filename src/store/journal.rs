@@ -286,7 +286,10 @@ impl Journal {
             // what the file holds is unknown (PostgreSQL's "fsyncgate").
             self.broken = true;
             StoreError::io(&self.paths[self.current], e)
-        })
+        })?;
+        #[cfg(test)]
+        super::testing::journal_synced(&self.paths[self.current]);
+        Ok(())
     }
 }
 

@@ -1,5 +1,8 @@
 //! Alerts for the store's unit tests.
 
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
 use super::{query, ListQuery, Store};
 use crate::alert::{Alert, AlertId, NewAlert, SlackRef, Source, Status};
 use crate::urgency::{Urgency, UrgencySource};
@@ -40,4 +43,27 @@ pub fn listed(store: &Store, status: Status, urgency: Urgency) -> Vec<AlertId> {
         .iter()
         .map(|json| serde_json::from_slice::<Alert>(json).unwrap().id)
         .collect()
+}
+
+/// Store dirs whose journal files are copied, as synced, into a dir beside.
+static WATCHED: Mutex<Vec<(PathBuf, PathBuf)>> = Mutex::new(Vec::new());
+
+/// From now on, each time a journal file of the store in `store_dir` is
+/// fdatasynced, copies it into `copies` as it is then: what a power cut
+/// would leave of it.
+pub fn keep_synced_journal(store_dir: &Path, copies: &Path) {
+    let mut watched = WATCHED.lock().unwrap();
+    watched.push((store_dir.to_owned(), copies.to_owned()));
+}
+
+/// Called by the journal after each successful fdatasync of `path`.
+pub fn journal_synced(path: &Path) {
+    let watched = WATCHED.lock().unwrap_or_else(|e| e.into_inner());
+    for (dir, copies) in watched.iter() {
+        if let (Some(parent), Some(name)) = (path.parent(), path.file_name()) {
+            if parent == dir {
+                std::fs::copy(path, copies.join(name)).unwrap();
+            }
+        }
+    }
 }
