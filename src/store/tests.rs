@@ -61,6 +61,14 @@ async fn a_commit_slower_than_the_timeout_is_answered_with_a_timeout() {
 #[tokio::test]
 async fn a_damaged_record_is_left_out_of_listings_and_the_change_feed_but_fails_a_backup() {
     let metrics = crate::metrics::handle();
+    let counted = || {
+        let rendered = metrics.render();
+        let line = rendered
+            .lines()
+            .find_map(|l| l.strip_prefix("klaxon_store_damaged_records_total "));
+        line.map_or(0, |n| n.trim().parse::<u64>().unwrap())
+    };
+    let counted_before = counted();
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
     let alerts = open_alerts(0..4);
@@ -103,11 +111,8 @@ async fn a_damaged_record_is_left_out_of_listings_and_the_change_feed_but_fails_
     let feed = store.changes(0, 10).await.unwrap();
     assert_eq!(ids(&feed.alerts), vec![oldest, newest]);
     assert_eq!(feed.next_after, 4);
-    let rendered = metrics.render();
-    assert!(
-        rendered.contains("klaxon_store_damaged_records_total"),
-        "{rendered}"
-    );
+    // Each was skipped by the listing and by the feed: counted each time.
+    assert!(counted() >= counted_before + 2, "{}", metrics.render());
     // A backup must be whole: it fails instead.
     let backup = store.clone();
     let backed_up = tokio::task::spawn_blocking(move || backup.backup(&mut Vec::new()));
@@ -539,16 +544,20 @@ async fn queries_see_each_group_whole_while_alerts_change() {
         let (store, ids) = (store.clone(), ids.clone());
         togglers.push(tokio::spawn(async move {
             let mut i = t;
+            let mut changed = 0;
             while std::time::Instant::now() < until {
                 let id = ids[(i * 37) % ids.len()];
                 for action in [Action::Acknowledge, Action::Reopen] {
-                    let _ = store.change(id, action, Actor::default()).await.unwrap();
+                    let done = store.change(id, action, Actor::default()).await;
+                    changed += u32::from(matches!(done, Ok(Ok(Changed::Yes(_)))));
                 }
                 i += 3;
             }
+            changed
         }));
     }
     let mut listings = 0;
+    let mut seqs = std::collections::HashSet::new();
     while std::time::Instant::now() < until {
         let page = store.list(both.clone()).await.unwrap();
         let alerts: Vec<Alert> = (page.alerts.iter())
@@ -568,12 +577,17 @@ async fn queries_see_each_group_whole_while_alerts_change() {
         );
         let counts = store.counts().await.unwrap();
         assert_eq!(counts.0.iter().flatten().sum::<u64>(), total, "{counts:?}");
+        seqs.insert(page.seq);
         listings += 1;
     }
+    let mut changed = 0;
     for toggler in togglers {
-        toggler.await.unwrap();
+        changed += toggler.await.unwrap();
     }
     assert!(listings > 10, "only {listings} listings ran");
+    // The listings ran while alerts changed, not before or after.
+    assert!(changed > 100, "only {changed} changes");
+    assert!(seqs.len() > 5, "the listings saw {} states", seqs.len());
 }
 
 #[test]
