@@ -130,6 +130,23 @@ mod tests {
         replies.into_iter().map(|r| r.text).collect()
     }
 
+    /// The limits are README's, and README still says so: the other tests
+    /// check the code against its own constants only.
+    #[test]
+    fn the_limits_are_the_ones_readme_promises() {
+        assert_eq!(HOLD_FOR, Duration::from_secs(10 * 60));
+        assert_eq!(MAX_REPLIES, 1_000);
+        assert_eq!(MAX_BYTES, 1024 * 1024);
+        let readme = include_str!("../../README.md");
+        let readme = readme.split_whitespace().collect::<Vec<_>>().join(" ");
+        assert!(
+            readme.contains(
+                "A reply is held for 10 minutes at most, and at most 1,000 replies or 1 MiB of their text are held"
+            ),
+            "README's promise changed: change the limits with it"
+        );
+    }
+
     #[test]
     fn replies_are_taken_once_in_the_order_they_came() {
         let (mut held, now) = (Held::default(), Instant::now());

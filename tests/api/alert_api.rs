@@ -41,6 +41,12 @@ async fn an_alert_reads_back_by_id_with_a_read_or_write_token() {
 #[tokio::test]
 async fn unknown_ids_are_404() {
     let app = spawn_app().await;
+    let id = app.create_alert("x", "1732400000.000001").await;
+    assert_eq!(app.get_alert(&id).await.status(), 200);
+    // A well-formed id next to the real one names no alert.
+    let last = if id.ends_with('0') { "1" } else { "0" };
+    let neighbour = format!("{}{last}", &id[..id.len() - 1]);
+    assert_error(app.get_alert(&neighbour).await, 404, "not-found").await;
     assert_error(app.get_alert("0000000000000").await, 404, "not-found").await;
     assert_error(app.get_alert("not-an-id").await, 404, "not-found").await;
 }

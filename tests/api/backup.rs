@@ -2,33 +2,62 @@ use std::path::Path;
 
 use serde_json::{json, Value};
 
-use crate::helpers::{assert_error, event_fixture, spawn_app, TestApp, READ_TOKEN, WRITE_TOKEN};
+use crate::helpers::{
+    alert_id_in_reply, assert_error, event_fixture, fixture, spawn_app, TestApp, READ_TOKEN,
+    WRITE_TOKEN,
+};
 use crate::process::{
     assert_store_clean, command, serve_refused, server_env, start_server, Process,
 };
 
 /// A store with every kind of state: open, acknowledged, resolved, notes, both surfaces.
 async fn populate(app: &TestApp) -> Vec<Value> {
-    let a = app
+    let acked = app
         .create_alert("critical: db down", "1732400000.000001")
         .await;
-    let b = app.create_alert("low: cert", "1732400000.000002").await;
-    app.create_alert("high: api", "1732400000.000003").await;
-    app.post_outgoing(&crate::helpers::fixture(
-        "outgoing/pagertree_outage_high.form",
-    ))
-    .await;
-    app.act(
-        &a,
-        "acknowledge",
-        Some(json!({"by": "ana", "note": "on it"})),
-    )
-    .await;
-    app.act(&b, "resolve", Some(json!({"by": "bo"}))).await;
+    let resolved = app.create_alert("low: cert", "1732400000.000002").await;
+    let replied = app.create_alert("high: api", "1732400000.000003").await;
+    let res = app
+        .post_outgoing(&fixture("outgoing/pagertree_outage_high.form"))
+        .await;
+    assert_eq!(res.status(), 200);
+    let outgoing = alert_id_in_reply(res.json::<Value>().await.unwrap()["text"].as_str().unwrap());
+    let res = app
+        .act(
+            &acked,
+            "acknowledge",
+            Some(json!({"by": "ana", "note": "on it"})),
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    let res = app
+        .act(&resolved, "resolve", Some(json!({"by": "bo"})))
+        .await;
+    assert_eq!(res.status(), 200);
+    let res: Value = app.post_event(&thread_reply()).await.json().await.unwrap();
+    assert_eq!(res["alert_id"], replied.as_str(), "{res}");
+
+    let alerts = app.all_alerts().await;
+    let state = |id: &str| {
+        let alert = alerts.iter().find(|a| a["id"] == id).unwrap();
+        (
+            alert["status"].clone(),
+            alert["notes"].as_array().unwrap().len(),
+        )
+    };
+    assert_eq!(alerts.len(), 4);
+    assert_eq!(state(&acked), (json!("acknowledged"), 1));
+    assert_eq!(state(&resolved), (json!("resolved"), 0));
+    assert_eq!(state(&replied), (json!("open"), 1), "the reply is a note");
+    assert_eq!(state(&outgoing), (json!("open"), 0));
+    alerts
+}
+
+/// A note in the thread of `populate`'s open Events API alert.
+fn thread_reply() -> Value {
     let mut reply = event_fixture("thread_reply");
     reply["event"]["thread_ts"] = "1732400000.000003".into();
-    app.post_event(&reply).await;
-    app.all_alerts().await
+    reply
 }
 
 /// A backup taken through the API.
@@ -122,6 +151,25 @@ async fn a_backup_taken_while_serving_restores_every_alert_note_and_status() {
     event["event_id"] = "EvAFTERRESTORE".into();
     let res: Value = again.post_event(&event).await.json().await.unwrap();
     assert_eq!(res["duplicate"], true);
+    // So did the thread reply's: Slack's retry of it adds no second note.
+    let res: Value = again
+        .post_event(&thread_reply())
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(res["duplicate"], true, "{res}");
+    let replied = original
+        .iter()
+        .find(|a| a["slack"]["ts"] == "1732400000.000003")
+        .unwrap();
+    let alert: Value = again
+        .get_alert(replied["id"].as_str().unwrap())
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(alert["notes"].as_array().unwrap().len(), 1, "{alert}");
     // The change sequence continues after the restored one.
     let max_seq = original
         .iter()

@@ -147,6 +147,8 @@ fn check_config_reports_what_serve_would_refuse() {
     let (code, _, stderr) = check_config(&[], &[]);
     assert_eq!(code, 2);
     assert!(stderr.contains("SLACK_SIGNING_SECRET") && stderr.contains("SLACK_VERIFICATION_TOKEN"));
+    // Exit 2 is also clap's for a flag it does not know: the refusal must
+    // be of the value, naming the setting.
     let (code, _, stderr) = check_config(
         &[
             "--verification-token",
@@ -157,6 +159,31 @@ fn check_config_reports_what_serve_would_refuse() {
         &[],
     );
     assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("--allow-from-api") && stderr.contains("\"not-a-cidr\" is not a network"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("unexpected argument") && !stderr.contains("Usage:"),
+        "a usage error, not the setting's: {stderr}"
+    );
+    // A value clap takes but klaxon's own checks refuse, as serve does.
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = server_env(dir.path());
+    set_env(&mut env, "KLAXON_API_RATE_BURST", "0");
+    let (code, _, stderr) = check_config(&[], &env);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("KLAXON_API_RATE_BURST") && !stderr.contains("Usage:"),
+        "{stderr}"
+    );
+    let serve = serve_refused(&env);
+    let serve_stderr = String::from_utf8_lossy(&serve.stderr);
+    assert_eq!(serve.status.code(), Some(2), "{serve_stderr}");
+    assert!(
+        serve_stderr.contains("KLAXON_API_RATE_BURST"),
+        "{serve_stderr}"
+    );
 }
 
 #[test]

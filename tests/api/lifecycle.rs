@@ -83,6 +83,9 @@ async fn repeating_an_action_changes_nothing() {
         .json()
         .await
         .unwrap();
+    assert_eq!(first["status"], "acknowledged", "{first}");
+    assert_eq!(first["acknowledged_by"], "ana");
+    assert_eq!(first["notes"].as_array().unwrap().len(), 1, "{first}");
     let res = app
         .act(&id, "acknowledge", Some(json!({"by": "bo", "note": "n"})))
         .await;
@@ -93,6 +96,30 @@ async fn repeating_an_action_changes_nothing() {
         app.get_alert(&id).await.json::<Value>().await.unwrap(),
         first
     );
+}
+
+#[tokio::test]
+async fn bodies_over_16_kib_are_413_on_every_post_route() {
+    let app = spawn_app().await;
+    let id = app.create_alert("x", "1732400000.000001").await;
+    // A body of exactly `len` bytes.
+    let body = |len: usize| {
+        let overhead = json!({"by": "ana", "note": ""}).to_string().len();
+        let body = json!({"by": "ana", "note": "n".repeat(len - overhead)});
+        assert_eq!(body.to_string().len(), len);
+        body
+    };
+
+    for action in ["acknowledge", "resolve", "reopen", "notes"] {
+        let res = app.act(&id, action, Some(body(16 * 1024 + 1))).await;
+        assert_error(res, 413, "payload-too-large").await;
+    }
+    let alert: Value = app.get_alert(&id).await.json().await.unwrap();
+    assert_eq!(alert["status"], "open");
+    assert_eq!(alert["notes"], json!([]));
+    // 16 KiB itself is taken.
+    let res = app.act(&id, "notes", Some(body(16 * 1024))).await;
+    assert_eq!(res.status(), 201);
 }
 
 #[tokio::test]

@@ -44,6 +44,39 @@ async fn api_clients_over_their_rate_get_429_with_retry_after() {
 }
 
 #[tokio::test]
+async fn slack_clients_over_their_rate_get_429_with_retry_after() {
+    let app = spawn_app_with(|s| {
+        s.slack_rate = RateLimit {
+            per_sec: 1,
+            burst: 3,
+        }
+    })
+    .await;
+    for i in 0..3 {
+        let mut event = event_fixture("message");
+        event["event"]["ts"] = format!("1732400000.{i:06}").into();
+        event["event_id"] = format!("EvRATE{i}").into();
+        assert_eq!(app.post_event(&event).await.status(), 200);
+    }
+    // The outgoing webhook is the same client on the same routes.
+    let res = app
+        .post_outgoing(&fixture("outgoing/pagertree_outage_high.form"))
+        .await;
+    let retry_after: u64 = res
+        .headers()
+        .get("retry-after")
+        .expect("a 429 says when to retry")
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=2).contains(&retry_after), "{retry_after}");
+    assert_error(res, 429, "rate-limited").await;
+    // The API has its own budget; the refused post stored nothing.
+    assert_eq!(app.all_alerts().await.len(), 3);
+}
+
+#[tokio::test]
 async fn default_limits_never_throttle_a_slack_burst() {
     let app = spawn_app().await;
     let mut tasks = Vec::new();
@@ -154,6 +187,41 @@ async fn the_client_address_comes_from_the_trusted_header_only_when_configured()
         get(&direct, Some("203.0.113.9")).await.unwrap().status(),
         403
     );
+}
+
+/// RFC 7239 `Forwarded`, set through the environment as an operator would:
+/// the `for=` of the last element is the client.
+#[tokio::test]
+async fn behind_a_proxy_that_sets_forwarded_its_for_is_the_client() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let mut env = crate::process::server_env(data_dir.path());
+    env.push(("KLAXON_CLIENT_IP_HEADER", "Forwarded".into()));
+    env.push(("KLAXON_ALLOW_FROM_API", "10.0.0.0/8".into()));
+    let server = crate::process::start_server(&env);
+    let app = crate::helpers::TestApp::at(&server.address);
+    let get = |name: &'static str, value: &'static str| {
+        app.client
+            .get(app.url("/api/v1/alerts"))
+            .bearer_auth(READ_TOKEN)
+            .header(name, value)
+            .send()
+    };
+
+    assert_eq!(
+        get("forwarded", "for=10.0.0.7").await.unwrap().status(),
+        200
+    );
+    for (name, value) in [
+        ("forwarded", "for=192.0.2.1"),
+        // A client's forged element comes before the proxy's.
+        ("forwarded", "for=10.0.0.7, for=192.0.2.1"),
+        // Another proxy header is just a header.
+        ("x-forwarded-for", "10.0.0.7"),
+    ] {
+        let res = get(name, value).await.unwrap();
+        assert_eq!(res.status(), 403, "{name}: {value}");
+        assert_error(res, 403, "forbidden-network").await;
+    }
 }
 
 /// Any IPv6 client holds a /64: its addresses share one rate.
@@ -280,57 +348,57 @@ async fn ipv4_clients_of_a_dual_stack_listener_meet_ipv4_allow_lists() {
     );
 }
 
+/// A Slack route answers 413 on the head of a request whose
+/// `Content-Length` is over the limit: it does not wait for (or read) the
+/// megabytes that would follow. A chunked body is read up to the limit only.
 #[tokio::test]
 async fn several_mib_get_413_without_being_read_and_the_server_stays_healthy() {
-    let app = spawn_app().await;
-    let big = vec![b'a'; 8 * 1024 * 1024];
-    let res = app
-        .client
-        .post(app.url("/slack/outgoing"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(big.clone())
-        .send()
-        .await;
-    // The 413 may arrive before the client has finished sending (then the
-    // connection is closed under it): either way nothing is stored.
-    if let Ok(res) = res {
-        assert_error(res, 413, "payload-too-large").await;
-    }
-    // Without Content-Length (chunked), the read stops at the limit.
-    let stream = futures_stream(big);
-    let res = app
-        .client
-        .post(app.url("/slack/events"))
-        .header("content-type", "application/json")
-        .header(
-            "x-slack-request-timestamp",
-            crate::helpers::now().to_string(),
-        )
-        .header("x-slack-signature", format!("v0={}", "0".repeat(64)))
-        .body(reqwest::Body::wrap_stream(stream))
-        .send()
-        .await;
-    if let Ok(res) = res {
-        assert_error(res, 413, "payload-too-large").await;
+    // Were the body awaited, the answer would come after this timeout, long
+    // after `slow_client` has stopped listening (5 s).
+    let app = spawn_app_with(|s| s.client_timeout = Duration::from_secs(60)).await;
+    // Signature headers that pass the checks made before the body is read.
+    let signed = format!(
+        "x-slack-request-timestamp: {}\r\nx-slack-signature: v0={}\r\n",
+        crate::helpers::now(),
+        "0".repeat(64)
+    );
+    let over_the_limit = klaxon::slack::BODY_LIMIT + 1;
+    let chunk = format!("{over_the_limit:x}\r\n{}", "a".repeat(over_the_limit));
+    for (what, request) in [
+        (
+            "outgoing, declared",
+            "POST /slack/outgoing HTTP/1.1\r\nHost: x\r\n\
+             content-type: application/x-www-form-urlencoded\r\n\
+             content-length: 8000000\r\n\r\n"
+                .to_owned(),
+        ),
+        (
+            "events, declared",
+            format!(
+                "POST /slack/events HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\n\
+                 {signed}content-length: 8000000\r\n\r\n"
+            ),
+        ),
+        // No Content-Length: a chunk one byte over the limit, and no end.
+        (
+            "events, chunked",
+            format!(
+                "POST /slack/events HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\n\
+                 {signed}transfer-encoding: chunked\r\n\r\n{chunk}"
+            ),
+        ),
+    ] {
+        let address = app.address.clone();
+        let answer = tokio::task::spawn_blocking(move || {
+            slow_client(&address, request.as_bytes(), b"", Duration::ZERO)
+        })
+        .await
+        .unwrap();
+        assert!(answer.starts_with("HTTP/1.1 413"), "{what}: {answer:?}");
+        assert!(answer.contains("payload-too-large"), "{what}: {answer}");
     }
     assert_eq!(app.get_with("/healthz", None).await.status(), 200);
     assert!(app.all_alerts().await.is_empty());
-}
-
-fn futures_stream(
-    data: Vec<u8>,
-) -> impl futures_core::Stream<Item = Result<Vec<u8>, std::io::Error>> {
-    struct Chunks(Vec<Vec<u8>>);
-    impl futures_core::Stream for Chunks {
-        type Item = Result<Vec<u8>, std::io::Error>;
-        fn poll_next(
-            mut self: std::pin::Pin<&mut Self>,
-            _: &mut std::task::Context<'_>,
-        ) -> std::task::Poll<Option<Self::Item>> {
-            std::task::Poll::Ready(self.0.pop().map(Ok))
-        }
-    }
-    Chunks(data.chunks(64 * 1024).map(<[u8]>::to_vec).collect())
 }
 
 #[tokio::test]

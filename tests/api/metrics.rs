@@ -243,3 +243,34 @@ async fn metrics_tell_restarts_and_free_space_and_count_only_real_flushes() {
     assert_eq!(retry["duplicate"], true, "{retry}");
     assert_eq!(flushes(&scrape().await), before, "a retry wrote nothing");
 }
+
+/// Refusals of a client's request are counted by reason.
+#[tokio::test]
+async fn refused_requests_are_counted_by_reason() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let mut env = server_env(data_dir.path());
+    env.push(("KLAXON_SLACK_RATE_PER_SEC", "1".into()));
+    env.push(("KLAXON_SLACK_RATE_BURST", "1".into()));
+    let server = start_server(&env);
+    let app = TestApp::at(&server.address);
+    let rejected = || async {
+        let res = app.get_with("/metrics", Some(READ_TOKEN)).await;
+        assert_eq!(res.status(), 200);
+        let text = res.text().await.unwrap();
+        let count = |reason: &str| {
+            let label = format!("reason=\"{reason}\"");
+            sample(&text, "klaxon_requests_rejected_total", &[&label]).unwrap_or(0.0)
+        };
+        (count("payload_too_large"), count("rate_limited"))
+    };
+    let before = rejected().await;
+
+    // The first Slack request spends the burst; the next, right after, is over the rate.
+    let id = app.create_alert("x", "1732400000.000001").await;
+    let form = fixture("outgoing/pagertree_outage_high.form");
+    assert_eq!(app.post_outgoing(&form).await.status(), 429);
+    let big = serde_json::json!({"note": "n".repeat(20 * 1024)});
+    assert_eq!(app.act(&id, "notes", Some(big)).await.status(), 413);
+
+    assert_eq!(rejected().await, (before.0 + 1.0, before.1 + 1.0));
+}

@@ -219,6 +219,8 @@ async fn a_repeated_ack_reply_does_not_change_the_alert_twice() {
     app.post_event(&reply("ack", "1732358800.000901", "EvACK1"))
         .await;
     let first: Value = app.get_alert(&id).await.json().await.unwrap();
+    assert_eq!(first["status"], "acknowledged", "{first}");
+    assert_eq!(first["acknowledged_by"], "U0ONCALL1");
     app.post_event(&reply("ack", "1732358800.000901", "EvACK1"))
         .await;
     app.post_event(&reply("ack", "1732358802.000901", "EvACK2"))
