@@ -204,3 +204,51 @@ async fn refused_writes_leave_the_etag_and_the_change_feed_as_they_were() {
         .await;
     crate::helpers::assert_error(res, 409, "conflict").await;
 }
+
+/// With too little free space, only writes stop: a Slack retry of a message
+/// already stored is answered 200 as the duplicate it is (Slack stops
+/// retrying), reads and `/healthz` answer, and `/readyz` says writes cannot
+/// be taken.
+#[tokio::test]
+async fn too_little_free_space_stops_new_alerts_but_not_retries_reads_or_health() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let mut env = server_env(data_dir.path());
+    let stored = event_fixture("message");
+    let id = {
+        let server = start_server(&env);
+        let app = TestApp::at(&server.address);
+        let res = app.post_event(&stored).await;
+        assert_eq!(res.status(), 200);
+        let created: Value = res.json().await.unwrap();
+        created["alert_id"].as_str().unwrap().to_owned()
+    };
+    // More free space than any disk has.
+    crate::process::set_env(&mut env, "KLAXON_MIN_FREE_MB", &(1u64 << 40).to_string());
+    let server = start_server(&env);
+    let app = TestApp::at(&server.address);
+
+    let mut new = event_fixture("message");
+    new["event"]["ts"] = "1733400000.000001".into();
+    new["event_id"] = "EvNEWLOWDISK".into();
+    let res = app.post_event(&new).await;
+    assert_eq!(res.status(), 503);
+    assert!(res.headers().contains_key("retry-after"));
+
+    let res = app
+        .post_event_raw(
+            serde_json::to_vec(&stored).unwrap(),
+            &[("x-slack-retry-num", "1")],
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    let answer: Value = res.json().await.unwrap();
+    assert_eq!(
+        (&answer["alert_id"], &answer["duplicate"]),
+        (&id.clone().into(), &true.into())
+    );
+
+    assert_eq!(app.get_alert(&id).await.status(), 200);
+    assert_eq!(app.all_alerts().await.len(), 1);
+    assert_eq!(app.get_with("/healthz", None).await.status(), 200);
+    assert_eq!(app.get_with("/readyz", None).await.status(), 503);
+}
