@@ -11,6 +11,16 @@ fn open_alerts(ids: std::ops::Range<u64>) -> Vec<(u64, Alert)> {
         .collect()
 }
 
+/// Open alerts `ids` of 30 KB each: 100 of them make a group of about 3 MB,
+/// more than a journal record may hold.
+fn too_big_for_a_record(ids: std::ops::Range<u64>) -> Vec<(u64, Alert)> {
+    let mut alerts = open_alerts(ids);
+    for (_, a) in &mut alerts {
+        a.text = "x".repeat(30_000);
+    }
+    alerts
+}
+
 /// Imports open, high alerts `ids` into `store` as one group; returns once it is answered.
 fn import_open(store: &Store, ids: std::ops::Range<u64>) {
     let group = open_alerts(ids);
@@ -367,14 +377,7 @@ fn wait_until(done: impl Fn() -> bool) -> bool {
 fn a_crash_after_a_group_too_big_for_the_journal_keeps_every_answered_change() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
-    // 100 alerts of 30 KB: one group of about 3 MB, more than a record may hold.
-    let big: Vec<_> = (0..100)
-        .map(|i| {
-            let mut a = testing::alert(i, Urgency::High, Status::Open);
-            a.text = "x".repeat(30_000);
-            (i, a)
-        })
-        .collect();
+    let big = too_big_for_a_record(0..100);
     store.write_blocking(move |l| l.import(big)).unwrap();
     // Then ordinary groups: journalled, answered, applied, but not flushed by sled.
     let small = vec![(100, testing::alert(100, Urgency::Low, Status::Open))];
@@ -473,14 +476,7 @@ fn a_read_after_the_answer_sees_the_change_even_in_a_group_too_big_for_a_record(
     let small = open_alerts(0..1);
     assert_eq!(read_as_answered(&store, move |l| l.import(small)), None);
     store.settle_blocking().unwrap();
-    // About 3 MB: more than a journal record holds.
-    let big: Vec<_> = (1..101)
-        .map(|i| {
-            let mut a = testing::alert(i, Urgency::High, Status::Open);
-            a.text = "x".repeat(30_000);
-            (i, a)
-        })
-        .collect();
+    let big = too_big_for_a_record(1..101);
     let seen = read_as_answered(&store, move |l| l.import(big));
     store.close();
     assert!(matches!(seen, None | Some(101)), "read at seq {seen:?}");
