@@ -34,7 +34,7 @@ impl AlertId {
     }
 
     /// The smallest id that can be created at `unix_ms`.
-    pub fn first_at(unix_ms: u64) -> Self {
+    pub const fn first_at(unix_ms: u64) -> Self {
         Self(unix_ms.saturating_mul(1 << 16))
     }
 

@@ -104,13 +104,13 @@ impl Plan {
         let mut newest = Vec::new();
         let end = read_backup(input, |line_no, line| {
             let alert: Alert = parse(line_no, line)?;
-            // Neither end of the range is an id klaxon makes: 0 is an empty
-            // slot of the ordinal blocks, and the next id after the largest
-            // does not exist.
-            if alert.id == AlertId::MIN || alert.id == AlertId::MAX {
+            if !(AlertId::MIN < alert.id && alert.id < LATEST_ID) {
                 return Err(RestoreError::Format {
                     line: line_no,
-                    message: format!("alert id {} is out of range", alert.id),
+                    message: format!(
+                        "alert id {} is not one klaxon makes (0, or dated after the year 6400)",
+                        alert.id
+                    ),
                 });
             }
             check_seq(line_no, alert.seq)?;
@@ -304,6 +304,12 @@ fn over_limits_of(alert: &Alert) -> Option<String> {
     }
     None
 }
+
+/// Ids from here on are dated after the year 6400, which no clock klaxon
+/// runs on gives: new ids follow the largest one stored, so one near the
+/// top of the range would leave them none to take. (0 is an empty slot of
+/// the ordinal blocks.)
+const LATEST_ID: AlertId = AlertId::first_at(1 << 47);
 
 /// 400 for a sequence number past what klaxon numbers changes up to: a
 /// restore goes on past the backup's by [`super::ledger::RESTORE_GAP`] at

@@ -12,22 +12,27 @@ pub fn alert(i: u64, urgency: Urgency, status: Status) -> Alert {
     let mut alert = Alert::open(
         AlertId::first_at(1_700_000_000_000 + i),
         i + 1,
-        NewAlert {
-            urgency,
-            urgency_source: UrgencySource::Message,
-            title: format!("alert {i}"),
-            text: format!("outage alert {i}"),
-            source: Source::EventsApi,
-            slack: SlackRef {
-                team_id: Some("T1".into()),
-                channel_id: format!("C{}", i % 2),
-                ts: format!("1700000000.{i:06}"),
-                ..SlackRef::default()
-            },
-        },
+        message(i, urgency),
     );
     alert.status = status;
     alert
+}
+
+/// The Slack message of alert `i`.
+pub fn message(i: u64, urgency: Urgency) -> NewAlert {
+    NewAlert {
+        urgency,
+        urgency_source: UrgencySource::Message,
+        title: format!("alert {i}"),
+        text: format!("outage alert {i}"),
+        source: Source::EventsApi,
+        slack: SlackRef {
+            team_id: Some("T1".into()),
+            channel_id: format!("C{}", i % 2),
+            ts: format!("1700000000.{i:06}"),
+            ..SlackRef::default()
+        },
+    }
 }
 
 /// The ids a filtered listing returns, newest first.

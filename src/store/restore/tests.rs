@@ -6,7 +6,8 @@ use std::io::{Cursor, Read, SeekFrom};
 use super::*;
 use crate::alert::Status;
 use crate::store::backup::FORMAT;
-use crate::store::testing::{alert, listed};
+use crate::store::ledger::Inserted;
+use crate::store::testing::{self, alert, listed};
 use crate::store::{holds, keys, Holds};
 use crate::urgency::Urgency;
 
@@ -332,7 +333,7 @@ fn ids_and_sequence_numbers_klaxon_never_makes_are_refused_by_line() {
     let work = tempfile::tempdir().unwrap();
     let good = alerts(3);
     let mut cases = Vec::new();
-    for id in [AlertId::MIN, AlertId::MAX] {
+    for id in [AlertId::MIN, LATEST_ID, AlertId::MAX] {
         let mut bad = good.clone();
         bad[1].id = id;
         cases.push((format!("id {id}"), backup_of(&bad), 3));
@@ -361,12 +362,21 @@ fn ids_and_sequence_numbers_klaxon_never_makes_are_refused_by_line() {
         );
         assert!(!data.exists(), "{what}");
     }
-    // The largest that is kept goes on past it.
+    // The largest of each that is kept: new alerts and changes go on past them.
     let mut highest = good.clone();
     highest[2].seq = MAX_SEQ;
+    highest[2].id = AlertId::from_u64(LATEST_ID.as_u64() - 1);
     let data = work.path().join("highest");
     restore_from(&data, &mut backup_of(&highest)).unwrap();
     let store = open_clean(&data);
     assert_eq!(listed(&store, Status::Open, Urgency::High).len(), 3);
+    let new = testing::message(3, Urgency::High);
+    let inserted = store.write_blocking(move |l| l.insert_if_new(new)).unwrap();
+    let Inserted::Created(new) = inserted else {
+        panic!("{inserted:?}")
+    };
+    assert!(new.id > highest[2].id && new.seq > MAX_SEQ, "{new:?}");
+    store.settle_blocking().unwrap();
+    assert_eq!(listed(&store, Status::Open, Urgency::High).len(), 4);
     store.close();
 }
