@@ -134,7 +134,7 @@ impl OutgoingForm {
                 user_id: self.user_id,
                 user_name: self.user_name,
                 ts,
-                thread_ts: self.thread_ts,
+                thread_ts: given(self.thread_ts),
                 trigger_word: self.trigger_word,
                 event_id: None,
             },

@@ -1,6 +1,8 @@
 use serde_json::Value;
 
-use crate::helpers::{assert_error, event_fixture, fixture, reply, spawn_app, TestApp};
+use crate::helpers::{
+    alert_id_in_reply, assert_error, event_fixture, fixture, reply, spawn_app, TestApp,
+};
 
 async fn alert_from_fixture(app: &TestApp) -> String {
     let created: Value = app
@@ -471,4 +473,13 @@ async fn a_reply_with_a_blank_ts_is_refused_or_ignored_not_kept_under_a_blank_ke
     assert_eq!(res["ignored"], "event without channel or ts");
     let alert: Value = app.get_alert(&id).await.json().await.unwrap();
     assert_eq!(alert["notes"], serde_json::json!([]));
+    // A blank thread_ts is none: a message of its own, stored as the
+    // Events API would store it.
+    let form =
+        fixture("outgoing/thread_reply.form").replace("thread_ts=1732358500.000100", "thread_ts=+");
+    let body: Value = app.post_outgoing(&form).await.json().await.unwrap();
+    let own = alert_id_in_reply(body["text"].as_str().unwrap());
+    assert_ne!(own, id);
+    let own: Value = app.get_alert(&own).await.json().await.unwrap();
+    assert_eq!(own["slack"]["thread_ts"], Value::Null, "{own}");
 }
