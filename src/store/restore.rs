@@ -311,7 +311,7 @@ fn over_limits_of(alert: &Alert) -> Option<String> {
 /// the ordinal blocks.)
 const LATEST_ID: AlertId = AlertId::first_at(1 << 47);
 
-/// 400 for a sequence number past what klaxon numbers changes up to: a
+/// Refuses a sequence number past what klaxon numbers changes up to: a
 /// restore goes on past the backup's by [`super::ledger::RESTORE_GAP`] at
 /// least, and every number stays exact in a JavaScript client.
 pub(super) fn check_seq(line_no: u64, seq: u64) -> Result<(), RestoreError> {

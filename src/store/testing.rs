@@ -63,12 +63,11 @@ pub fn keep_synced_journal(store_dir: &Path, copies: &Path) {
 
 /// Called by the journal after each successful fdatasync of `path`.
 pub fn journal_synced(path: &Path) {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return;
+    };
     let watched = WATCHED.lock().unwrap_or_else(|e| e.into_inner());
-    for (dir, copies) in watched.iter() {
-        if let (Some(parent), Some(name)) = (path.parent(), path.file_name()) {
-            if parent == dir {
-                std::fs::copy(path, copies.join(name)).unwrap();
-            }
-        }
+    for (_, copies) in watched.iter().filter(|(watched, _)| watched == dir) {
+        std::fs::copy(path, copies.join(name)).unwrap();
     }
 }
