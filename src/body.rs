@@ -52,7 +52,7 @@ pub fn require_content_type(req: &HttpRequest, expected: &'static str) -> Result
         return refuse(format!("send one Content-Type: {expected}"));
     };
     let value = value.to_str().unwrap_or_default();
-    let mut parts = value.split(';');
+    let mut parts = split_parameters(value);
     let essence = parts.next().unwrap_or_default().trim();
     if !essence.eq_ignore_ascii_case(expected) {
         return refuse(format!("content type must be {expected}"));
@@ -85,6 +85,22 @@ pub fn require_content_type(req: &HttpRequest, expected: &'static str) -> Result
     Ok(())
 }
 
+/// A media type and its parameters, split at each `;` outside a quoted
+/// string (RFC 9110: a quoted parameter value may hold `;` and `\"`).
+fn split_parameters(value: &str) -> impl Iterator<Item = &str> {
+    let (mut quoted, mut escaped) = (false, false);
+    value.split(move |c| {
+        match (escaped, quoted, c) {
+            (true, ..) => escaped = false,
+            (false, true, '\\') => escaped = true,
+            (false, _, '"') => quoted = !quoted,
+            (false, false, ';') => return true,
+            _ => {}
+        }
+        false
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use actix_web::test::TestRequest;
@@ -107,6 +123,8 @@ mod tests {
             "application/json; charset=utf-8",
             "application/json ;charset=\"UTF-8\"",
             "application/json; charset=utf8",
+            "application/json; profile=\"a;charset=latin1\"",
+            "application/json;",
         ] {
             assert_eq!(check(&[("content-type", ok)]), Ok(()), "{ok}");
         }
@@ -132,6 +150,20 @@ mod tests {
             ),
             (
                 &[("content-type", "application/json; charset=latin1")][..],
+                "utf-8",
+            ),
+            (
+                &[(
+                    "content-type",
+                    "application/json; x=\"a;b\"; charset=latin1",
+                )][..],
+                "utf-8",
+            ),
+            (
+                &[(
+                    "content-type",
+                    "application/json; x=\"a\\\";b\"; charset=latin1",
+                )][..],
                 "utf-8",
             ),
             (
