@@ -173,11 +173,14 @@ pub async fn summary(
         with its `seq`. Only changes already on disk are shown. An `after` beyond the \
         store's latest change, or one the original store may have made after the backup this \
         one was restored from, is refused with 409: read the feed again from `after=0`.",
-    params(ChangeParams),
+    params(ChangeParams, IfNoneMatch),
     security(("bearerAuth" = [])),
     responses(
         (status = 200, description = "Changed alerts and the next `after`.", body = ChangeFeed,
-            headers(("Cache-Control" = String, description = "`no-cache`."))),
+            headers(
+                ("ETag" = String, description = "Changes with any change to the store."),
+                ("Cache-Control" = String, description = "`no-cache`."))),
+        NotModified,
         (status = 409, description = "`conflict`: `after` is not a change of this store.",
             body = ErrorBody),
         BadRequest, Unauthenticated, ForbiddenNetwork, RateLimited, HeadersTooLarge, Unavailable
@@ -185,10 +188,17 @@ pub async fn summary(
 )]
 pub async fn changes(
     _: CanRead,
+    req: HttpRequest,
     params: web::Query<ChangeParams>,
     store: web::Data<Store>,
 ) -> Result<HttpResponse, ApiError> {
     let (after, limit) = params.into_inner().parse()?;
+    // The tag names the store instance: one restored or replaced since the
+    // tag was made never matches, and gets its 409 below.
+    let tag = etag::for_store(&store, &req).await?;
+    if let Some(unchanged) = etag::not_modified(&req, &tag) {
+        return Ok(unchanged);
+    }
     if store.foreign_cursor(after).await? {
         return Err(ApiError::Conflict(format!(
             "`after` {after} is not a change of this store: it was restored from a \
@@ -204,9 +214,9 @@ pub async fn changes(
         body.extend_from_slice(alert);
     }
     body.extend_from_slice(format!("],\"next_after\":{}}}", page.next_after).as_bytes());
-    Ok(HttpResponse::Ok()
+    let tag = etag::at_seq(&store, &req, page.seq);
+    Ok(etag::cacheable(HttpResponse::Ok(), &tag)
         .content_type("application/json")
-        .insert_header(("Cache-Control", "no-cache"))
         .body(body))
 }
 

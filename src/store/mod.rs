@@ -283,11 +283,14 @@ impl Store {
         self.read_seen(query::counts).await
     }
 
-    /// Changes after `after`, up to the latest one in the tree.
-    pub async fn changes(&self, after: u64, limit: usize) -> Result<ChangePage, StoreError> {
+    /// Changes after `after`, up to the latest one settled when it is
+    /// called (the page's `seq`).
+    pub async fn changes(&self, after: u64, limit: usize) -> Result<Seen<ChangePage>, StoreError> {
         let up_to = self.settled_seq().await?;
-        self.read(move |tree| query::changes(tree, after, up_to, limit))
-            .await
+        let value = self
+            .read(move |tree| query::changes(tree, after, up_to, limit))
+            .await?;
+        Ok(Seen { value, seq: up_to })
     }
 
     /// Sequence number of the latest change readers see, once they see

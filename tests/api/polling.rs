@@ -118,3 +118,30 @@ async fn one_alert_answers_304_until_it_changes() {
     .await;
     assert_changed(&app, &path, &tag).await;
 }
+
+#[tokio::test]
+async fn the_change_feed_answers_304_until_anything_changes() {
+    let app = spawn_app().await;
+    let id = app
+        .create_alert("high: queue backlog", "1732400000.000001")
+        .await;
+    let feed = "/api/v1/changes?after=0";
+    let res = poll(&app, feed, None).await;
+    let tag = tag_of(&res);
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(body["alerts"].as_array().unwrap().len(), 1);
+    assert_unchanged(&app, feed, &tag).await;
+    // The tag is the query's: a feed read from elsewhere is not unchanged.
+    let res = poll(&app, "/api/v1/changes?after=1", Some(&tag)).await;
+    assert_eq!(res.status(), 200);
+
+    let res = app.act(&id, "acknowledge", None).await;
+    assert!(res.status().is_success());
+    let res = poll(&app, feed, Some(&tag)).await;
+    assert_eq!(res.status(), 200, "the feed should have changed");
+    let new_tag = tag_of(&res);
+    assert_ne!(new_tag, tag);
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(body["alerts"][0]["status"], "acknowledged");
+    assert_unchanged(&app, feed, &new_tag).await;
+}
