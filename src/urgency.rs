@@ -151,8 +151,10 @@ fn written_words(text: &str) -> Cow<'_, str> {
                 label: Some(label),
             } if !target.starts_with(['@', '#', '!']) && !is_address_of(label, target) => {
                 // Set apart: `critical<https://x|dash>` still names critical.
+                // A `~` in a label is a character of it, not a strike edge
+                // that could pair with one outside the link.
                 words.push(MARKUP);
-                words.push_str(label);
+                words.extend(label.chars().map(|c| if c == '~' { MARKUP } else { c }));
                 words.push(MARKUP);
             }
             Piece::Markup { .. } => words.push(MARKUP),
@@ -321,6 +323,15 @@ mod tests {
                 Some(Urgency::Low),
             ),
             ("<@U1>~critical~ low", Some(Urgency::Low)),
+            // A `~` inside a link's label pairs with none outside it.
+            (
+                "<https://x.example|~wip> critical, <https://y.example|~b~>",
+                Some(Urgency::Critical),
+            ),
+            (
+                "~a critical <https://x.example|b~> low",
+                Some(Urgency::Critical),
+            ),
             // A `~` inside a link's address strikes nothing.
             (
                 "<https://x.example/~a|a> critical <https://x.example/b~|b>",
