@@ -103,12 +103,8 @@ impl Guard {
         }
     }
 
-    /// The rate check for `req`: its client's rate on the routes it asks for
-    /// (a Prometheus scrape of `/metrics` is not limited).
+    /// The rate check for `req`: its client's rate on the routes it asks for.
     fn check_rate(&self, req: &HttpRequest) -> Result<(), ApiError> {
-        if req.match_info().as_str() == "/metrics" {
-            return Ok(());
-        }
         let Some(limiter) = self.policy(req).and_then(|p| p.limiter.as_ref()) else {
             return Ok(());
         };

@@ -52,14 +52,15 @@ pub async fn backup(
             "content-disposition",
             "attachment; filename=\"klaxon-backup.jsonl\"",
         ));
+    // A store that cannot be read is a 503 now, not a 200 whose stream ends
+    // at once; HEAD gets the status GET would.
+    store.settled_seq().await?;
     if req.method() == Method::HEAD {
         // actix would read the whole body only to drop it. An empty stream
         // keeps GET's framing (chunked, no length) without scanning.
         let (_, none) = mpsc::channel(1);
         return Ok(response.streaming(ChunkStream(none)));
     }
-    // A store that cannot be read is a 503 now, not a 200 whose stream ends at once.
-    store.settled_seq().await?;
     let (tx, rx) = mpsc::channel(CHUNKS_IN_FLIGHT);
     let store = store.get_ref().clone();
     let runtime = tokio::runtime::Handle::current();

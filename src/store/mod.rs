@@ -30,7 +30,7 @@ use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
@@ -105,7 +105,12 @@ struct Inner {
     commit_timeout: Duration,
     /// Read by queries while they run: see [`group::Applying`].
     applying: group::Applying,
+    /// When the last probe passed: see [`Store::probe`].
+    probed: tokio::sync::Mutex<Option<Instant>>,
 }
+
+/// How long a passed probe answers for the probes after it.
+const PROBE_FRESH: Duration = Duration::from_secs(1);
 
 /// How long [`Store::open`] waits for a lock that a store closed by this
 /// same process still holds.
@@ -223,6 +228,7 @@ impl Store {
                 skipped,
                 commit_timeout: options.commit_timeout,
                 applying,
+                probed: tokio::sync::Mutex::new(None),
             }),
         })
     }
@@ -266,8 +272,22 @@ impl Store {
     }
 
     /// Writes, flushes and reads back a probe record (readiness).
+    ///
+    /// A probe writes durably, and `/readyz` is open to any client: so one
+    /// runs at a time, and a probe within a second of one that passed
+    /// shares its answer, whatever the rate of calls. A stopped store
+    /// fails at once.
     pub async fn probe(&self) -> Result<(), StoreError> {
-        self.write(|ledger| ledger.probe()).await
+        if self.stopped() {
+            return Err(StoreError::Closed);
+        }
+        let mut probed = self.inner.probed.lock().await;
+        if probed.is_some_and(|at| at.elapsed() < PROBE_FRESH) {
+            return Ok(());
+        }
+        self.write(|ledger| ledger.probe()).await?;
+        *probed = Some(Instant::now());
+        Ok(())
     }
 
     pub async fn get(&self, id: AlertId) -> Result<Option<Alert>, StoreError> {

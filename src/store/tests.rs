@@ -69,6 +69,26 @@ async fn a_commit_slower_than_the_timeout_is_answered_with_a_timeout() {
 }
 
 #[tokio::test]
+async fn probes_within_a_second_of_one_that_passed_write_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
+    let written = || store.inner.tree.get(keys::meta("probe")).unwrap();
+    store.probe().await.unwrap();
+    let first = written();
+    assert!(first.is_some());
+    for _ in 0..10 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        store.probe().await.unwrap();
+    }
+    // Each probe writes the time in ms: 10 more writes would have changed it.
+    assert_eq!(written(), first);
+    tokio::time::sleep(PROBE_FRESH).await;
+    store.probe().await.unwrap();
+    assert_ne!(written(), first, "a probe after a second writes again");
+    store.close();
+}
+
+#[tokio::test]
 async fn a_damaged_record_is_left_out_of_listings_and_the_change_feed_but_fails_a_backup() {
     let metrics = crate::metrics::handle();
     let counted = || {

@@ -35,6 +35,14 @@ async fn api_clients_over_their_rate_get_429_with_retry_after() {
         .unwrap();
     assert!((1..=2).contains(&retry_after));
     assert_error(res, 429, "rate-limited").await;
+    // /metrics on the main port takes a read token, so it shares the API's
+    // budget: it must not let a client guess tokens faster than the API does.
+    assert_error(
+        app.get_with("/metrics", Some("not-a-token")).await,
+        429,
+        "rate-limited",
+    )
+    .await;
     // The Slack routes and health checks have their own budget.
     assert_eq!(
         app.post_event(&event_fixture("message")).await.status(),
