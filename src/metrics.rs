@@ -289,6 +289,7 @@ fn without_metric(text: &str, name: &str) -> String {
             content_type = "text/plain"),
         crate::api::responses::Unauthenticated,
         crate::api::responses::ForbiddenNetwork,
+        crate::api::responses::RateLimited,
         crate::api::responses::HeadersTooLarge
     )
 )]
