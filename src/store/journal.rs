@@ -132,6 +132,10 @@ impl Journal {
         let (last, replay) = found.swap_remove(newest);
         let replay = replay.map_err(|e| unusable(e, dir))?;
         let last = last.map_or(0, |(number, _)| number);
+        let next = last.max(applied).checked_add(1).ok_or_else(|| {
+            let why = format!("journal record number {} has no next", u64::MAX);
+            unusable(StoreError::Corrupt(why), dir)
+        })?;
         let journal = Journal {
             files,
             paths,
@@ -139,7 +143,7 @@ impl Journal {
             current: 1 - newest,
             offset: 0,
             instance,
-            next: last.max(applied) + 1,
+            next,
             file_bytes,
             buf: Vec::new(),
             broken: false,
@@ -157,6 +161,10 @@ impl Journal {
         checkpoint: impl FnOnce() -> Result<(), StoreError>,
     ) -> Result<Appended, StoreError> {
         self.usable()?;
+        // Only a damaged number read at open comes this close to the end.
+        let after = self.next.checked_add(1).ok_or_else(|| {
+            StoreError::Corrupt(format!("journal record {} is the last there is", self.next))
+        })?;
         let encoded = encode(&mut self.buf, self.instance, self.next, GROUP, writes);
         let len = self.buf.len() as u64;
         if !encoded || len > self.file_bytes / 4 {
@@ -166,7 +174,7 @@ impl Journal {
             self.checkpoint(checkpoint)?;
             self.mark_checkpoint()?;
             let number = self.next;
-            self.next += 1;
+            self.next = after;
             return Ok(Appended::TooBig(number));
         }
         if self.offset + len > self.file_bytes {
@@ -180,7 +188,7 @@ impl Journal {
         let number = self.next;
         self.write_record()?;
         self.sync()?;
-        self.next += 1;
+        self.next = after;
         Ok(Appended::Durable(number))
     }
 
@@ -350,9 +358,13 @@ fn read_run(bytes: &[u8], instance: u64) -> Vec<Record<'_>> {
     let mut run: Vec<Record> = Vec::new();
     let mut at = 0;
     while let Some((record, len)) = read_record(&bytes[at..], instance) {
-        let follows = |prev: &Record| match record.kind {
-            MARK => (prev.number..=prev.number + 1).contains(&record.number),
-            _ => record.number == prev.number + 1,
+        // A damaged number at the top of the range is followed by none.
+        let follows = |prev: &Record| {
+            let next = prev.number.checked_add(1);
+            match record.kind {
+                MARK => record.number == prev.number || Some(record.number) == next,
+                _ => Some(record.number) == next,
+            }
         };
         if run.last().is_some_and(|prev| !follows(prev)) {
             break;
@@ -410,7 +422,9 @@ fn to_replay(run: Vec<Record>, applied: u64) -> Result<Vec<Replay>, StoreError> 
         ))
     };
     let records: Vec<Record> = match run.iter().rposition(|r| r.kind == MARK) {
-        Some(mark) if run[mark].number > applied => return Err(gap(run[mark].number + 1)),
+        Some(mark) if run[mark].number > applied => {
+            return Err(gap(run[mark].number.saturating_add(1)))
+        }
         Some(mark) => run.into_iter().skip(mark + 1).collect(),
         None => {
             let after: Vec<Record> = run.into_iter().filter(|r| r.number > applied).collect();

@@ -34,6 +34,10 @@ pub const MAX_NOTE_BYTES: usize = 128 * 1024;
 const NOTES_FULL: &str =
     "the note does not fit: an alert keeps at most 200 notes and 128 KiB of note text";
 
+/// An action sent with a note that does not fit is refused whole.
+const NOTES_FULL_ACTION: &str = "the note does not fit: an alert keeps at most 200 notes and \
+    128 KiB of note text; the action was not taken either: send it without a note";
+
 /// The result of offering a new alert.
 #[derive(Clone, Debug)]
 pub enum Inserted {
@@ -318,14 +322,14 @@ impl Ledger {
             }
             return Ok(Inserted::Duplicate(found));
         }
-        let id = self.next_id();
-        let alert = Alert::open(id, self.next_seq(), new);
+        let id = self.next_id()?;
+        let alert = Alert::open(id, self.next_seq()?, new);
         let n = self.counters.ordinals;
         bucket.add(&mut batch, &message, id);
         self.add_ordinal(&mut batch, n, id)?;
         self.put(&mut batch, None, &alert, Some(n))?;
         self.apply(batch)?;
-        self.counters.ordinals = n + 1;
+        self.counters.ordinals = n + 1; // add_ordinal checked that it fits
         if !self.held.is_empty() {
             for reply in self.held.take(&message, Instant::now()) {
                 self.taken.push(reply.clone());
@@ -369,7 +373,7 @@ impl Ledger {
         if new.urgency_source == UrgencySource::Message {
             (after.urgency, after.urgency_source) = (new.urgency, new.urgency_source);
         }
-        after.seq = self.next_seq();
+        after.seq = self.next_seq()?;
         let mut batch = Writes::default();
         self.put(&mut batch, Some(&before), &after, None)?;
         self.apply(batch)?;
@@ -434,7 +438,8 @@ impl Ledger {
             return Ok(ReplyOutcome::NotAnAlert);
         };
         let before = self.load(parent)?;
-        // The dedup entry goes in with the change: a retry changes nothing twice.
+        // The dedup entry goes in with the change (or alone, if the change is
+        // refused): a retry changes nothing twice, nor later.
         bucket.add(&mut batch, &message, parent);
         let actor = Actor {
             by: reply.user,
@@ -646,9 +651,7 @@ impl Ledger {
                 return Ok(Ok(Changed::AlreadyDone(before)));
             }
             (Action::Acknowledge, Status::Resolved) => {
-                return Ok(Err(Refused::Conflict(
-                    "alert is resolved: reopen it before acknowledging",
-                )));
+                return self.refuse(batch, "alert is resolved: reopen it before acknowledging");
             }
             (Action::Acknowledge, _) => {
                 after.status = Status::Acknowledged;
@@ -676,10 +679,10 @@ impl Ledger {
                 at: now,
             });
             if !notes_fit(&after) {
-                return Ok(Err(Refused::Conflict(NOTES_FULL)));
+                return self.refuse(batch, NOTES_FULL_ACTION);
             }
         }
-        after.seq = self.next_seq();
+        after.seq = self.next_seq()?;
         self.put(&mut batch, Some(&before), &after, None)?;
         self.apply(batch)?;
         Ok(Ok(Changed::Yes(after)))
@@ -699,12 +702,24 @@ impl Ledger {
             at: rfc3339_ms(now_ms()),
         });
         if !notes_fit(&after) {
-            return Ok(Err(Refused::Conflict(NOTES_FULL)));
+            return self.refuse(batch, NOTES_FULL);
         }
-        after.seq = self.next_seq();
+        after.seq = self.next_seq()?;
         self.put(&mut batch, Some(&before), &after, None)?;
         self.apply(batch)?;
         Ok(Ok(after))
+    }
+
+    /// Refuses a change, keeping the dedup keys of a Slack reply in `batch`
+    /// (an API change has none): a later copy of a refused reply is a
+    /// duplicate, and cannot act after the alert has changed.
+    fn refuse<T>(
+        &mut self,
+        batch: Writes,
+        why: &'static str,
+    ) -> Result<Result<T, Refused>, StoreError> {
+        self.apply(batch)?;
+        Ok(Err(Refused::Conflict(why)))
     }
 
     /// Adds to `batch` the record `after` with its index bits, change-feed
@@ -762,7 +777,9 @@ impl Ledger {
                 batch.insert(key, n.to_be_bytes());
             }
             let key = counted(after);
-            let n = self.count(batch, &key)? + 1;
+            // A damaged count stays wrong (`klaxon check-store` names it)
+            // rather than stop the alerts it counts.
+            let n = self.count(batch, &key)?.saturating_add(1);
             batch.insert(key, n.to_be_bytes());
         }
         Ok(())
@@ -770,9 +787,12 @@ impl Ledger {
 
     /// Records `id` as ordinal `n`, and the new ordinal count.
     fn add_ordinal(&self, batch: &mut Writes, n: u64, id: AlertId) -> Result<(), StoreError> {
+        let after = n
+            .checked_add(1)
+            .ok_or_else(|| damaged("ordinal count", n))?;
         self.group
             .update(batch, &keys::ordinal_block(n), |b| packed::set_id(b, n, id))?;
-        let count = self.counters.ordinals.max(n + 1);
+        let count = self.counters.ordinals.max(after);
         batch.insert(keys::meta("ordinals"), count.to_be_bytes());
         Ok(())
     }
@@ -810,17 +830,29 @@ impl Ledger {
     }
 
     /// Ids follow the clock but never repeat or go backwards, even if it does.
-    fn next_id(&mut self) -> AlertId {
-        let id =
-            AlertId::first_at(now_ms()).max(AlertId::from_u64(self.counters.last_id.as_u64() + 1));
+    fn next_id(&mut self) -> Result<AlertId, StoreError> {
+        let last = self.counters.last_id.as_u64();
+        let after = last
+            .checked_add(1)
+            .ok_or_else(|| damaged("last alert id", last))?;
+        let id = AlertId::first_at(now_ms()).max(AlertId::from_u64(after));
         self.counters.last_id = id;
-        id
+        Ok(id)
     }
 
-    fn next_seq(&mut self) -> u64 {
-        self.counters.seq += 1;
-        self.counters.seq
+    fn next_seq(&mut self) -> Result<u64, StoreError> {
+        let seq = self.counters.seq;
+        self.counters.seq = seq.checked_add(1).ok_or_else(|| damaged("sequence", seq))?;
+        Ok(self.counters.seq)
     }
+}
+
+/// A counter read from the store (a key, `Z seq`, `Z ordinals`) at the top
+/// of its range: only damage puts it there, and counting on would wrap.
+fn damaged(what: &str, value: u64) -> StoreError {
+    StoreError::Corrupt(format!(
+        "the store's {what} is {value}, with no number after it"
+    ))
 }
 
 /// The messages an alert stands for: its own, and the thread replies kept

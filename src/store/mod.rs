@@ -80,10 +80,9 @@ pub const SCHEMA_VERSION: u64 = 2;
 /// dedup key is its channel and ts without the team (see
 /// [`keys::message_hash`]). A klaxon from before refuses a newer store (exit
 /// code 3) instead of misreading it. An older store is marked when opened,
-/// together with a note that its message buckets are to be rebuilt; the
-/// open's checkpoint makes both durable before anything else is written, and
-/// the rebuild runs once the journal is replayed (see
-/// [`migrate::messages_by_channel`]).
+/// once the journal it left is replayed, together with a note that its
+/// message buckets are to be rebuilt; both are durable before the rebuild
+/// (see [`migrate::messages_by_channel`]) writes anything.
 const TREE_SCHEMA: u64 = 4;
 
 /// A handle to the store; cheap to clone.
@@ -155,7 +154,7 @@ impl Store {
         let path = store_dir(data_dir);
         let db = open_sled(&path, options)?;
         let tree = db.open_tree("klaxon")?;
-        let instance = match tree.get(keys::meta("schema"))? {
+        let (instance, upgrading) = match tree.get(keys::meta("schema"))? {
             Some(v) => {
                 let found = keys::u64_value(&v).unwrap_or(u64::MAX);
                 if !(SCHEMA_VERSION..=TREE_SCHEMA).contains(&found) {
@@ -168,20 +167,26 @@ impl Store {
                 if found < TREE_SCHEMA && !options.upgrade {
                     return Err(StoreError::SchemaTooOld { path, found });
                 }
-                if found < TREE_SCHEMA {
-                    let mut batch = sled::Batch::default();
-                    batch.insert(keys::meta("schema"), &TREE_SCHEMA.to_be_bytes());
-                    batch.insert(keys::meta(migrate::REKEY), &[]);
-                    tree.apply_batch(batch)?;
-                }
-                tree.get(keys::meta("instance"))?
+                let instance = tree
+                    .get(keys::meta("instance"))?
                     .and_then(|v| keys::u64_value(&v))
-                    .ok_or_else(|| StoreError::Corrupt("store has no instance id".into()))?
+                    .ok_or_else(|| StoreError::Corrupt("store has no instance id".into()))?;
+                (instance, found < TREE_SCHEMA)
             }
-            None => initialise(&tree, &path)?,
+            None => (initialise(&tree, &path)?, false),
         };
         let syncer = Syncer::new(db, &path)?;
         let journal = recover(&tree, &syncer, &path, instance)?;
+        if upgrading {
+            // Marked only now: a start that failed before this (a journal that
+            // cannot be used) leaves the store to the klaxon that wrote it.
+            // Durable before the rebuild writes anything of this schema.
+            let mut batch = sled::Batch::default();
+            batch.insert(keys::meta("schema"), &TREE_SCHEMA.to_be_bytes());
+            batch.insert(keys::meta(migrate::REKEY), &[]);
+            tree.apply_batch(batch)?;
+            syncer.sync()?;
+        }
         if tree.contains_key(keys::meta(migrate::REKEY))? {
             migrate::messages_by_channel(&tree)?;
             // The buckets are durable before the note goes: a power cut can

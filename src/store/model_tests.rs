@@ -244,9 +244,11 @@ type Message = (String, String);
 #[derive(Default)]
 struct Model {
     alerts: Vec<View>,
-    /// Every Slack message handled: an alert's own, and each thread reply applied.
+    /// Every Slack message handled: an alert's own, and each thread reply
+    /// applied or refused.
     messages: HashMap<Message, usize>,
-    /// Thread replies kept as a note whose command a later copy applied.
+    /// Thread replies kept as a note whose command a later copy carried
+    /// (applied or refused): it comes once.
     commanded: HashSet<Message>,
     seq: u64,
 }
@@ -370,12 +372,10 @@ impl Model {
                 .any(|n| n.2.as_ref() == Some(&ts));
             return match missed {
                 Some(action) if noted && !self.commanded.contains(&message) => {
+                    self.commanded.insert(message);
                     match self.change(i, action, Some(user), None) {
                         Outcome::Conflict => Outcome::ReplyRefused(id),
-                        _ => {
-                            self.commanded.insert(message);
-                            Outcome::ReplyApplied(id)
-                        }
+                        _ => Outcome::ReplyApplied(id),
                     }
                 }
                 _ => Outcome::ReplyDuplicate(id),
@@ -389,12 +389,11 @@ impl Model {
             None => self.note(i, (Some(user), text, Some(ts))),
         };
         let id = self.alerts[i].id;
+        // Handled either way: a later copy of a refused reply is a duplicate.
+        self.messages.insert(message, i);
         match done {
             Outcome::Conflict => Outcome::ReplyRefused(id),
-            _ => {
-                self.messages.insert(message, i);
-                Outcome::ReplyApplied(id)
-            }
+            _ => Outcome::ReplyApplied(id),
         }
     }
 

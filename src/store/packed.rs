@@ -37,22 +37,24 @@ pub fn clear_bit(bitmap: &mut Vec<u8>, n: u64) {
     }
 }
 
-/// The ordinals set in block `block`'s bitmap, in `[low, high)`, largest first.
-pub fn bits_desc(bitmap: &[u8], block: u64, low: u64, high: u64) -> Vec<u64> {
-    let base = block * BITS_PER_BLOCK;
+/// The ordinals set in block `block`'s bitmap, in `[low, high)`, largest
+/// first; `None` when a damaged block number (or bitmap length) would
+/// number them past `u64::MAX`.
+pub fn bits_desc(bitmap: &[u8], block: u64, low: u64, high: u64) -> Option<Vec<u64>> {
+    let base = block.checked_mul(BITS_PER_BLOCK)?;
     let mut found = Vec::new();
     for (i, &byte) in bitmap.iter().enumerate().rev() {
         if byte == 0 {
             continue;
         }
         for bit in (0..8).rev() {
-            let n = base + (i as u64) * 8 + bit;
+            let n = base.checked_add((i as u64) * 8 + bit)?;
             if byte & (1 << bit) != 0 && n >= low && n < high {
                 found.push(n);
             }
         }
     }
-    found
+    Some(found)
 }
 
 /// Fixed-size entries kept sorted by their first `key_len` bytes, all in
@@ -221,13 +223,31 @@ mod tests {
         for n in [2048, 2050, 3071] {
             set_bit(&mut bitmap, n);
         }
-        assert_eq!(bits_desc(&bitmap, 2, 0, u64::MAX), vec![3071, 2050, 2048]);
-        assert_eq!(bits_desc(&bitmap, 2, 2049, 3071), vec![2050]);
+        assert_eq!(
+            bits_desc(&bitmap, 2, 0, u64::MAX),
+            Some(vec![3071, 2050, 2048])
+        );
+        assert_eq!(bits_desc(&bitmap, 2, 2049, 3071), Some(vec![2050]));
         clear_bit(&mut bitmap, 2050);
-        assert_eq!(bits_desc(&bitmap, 2, 0, u64::MAX), vec![3071, 2048]);
+        assert_eq!(bits_desc(&bitmap, 2, 0, u64::MAX), Some(vec![3071, 2048]));
         clear_bit(&mut bitmap, 2048);
         clear_bit(&mut bitmap, 3071);
         assert!(bitmap.is_empty(), "an empty bitmap is removed");
+    }
+
+    #[test]
+    fn a_block_number_past_the_last_ordinal_is_damage() {
+        let mut bitmap = Vec::new();
+        set_bit(&mut bitmap, 5);
+        assert_eq!(bits_desc(&bitmap, u64::MAX, 0, u64::MAX), None);
+        // The last block that exists, with a bitmap longer than a block's.
+        let last = u64::MAX / BITS_PER_BLOCK;
+        assert_eq!(
+            bits_desc(&bitmap, last, 0, u64::MAX).map(|b| b.len()),
+            Some(1)
+        );
+        bitmap.resize(2 * BITMAP_BYTES, 0xff);
+        assert_eq!(bits_desc(&bitmap, last, 0, u64::MAX), None);
     }
 
     #[test]

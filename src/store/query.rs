@@ -174,7 +174,8 @@ fn in_bitmaps(
         let found = entry.map_err(StoreError::from).and_then(|(key, bitmap)| {
             let block = keys::u64_suffix(&key)
                 .ok_or_else(|| StoreError::Corrupt("short index key".into()))?;
-            Ok(packed::bits_desc(&bitmap, block, low, high))
+            packed::bits_desc(&bitmap, block, low, high)
+                .ok_or_else(|| StoreError::Corrupt(format!("index key {key:?} is out of range")))
         });
         let (ok, err) = match found {
             Ok(ordinals) => (ordinals, None),

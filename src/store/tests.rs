@@ -286,6 +286,36 @@ fn a_store_opened_by_this_version_is_marked_so_that_older_versions_refuse_it() {
     ));
 }
 
+/// An older klaxon can still open its store after a first start of this one
+/// failed on the journal it left: the store is marked only once that
+/// journal is replayed.
+#[test]
+fn a_schema_3_store_whose_journal_cannot_be_replayed_stays_marked_3() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
+    import_open(&store, 0..1);
+    store.close();
+    drop(store);
+    // Schema 3, with a tree that says it applied less than the journal's
+    // last mark: the journal does not reach back to it.
+    let (db, tree) = raw_tree(dir.path());
+    tree.insert(keys::meta("schema"), &3u64.to_be_bytes())
+        .unwrap();
+    tree.insert(keys::meta("journal"), &0u64.to_be_bytes())
+        .unwrap();
+    db.flush().unwrap();
+    drop((tree, db));
+
+    let Err(StoreError::Corrupt(why)) = Store::open(dir.path(), &StoreOptions::default()) else {
+        panic!("opened, or failed otherwise");
+    };
+    assert!(why.contains("journal"), "{why}");
+    let (_db, tree) = raw_tree(dir.path());
+    let schema = tree.get(keys::meta("schema")).unwrap();
+    assert_eq!(schema.and_then(|v| keys::u64_value(&v)), Some(3));
+    assert!(!tree.contains_key(keys::meta(migrate::REKEY)).unwrap());
+}
+
 /// Copies a data dir as a crash would leave it: what is on disk now.
 fn copy_dir(from: &Path, to: &Path) {
     fs::create_dir_all(to).unwrap();

@@ -274,7 +274,8 @@ async fn an_alert_keeps_at_most_200_notes_and_128_kib_of_note_text() {
     let res = app
         .act(&many, "acknowledge", Some(json!({"note": "ack note"})))
         .await;
-    assert_error(res, 409, "conflict").await;
+    let body = assert_error(res, 409, "conflict").await;
+    assert!(body.contains("the action was not taken"), "{body}");
     let alert: Value = app.get_alert(&many).await.json().await.unwrap();
     assert_eq!(alert["notes"].as_array().unwrap().len(), 200);
     assert_eq!(alert["status"], "open");

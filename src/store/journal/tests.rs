@@ -379,3 +379,47 @@ fn a_journal_that_does_not_reach_back_to_the_store_is_refused() {
     let refused = Journal::open(old.path(), INSTANCE, 5, FILE_BYTES);
     assert!(matches!(refused, Err(StoreError::Corrupt(_))));
 }
+
+#[test]
+fn record_numbers_at_the_top_of_the_range_are_damage_not_a_wrap() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut journal, _) = Journal::open(dir.path(), INSTANCE, 0, FILE_BYTES).unwrap();
+    // Intact records, damaged numbers: a mark at the top of the range, then
+    // a group numbered as if the numbering wrapped after it.
+    for (number, kind) in [(u64::MAX, MARK), (0, GROUP)] {
+        assert!(encode(
+            &mut journal.buf,
+            INSTANCE,
+            number,
+            kind,
+            std::iter::empty()
+        ));
+        journal.write_record().unwrap();
+    }
+    drop(journal);
+    for applied in [5, u64::MAX] {
+        let opened = Journal::open(dir.path(), INSTANCE, applied, FILE_BYTES);
+        assert!(
+            matches!(opened, Err(StoreError::Corrupt(_))),
+            "applied {applied}"
+        );
+    }
+
+    // A store whose note of the last group applied is one short of the top:
+    // the group numbered u64::MAX would leave no number for the next.
+    let other = tempfile::tempdir().unwrap();
+    let mut journal = open_marked(other.path(), u64::MAX - 1, FILE_BYTES);
+    let refused = try_append(&mut journal, &[write("a", "1")], || Ok(()));
+    assert!(
+        matches!(refused, Err(StoreError::Corrupt(_))),
+        "{refused:?}"
+    );
+    assert!(!journal.is_broken(), "nothing was written");
+
+    // A payload length field at its largest reads as a torn record.
+    let mut header = vec![0; HEADER];
+    header[0..4].copy_from_slice(&MAGIC.to_le_bytes());
+    header[8..16].copy_from_slice(&INSTANCE.to_le_bytes());
+    header[25..29].copy_from_slice(&u32::MAX.to_le_bytes());
+    assert!(read_record(&header, INSTANCE).is_none());
+}

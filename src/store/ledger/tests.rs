@@ -176,7 +176,7 @@ fn a_change_that_panics_gives_back_the_numbers_it_took() {
     let mut ledger = ledger(dir.path());
     let panicked = catch_unwind(AssertUnwindSafe(|| {
         ledger.transact(|l| -> Result<(), StoreError> {
-            l.next_seq();
+            l.next_seq()?;
             panic!("a bug in a change");
         })
     }));
@@ -334,4 +334,90 @@ fn a_message_without_text_takes_the_text_of_another_copy() {
         Inserted::Duplicate(alert) => assert_eq!(alert, filled),
         Inserted::Created(_) => panic!("new"),
     }
+}
+
+#[test]
+fn a_refused_thread_reply_is_a_duplicate_when_it_comes_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ledger = ledger(dir.path());
+    let api = Actor::default;
+    let alert = create(&mut ledger, "9.1");
+    ledger
+        .change(alert.id, Action::Resolve, api())
+        .unwrap()
+        .unwrap();
+    let ack = reply_to("9.1", "9.2", "ack", Some(Action::Acknowledge));
+    let refused = ledger.thread_reply(ack.clone()).unwrap();
+    assert!(matches!(refused, ReplyOutcome::Refused(..)), "{refused:?}");
+    commit(&mut ledger).unwrap();
+    ledger
+        .change(alert.id, Action::Reopen, api())
+        .unwrap()
+        .unwrap();
+    // Slack's retry comes after the reopen: it must not acknowledge.
+    let again = ledger.thread_reply(ack).unwrap();
+    assert!(
+        matches!(again, ReplyOutcome::Duplicate(id) if id == alert.id),
+        "{again:?}"
+    );
+    assert_eq!(ledger.load(alert.id).unwrap().status, Status::Open);
+
+    // A note that does not fit.
+    let full = Actor {
+        note: Some("x".repeat(MAX_NOTE_BYTES)),
+        ..api()
+    };
+    ledger.add_note(alert.id, full).unwrap().unwrap();
+    let note = reply_to("9.1", "9.3", "looking", None);
+    let refused = ledger.thread_reply(note.clone()).unwrap();
+    assert!(matches!(refused, ReplyOutcome::Refused(..)), "{refused:?}");
+    let again = ledger.thread_reply(note).unwrap();
+    assert!(matches!(again, ReplyOutcome::Duplicate(_)), "{again:?}");
+
+    // A command the first copy kept as a note, refused when the other copy
+    // brings it: Slack's retry of that copy after a reopen does nothing.
+    let other = create(&mut ledger, "9.4");
+    let noted = reply_to("9.4", "9.5", "@klaxon ack", None);
+    ledger.thread_reply(noted).unwrap();
+    ledger
+        .change(other.id, Action::Resolve, api())
+        .unwrap()
+        .unwrap();
+    let mention = ThreadReply {
+        missed: Some(Action::Acknowledge),
+        ..reply_to("9.4", "9.5", "ack", Some(Action::Acknowledge))
+    };
+    let refused = ledger.thread_reply(mention.clone()).unwrap();
+    assert!(matches!(refused, ReplyOutcome::Refused(..)), "{refused:?}");
+    ledger
+        .change(other.id, Action::Reopen, api())
+        .unwrap()
+        .unwrap();
+    let again = ledger.thread_reply(mention).unwrap();
+    assert!(matches!(again, ReplyOutcome::Duplicate(_)), "{again:?}");
+    assert_eq!(ledger.load(other.id).unwrap().status, Status::Open);
+}
+
+#[test]
+fn counters_read_at_the_top_of_their_range_are_damage_not_a_wrap() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = sled::Config::new().path(dir.path()).open().unwrap();
+    let tree = db.open_tree("t").unwrap();
+    let top = u64::MAX;
+    // (last id, seq, ordinal count) as a damaged store could hold them.
+    for (last_id, seq, ordinals) in [(top, 0, 0), (0, top, 0), (0, 0, top)] {
+        let last_id = AlertId::from_u64(last_id);
+        let mut ledger = Ledger::new(tree.clone(), last_id, seq, ordinals, dir.path().into(), 0);
+        let offered = ledger.insert_if_new(message("4.1"));
+        assert!(
+            matches!(offered, Err(StoreError::Corrupt(_))),
+            "{last_id:?} {seq} {ordinals}: {offered:?}"
+        );
+    }
+    // A damaged count stays at its largest; the alert is stored.
+    let key = keys::count(Status::Open, Urgency::High);
+    tree.insert(key, &top.to_be_bytes()).unwrap();
+    let mut ledger = Ledger::new(tree, AlertId::MIN, 0, 0, dir.path().into(), 0);
+    create(&mut ledger, "4.2");
+    assert_eq!(ledger.count(&Writes::default(), &key).unwrap(), top);
 }
