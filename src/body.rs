@@ -52,7 +52,12 @@ pub fn require_content_type(req: &HttpRequest, expected: &'static str) -> Result
         return refuse(format!("send one Content-Type: {expected}"));
     };
     let value = value.to_str().unwrap_or_default();
-    let mut parts = split_parameters(value);
+    let Some(parts) = split_parameters(value) else {
+        return refuse(format!(
+            "the Content-Type has an unclosed quote ({expected})"
+        ));
+    };
+    let mut parts = parts.into_iter();
     let essence = parts.next().unwrap_or_default().trim();
     if !essence.eq_ignore_ascii_case(expected) {
         return refuse(format!("content type must be {expected}"));
@@ -87,18 +92,22 @@ pub fn require_content_type(req: &HttpRequest, expected: &'static str) -> Result
 
 /// A media type and its parameters, split at each `;` outside a quoted
 /// string (RFC 9110: a quoted parameter value may hold `;` and `\"`).
-fn split_parameters(value: &str) -> impl Iterator<Item = &str> {
+/// `None` when a quote is left open: what it would hide is unknown.
+fn split_parameters(value: &str) -> Option<Vec<&str>> {
     let (mut quoted, mut escaped) = (false, false);
-    value.split(move |c| {
-        match (escaped, quoted, c) {
-            (true, ..) => escaped = false,
-            (false, true, '\\') => escaped = true,
-            (false, _, '"') => quoted = !quoted,
-            (false, false, ';') => return true,
-            _ => {}
-        }
-        false
-    })
+    let parts = value
+        .split(|c| {
+            match (escaped, quoted, c) {
+                (true, ..) => escaped = false,
+                (false, true, '\\') => escaped = true,
+                (false, _, '"') => quoted = !quoted,
+                (false, false, ';') => return true,
+                _ => {}
+            }
+            false
+        })
+        .collect();
+    (!quoted).then_some(parts)
 }
 
 #[cfg(test)]
@@ -165,6 +174,10 @@ mod tests {
                     "application/json; x=\"a\\\";b\"; charset=latin1",
                 )][..],
                 "utf-8",
+            ),
+            (
+                &[("content-type", "application/json; x=\"; charset=latin1")][..],
+                "unclosed quote",
             ),
             (
                 &[

@@ -151,8 +151,9 @@ fn written_words(text: &str) -> Cow<'_, str> {
                 label: Some(label),
             } if !target.starts_with(['@', '#', '!']) && !is_address_of(label, target) => {
                 // Set apart: `critical<https://x|dash>` still names critical.
-                // A `~` in a label is a character of it, not a strike edge
-                // that could pair with one outside the link.
+                // A label's strikes pair within it, never with a `~`
+                // outside the link.
+                let label = without_struck_words(label);
                 words.push(MARKUP);
                 words.extend(label.chars().map(|c| if c == '~' { MARKUP } else { c }));
                 words.push(MARKUP);
@@ -325,9 +326,10 @@ mod tests {
             ("<@U1>~critical~ low", Some(Urgency::Low)),
             // A `~` inside a link's label pairs with none outside it.
             (
-                "<https://x.example|~wip> critical, <https://y.example|~b~>",
+                "<https://x.example|~wip> critical, <https://y.example|b~>",
                 Some(Urgency::Critical),
             ),
+            ("<https://x.example|~critical~> low", Some(Urgency::Low)),
             (
                 "~a critical <https://x.example|b~> low",
                 Some(Urgency::Critical),

@@ -702,7 +702,10 @@ impl Ledger {
             at: rfc3339_ms(now_ms()),
         });
         if !notes_fit(&after) {
-            return self.refuse(batch, NOTES_FULL);
+            // No dedup key: a full alert refuses this note for good, and
+            // another copy of the reply may carry a command, which needs
+            // no room for a note.
+            return Ok(Err(Refused::Conflict(NOTES_FULL)));
         }
         after.seq = self.next_seq()?;
         self.put(&mut batch, Some(&before), &after, None)?;
@@ -710,15 +713,18 @@ impl Ledger {
         Ok(Ok(after))
     }
 
-    /// Refuses a change, keeping the dedup keys of a Slack reply in `batch`
-    /// (an API change has none): a later copy of a refused reply is a
-    /// duplicate, and cannot act after the alert has changed.
+    /// Refuses a change, keeping the dedup keys of a Slack reply's command
+    /// in `batch` (an API change has none): a later copy of the refused
+    /// command is a duplicate, and cannot act after the alert has changed.
+    /// On a disk low on space the refusal is still answered, without them.
     fn refuse<T>(
         &mut self,
         batch: Writes,
         why: &'static str,
     ) -> Result<Result<T, Refused>, StoreError> {
-        self.apply(batch)?;
+        if self.ensure_room().is_ok() {
+            self.apply(batch)?;
+        }
         Ok(Err(Refused::Conflict(why)))
     }
 

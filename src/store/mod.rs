@@ -280,19 +280,27 @@ impl Store {
     ///
     /// A probe writes durably, and `/readyz` is open to any client: so one
     /// runs at a time, and a probe within a second of one that passed
-    /// shares its answer, whatever the rate of calls. A stopped store
-    /// fails at once.
+    /// shares its answer, whatever the rate of calls. A stopped store fails,
+    /// and no probe waits longer than a commit may.
     pub async fn probe(&self) -> Result<(), StoreError> {
-        if self.stopped() {
-            return Err(StoreError::Closed);
-        }
-        let mut probed = self.inner.probed.lock().await;
-        if probed.is_some_and(|at| at.elapsed() < PROBE_FRESH) {
-            return Ok(());
-        }
-        self.write(|ledger| ledger.probe()).await?;
-        *probed = Some(Instant::now());
-        Ok(())
+        let probing = async {
+            let mut probed = self.inner.probed.lock().await;
+            if self.stopped() {
+                return Err(StoreError::Closed);
+            }
+            if probed.is_some_and(|at| at.elapsed() < PROBE_FRESH) {
+                return Ok(());
+            }
+            self.write(|ledger| ledger.probe()).await?;
+            *probed = Some(Instant::now());
+            Ok(())
+        };
+        // Waiting for another probe counts against the same commit timeout:
+        // probes queued behind a stalled disk do not wait a second each.
+        let timeout = self.inner.commit_timeout;
+        tokio::time::timeout(timeout, probing)
+            .await
+            .unwrap_or(Err(StoreError::Timeout(timeout)))
     }
 
     pub async fn get(&self, id: AlertId) -> Result<Option<Alert>, StoreError> {
@@ -534,13 +542,24 @@ fn recover(
             "applying again the groups journalled since the last checkpoint"
         );
     }
+    // Key by key, as the writer applies a group, then its number: a crash
+    // midway replays it again from the journal. A sled batch seals sled's IO
+    // buffer twice and hands it to its IO threads each time; once, after a
+    // SIGQUIT, all of them waited on sled's segment lock while this thread,
+    // holding it, waited for one of them to truncate a file (sled issue
+    // 1412), and the start never ended. Key by key, sled hands its buffer on
+    // only when a segment fills.
     for group in replay {
-        let mut batch = group::batch_of(group.writes);
+        for (key, value) in group.writes {
+            match value {
+                Some(value) => tree.insert(key, value)?,
+                None => tree.remove(key)?,
+            };
+        }
         // Defensive: never lower it (every group too big for a record follows a
         // mark, so replayed groups should always come after what the tree says).
         let number = group.number.max(applied);
-        batch.insert(keys::meta("journal"), &number.to_be_bytes());
-        tree.apply_batch(batch)?;
+        tree.insert(keys::meta("journal"), &number.to_be_bytes())?;
     }
     syncer.sync()?;
     journal.mark_checkpoint()?;

@@ -244,8 +244,8 @@ type Message = (String, String);
 #[derive(Default)]
 struct Model {
     alerts: Vec<View>,
-    /// Every Slack message handled: an alert's own, and each thread reply
-    /// applied or refused.
+    /// Every Slack message handled: an alert's own, each thread reply
+    /// applied, and each refused command.
     messages: HashMap<Message, usize>,
     /// Thread replies kept as a note whose command a later copy carried
     /// (applied or refused): it comes once.
@@ -389,8 +389,11 @@ impl Model {
             None => self.note(i, (Some(user), text, Some(ts))),
         };
         let id = self.alerts[i].id;
-        // Handled either way: a later copy of a refused reply is a duplicate.
-        self.messages.insert(message, i);
+        // A command is handled either way: a later copy of a refused one is
+        // a duplicate. A refused note is not (another copy may carry a command).
+        if command.is_some() || done != Outcome::Conflict {
+            self.messages.insert(message, i);
+        }
         match done {
             Outcome::Conflict => Outcome::ReplyRefused(id),
             _ => Outcome::ReplyApplied(id),

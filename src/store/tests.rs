@@ -76,11 +76,11 @@ async fn probes_within_a_second_of_one_that_passed_write_nothing() {
     store.probe().await.unwrap();
     let first = written();
     assert!(first.is_some());
-    for _ in 0..10 {
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    for _ in 0..5 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
         store.probe().await.unwrap();
     }
-    // Each probe writes the time in ms: 10 more writes would have changed it.
+    // Each probe writes the time in ms: 5 more writes would have changed it.
     assert_eq!(written(), first);
     tokio::time::sleep(PROBE_FRESH).await;
     store.probe().await.unwrap();

@@ -362,17 +362,25 @@ fn a_refused_thread_reply_is_a_duplicate_when_it_comes_again() {
     );
     assert_eq!(ledger.load(alert.id).unwrap().status, Status::Open);
 
-    // A note that does not fit.
+    // A note refused on a full alert keeps no key: the copy of the same
+    // reply that carries its command still acts (a command adds no note).
     let full = Actor {
         note: Some("x".repeat(MAX_NOTE_BYTES)),
         ..api()
     };
     ledger.add_note(alert.id, full).unwrap().unwrap();
-    let note = reply_to("9.1", "9.3", "looking", None);
+    let note = reply_to("9.1", "9.3", "<@U0KLAXON> ack", None);
     let refused = ledger.thread_reply(note.clone()).unwrap();
     assert!(matches!(refused, ReplyOutcome::Refused(..)), "{refused:?}");
     let again = ledger.thread_reply(note).unwrap();
-    assert!(matches!(again, ReplyOutcome::Duplicate(_)), "{again:?}");
+    assert!(matches!(again, ReplyOutcome::Refused(..)), "{again:?}");
+    let command = ThreadReply {
+        missed: Some(Action::Acknowledge),
+        ..reply_to("9.1", "9.3", "ack", Some(Action::Acknowledge))
+    };
+    let acted = ledger.thread_reply(command).unwrap();
+    assert!(matches!(acted, ReplyOutcome::Applied(..)), "{acted:?}");
+    assert_eq!(ledger.load(alert.id).unwrap().status, Status::Acknowledged);
 
     // A command the first copy kept as a note, refused when the other copy
     // brings it: Slack's retry of that copy after a reopen does nothing.
@@ -396,6 +404,19 @@ fn a_refused_thread_reply_is_a_duplicate_when_it_comes_again() {
     let again = ledger.thread_reply(mention).unwrap();
     assert!(matches!(again, ReplyOutcome::Duplicate(_)), "{again:?}");
     assert_eq!(ledger.load(other.id).unwrap().status, Status::Open);
+
+    // On a disk low on space a refusal is still answered, without its key.
+    ledger
+        .change(other.id, Action::Resolve, api())
+        .unwrap()
+        .unwrap();
+    commit(&mut ledger).unwrap();
+    ledger.room.free_bytes = 0;
+    ledger.room.min_free_bytes = 1;
+    let late = reply_to("9.4", "9.6", "ack", Some(Action::Acknowledge));
+    let refused = ledger.thread_reply(late).unwrap();
+    assert!(matches!(refused, ReplyOutcome::Refused(..)), "{refused:?}");
+    assert!(ledger.writes().is_empty());
 }
 
 #[test]
