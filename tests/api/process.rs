@@ -87,12 +87,25 @@ pub fn serve_refused(env: &[(&str, String)]) -> std::process::Output {
 }
 
 /// Runs `klaxon check-store` on `data_dir` and fails the test, saying
-/// `context` and what the check found, unless the store is clean.
+/// `context` and what the check found, unless the store is clean. A check
+/// that hangs (opening the store applies the journal through sled) is
+/// killed after 60 s and fails the test rather than hang it.
 pub fn assert_store_clean(data_dir: &Path, context: &str) {
     let dir = data_dir.display().to_string();
-    let check = command(&["check-store", "--data-dir", &dir], &[])
-        .output()
+    let child = command(&["check-store", "--data-dir", &dir], &[])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .unwrap();
+    let pid = child.id().to_string();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || tx.send(child.wait_with_output().unwrap()));
+    let check = rx
+        .recv_timeout(Duration::from_secs(60))
+        .unwrap_or_else(|_| {
+            let _ = Command::new("kill").args(["-KILL", &pid]).status();
+            panic!("{context}: klaxon check-store (pid {pid}) did not finish within 60 s");
+        });
     assert!(
         check.status.success(),
         "{context}: {}",

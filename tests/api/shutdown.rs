@@ -1,12 +1,14 @@
+use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use reqwest::Client;
 
 use crate::helpers::{fixture, TestApp, READ_TOKEN};
-use crate::process::{server_env, start_server};
+use crate::load::Load;
+use crate::process::{assert_store_clean, server_env, set_env, start_server};
 
 /// SIGTERM stops accepting, lets the in-flight request finish and be stored,
 /// then exits 0.
@@ -174,6 +176,82 @@ async fn sigquit_stops_at_once() {
         .success());
     let status = exit_within(&mut server.child, Duration::from_secs(10));
     assert_eq!(status.code(), Some(1), "exited, not killed by the signal");
+}
+
+/// README, exit codes of `klaxon serve`: SIGQUIT "ends at once; every
+/// change answered 2xx is already in the journal". Sent under load from
+/// Slack posts and lifecycle changes, with a stalled request that a graceful
+/// stop would wait the whole 60 s grace period for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigquit_under_load_exits_1_at_once_and_keeps_every_answered_change() {
+    // Arrange: a server under concurrent load, one request stalled in flight.
+    let data_dir = tempfile::tempdir().unwrap();
+    let mut env = server_env(data_dir.path());
+    set_env(&mut env, "KLAXON_SHUTDOWN_GRACE_SECS", "60");
+    set_env(&mut env, "KLAXON_CLIENT_TIMEOUT_SECS", "60");
+    set_env(&mut env, "KLAXON_SLACK_RATE_PER_SEC", "0");
+    set_env(&mut env, "KLAXON_API_RATE_PER_SEC", "0");
+    let mut server = start_server(&env);
+    let mut stalled = TcpStream::connect(server.address.trim_start_matches("http://")).unwrap();
+    stalled
+        .write_all(b"POST /slack/outgoing HTTP/1.1\r\nHost: x\r\ncontent-type: application/x-www-form-urlencoded\r\ncontent-length: 100\r\n\r\ntoken=")
+        .unwrap();
+    let load = Load::start(&server.address, 4, 100);
+    load.wait_for(1000, 400).await;
+
+    // Act
+    let pid = server.child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-QUIT", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let sent = Instant::now();
+    let status = loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(sent.elapsed() < Duration::from_secs(10), "still running");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    let took = sent.elapsed();
+    let answered = load.stop().await;
+    drop(stalled);
+
+    // Assert: at once, with code 1, and nothing answered is lost.
+    assert_eq!(status.code(), Some(1), "exited, not killed by the signal");
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+    assert_store_clean(data_dir.path(), "after SIGQUIT");
+    let server = start_server(&env);
+    let stored: HashMap<String, u64> = TestApp::at(&server.address)
+        .all_alerts()
+        .await
+        .into_iter()
+        .map(|a| {
+            (
+                a["id"].as_str().unwrap().to_owned(),
+                a["seq"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    for (id, seq) in &answered.seqs {
+        let kept = stored
+            .get(id)
+            .unwrap_or_else(|| panic!("alert {id} was answered 2xx but is gone"));
+        assert!(
+            kept >= seq,
+            "{id}: change {seq} was answered 2xx, the store is at {kept}"
+        );
+    }
+    eprintln!(
+        "sigquit under load: exited in {took:?}; {} created and {} changes answered, \
+         {} unanswered, refused {:?}, {} stored",
+        answered.created.len(),
+        answered.changes,
+        answered.unanswered,
+        answered.refused,
+        stored.len()
+    );
 }
 
 /// The process's exit status, which must come within `limit`.
