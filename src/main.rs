@@ -152,7 +152,15 @@ fn serve(args: ServeArgs) -> ExitCode {
             Err(e) => {
                 eprintln!("klaxon: {e}");
                 return match e {
-                    StartupError::Store(_) => ExitCode::from(3),
+                    StartupError::Store(e) => {
+                        if e.is_locked() {
+                            eprintln!(
+                                "(another process is using {}: two klaxon servers cannot share a data dir)",
+                                settings.data_dir.display()
+                            );
+                        }
+                        ExitCode::from(3)
+                    }
                     StartupError::Bind { .. } => ExitCode::FAILURE,
                 };
             }

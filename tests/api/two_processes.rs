@@ -23,6 +23,7 @@ async fn a_second_server_on_a_data_dir_in_use_exits_3_and_the_first_keeps_servin
     assert_eq!(second.status.code(), Some(3), "{stderr}");
     assert!(stderr.contains("cannot open the alert store"), "{stderr}");
     assert!(stderr.contains("could not acquire lock"), "{stderr}");
+    assert!(stderr.contains("another process is using"), "{stderr}");
     // The first still takes a signed Slack post, and still has the alert.
     let after = app
         .create_alert("high: after the second", "1732400000.000002")
