@@ -43,7 +43,7 @@ async fn the_in_flight_alert_is_finished_on(signal: &'static str) {
         stream.write_all(&form.as_bytes()[..20]).unwrap();
         std::thread::sleep(Duration::from_millis(300));
 
-        assert!(Command::new("kill").args([signal, &pid]).status().unwrap().success());
+        send_signal(signal, &pid);
         std::thread::sleep(Duration::from_millis(500));
         let refused = TcpStream::connect(&address).is_err();
 
@@ -103,11 +103,7 @@ async fn a_start_without_the_journal_files_warns_and_keeps_the_alerts() {
         ids.push(text.split("opened alert ").nth(1).unwrap()[..13].to_owned());
     }
     let pid = server.child.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
+    send_signal("-TERM", &pid);
     assert_eq!(server.child.wait().unwrap().code(), Some(0));
     let warning = "the journal has no record of the store's latest changes";
 
@@ -149,11 +145,7 @@ async fn a_second_signal_stops_at_once() {
         .unwrap();
     std::thread::sleep(Duration::from_millis(300));
     for signal in ["-TERM", "-INT"] {
-        assert!(Command::new("kill")
-            .args([signal, &pid])
-            .status()
-            .unwrap()
-            .success());
+        send_signal(signal, &pid);
         std::thread::sleep(Duration::from_millis(300));
     }
     let status = exit_within(&mut server.child, Duration::from_secs(10));
@@ -169,11 +161,7 @@ async fn sigquit_stops_at_once() {
     env.push(("KLAXON_SHUTDOWN_GRACE_SECS", "60".into()));
     let mut server = start_server(&env);
     let pid = server.child.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-QUIT", &pid])
-        .status()
-        .unwrap()
-        .success());
+    send_signal("-QUIT", &pid);
     let status = exit_within(&mut server.child, Duration::from_secs(10));
     assert_eq!(status.code(), Some(1), "exited, not killed by the signal");
 }
@@ -201,11 +189,7 @@ async fn sigquit_under_load_exits_1_at_once_and_keeps_every_answered_change() {
 
     // Act
     let pid = server.child.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-QUIT", &pid])
-        .status()
-        .unwrap()
-        .success());
+    send_signal("-QUIT", &pid);
     let sent = Instant::now();
     let status = loop {
         if let Some(status) = server.child.try_wait().unwrap() {
@@ -252,6 +236,15 @@ async fn sigquit_under_load_exits_1_at_once_and_keeps_every_answered_change() {
         answered.refused,
         stored.len()
     );
+}
+
+/// Sends `signal` (`-TERM`, ...) to the process `pid`.
+fn send_signal(signal: &str, pid: &str) {
+    assert!(Command::new("kill")
+        .args([signal, pid])
+        .status()
+        .unwrap()
+        .success());
 }
 
 /// The process's exit status, which must come within `limit`.
