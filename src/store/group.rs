@@ -180,16 +180,10 @@ impl Group {
     }
 
     fn apply_pending(&mut self, record: u64) -> Result<(), StoreError> {
-        for (key, value) in std::mem::take(&mut self.pending) {
-            self.count_down_to_injected_stop()?;
-            match value {
-                Some(value) => self.tree.insert(key, value)?,
-                None => self.tree.remove(key)?,
-            };
-        }
-        self.tree
-            .insert(keys::meta("journal"), &record.to_be_bytes())?;
-        Ok(())
+        let (tree, pending) = (self.tree.clone(), std::mem::take(&mut self.pending));
+        put_key_by_key(&tree, pending, record, || {
+            self.count_down_to_injected_stop()
+        })
     }
 
     /// Applies a group that has no journal record (too big for one) as one
@@ -239,8 +233,29 @@ impl Group {
     }
 }
 
+/// Puts a journalled group's `writes` into `tree` key by key in their
+/// order, then `record`, the number of its journal record: a crash midway
+/// applies the group again from the journal. `before_each` runs before
+/// each key (a test's injected stop).
+pub fn put_key_by_key<K: AsRef<[u8]>, V: Into<IVec>>(
+    tree: &Tree,
+    writes: impl IntoIterator<Item = (K, Option<V>)>,
+    record: u64,
+    mut before_each: impl FnMut() -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    for (key, value) in writes {
+        before_each()?;
+        match value {
+            Some(value) => tree.insert(key, value)?,
+            None => tree.remove(key)?,
+        };
+    }
+    tree.insert(keys::meta("journal"), &record.to_be_bytes())?;
+    Ok(())
+}
+
 /// A sled batch of writes (`None`: remove the key).
-pub fn batch_of<K: Into<IVec>, V: Into<IVec>>(
+fn batch_of<K: Into<IVec>, V: Into<IVec>>(
     writes: impl IntoIterator<Item = (K, Option<V>)>,
 ) -> Batch {
     let mut batch = Batch::default();

@@ -542,24 +542,17 @@ fn recover(
             "applying again the groups journalled since the last checkpoint"
         );
     }
-    // Key by key, as the writer applies a group, then its number: a crash
-    // midway replays it again from the journal. A sled batch seals sled's IO
+    // Key by key, as the writer applies a group. A sled batch seals sled's IO
     // buffer twice and hands it to its IO threads each time; once, after a
     // SIGQUIT, all of them waited on sled's segment lock while this thread,
     // holding it, waited for one of them to truncate a file (sled issue
     // 1412), and the start never ended. Key by key, sled hands its buffer on
     // only when a segment fills.
     for group in replay {
-        for (key, value) in group.writes {
-            match value {
-                Some(value) => tree.insert(key, value)?,
-                None => tree.remove(key)?,
-            };
-        }
         // Defensive: never lower it (every group too big for a record follows a
         // mark, so replayed groups should always come after what the tree says).
         let number = group.number.max(applied);
-        tree.insert(keys::meta("journal"), &number.to_be_bytes())?;
+        group::put_key_by_key(tree, group.writes, number, || Ok(()))?;
     }
     syncer.sync()?;
     journal.mark_checkpoint()?;
