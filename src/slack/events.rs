@@ -277,10 +277,13 @@ impl Callback {
                     event_id: self.event_id,
                     user: e.user,
                     command,
-                    // An app mention of the app's installation in a shared
-                    // channel's other workspace reads as someone else's
-                    // mention in the `message` copy: a note.
-                    missed: command.filter(|_| e.kind == "app_mention"),
+                    // Copies that may have read this command as a note: the
+                    // `message` copy of an app mention of the installation in
+                    // a shared channel's other workspace (to it, someone
+                    // else's mention), and the outgoing webhook's copy of
+                    // `@klaxon ack` (it does not know the app's user).
+                    missed: command
+                        .filter(|_| e.kind == "app_mention" || reply_command(&text).is_none()),
                     text,
                 });
             }

@@ -483,3 +483,54 @@ async fn a_reply_with_a_blank_ts_is_refused_or_ignored_not_kept_under_a_blank_ke
     let own: Value = app.get_alert(&own).await.json().await.unwrap();
     assert_eq!(own["slack"]["thread_ts"], Value::Null, "{own}");
 }
+
+/// A channel-wide outgoing webhook (no trigger word) brings `@klaxon ack` as
+/// a note: it does not know the app's user. The Events API copy, whichever
+/// comes second, still acknowledges, once.
+#[tokio::test]
+async fn an_app_addressed_ack_acknowledges_whichever_surface_comes_first() {
+    let said = "<@U0KLAXON1> ack";
+    let form = fixture("outgoing/thread_reply.form")
+        .replace(
+            "text=outage+still+failing+after+the+rollback%2C+now+critical",
+            "text=%3C%40U0KLAXON1%3E+ack",
+        )
+        .replace("&trigger_word=outage", "");
+    let mut event = same_reply_through_events();
+    event["event"]["text"] = said.into();
+
+    let mut ends = Vec::new();
+    for outgoing_first in [true, false] {
+        let app = spawn_app().await;
+        let id = alert_from_fixture(&app).await;
+        if outgoing_first {
+            app.post_outgoing(&form).await;
+            let noted: Value = app.get_alert(&id).await.json().await.unwrap();
+            assert_eq!(noted["status"], "open", "to the outgoing copy, a note");
+            app.post_event(&event).await;
+        } else {
+            app.post_event(&event).await;
+            app.post_outgoing(&form).await;
+        }
+        let alert: Value = app.get_alert(&id).await.json().await.unwrap();
+        assert_eq!(
+            alert["status"], "acknowledged",
+            "outgoing first: {outgoing_first}"
+        );
+        assert_eq!(alert["acknowledged_by"], "U0ONCALL1");
+        // A retry of the Events copy acts no more (no second change).
+        let seq = alert["seq"].clone();
+        let mut retry = event.clone();
+        retry["event_id"] = "EvTHREADOUT2".into();
+        let again: Value = app.post_event(&retry).await.json().await.unwrap();
+        assert_eq!(again["duplicate"], true, "{again}");
+        let after: Value = app.get_alert(&id).await.json().await.unwrap();
+        assert_eq!(after["seq"], seq);
+        ends.push(alert["notes"].as_array().unwrap().len());
+    }
+    assert_eq!(
+        ends,
+        [1, 0],
+        "the outgoing copy's note stays; the Events copy leaves none"
+    );
+}
