@@ -157,10 +157,11 @@ fn required(value: Option<String>, name: &'static str) -> Result<String, ApiErro
     summary = "A legacy outgoing webhook: a message starting with a trigger word",
     description = "Creates an alert (or finds the one for the same message) and answers the \
         text Slack posts back in the channel. A post in the thread of an alert is a reply to it \
-        (a note, or ack / resolve). Posts by bots answer 200 with an empty body.",
+        (a note, or ack / resolve). Posts by bots, and replies without a trigger word under a \
+        message that is not an alert, answer 200 with an empty body.",
     request_body(content = OutgoingForm, content_type = "application/x-www-form-urlencoded"),
     responses(
-        (status = 200, description = "The channel reply (empty for bot posts).",
+        (status = 200, description = "The channel reply (empty when nothing was done).",
             body = OutgoingReply),
         BadRequest, InvalidToken, ForbiddenNetwork, RequestTimeout, PayloadTooLarge,
         UnsupportedMediaType, RateLimited, HeadersTooLarge, Unavailable
@@ -191,7 +192,8 @@ pub async fn receive(
     post.check_ids()?;
     let trigger = post.trigger_word.clone().unwrap_or_default();
     // In a thread under an alert, the post is a reply to it; anywhere else
-    // (or under a message that is not an alert) the trigger word opens one.
+    // (or under a message that is not an alert) the trigger word opens one,
+    // and without a trigger word only a message outside a thread does.
     // A reply without text says nothing, as on the Events API.
     if post.in_thread() == InThread::ReplyWithoutText {
         metrics::event_ignored("thread reply without text");
@@ -204,6 +206,16 @@ pub async fn receive(
         if let Some((text, outcome)) = replied(apply_reply(&store, reply, false).await?) {
             let reply = json!({ "text": reply_text(&text, &trigger) });
             return Ok(with_outcome(HttpResponse::Ok().json(reply), outcome));
+        }
+        // A channel-wide webhook (no trigger word) posts every reply under a
+        // bot's post or an older message: chat, not an alert, as on the
+        // Events API.
+        if trigger.trim().is_empty() {
+            metrics::event_ignored("thread reply under a message that is not an alert");
+            return Ok(with_outcome(
+                HttpResponse::Ok().finish(),
+                "ignored: thread reply under a message that is not an alert",
+            ));
         }
     }
     let inserted = store

@@ -534,3 +534,32 @@ async fn an_app_addressed_ack_acknowledges_whichever_surface_comes_first() {
         "the outgoing copy's note stays; the Events copy leaves none"
     );
 }
+
+/// A channel-wide webhook (no trigger word) posts replies under a bot's post
+/// too: chat, not an alert. With a trigger word, a reply there opens one.
+#[tokio::test]
+async fn a_reply_under_a_message_that_is_no_alert_opens_one_only_with_a_trigger_word() {
+    let app = spawn_app().await;
+    let under_bot_post = fixture("outgoing/thread_reply.form")
+        .replace("thread_ts=1732358500.000100", "thread_ts=1732358000.000900")
+        .replace(
+            "text=outage+still+failing+after+the+rollback%2C+now+critical",
+            "text=looking",
+        );
+    let channel_wide = under_bot_post.replace("&trigger_word=outage", "");
+    let res = app.post_outgoing(&channel_wide).await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.text().await.unwrap(), "");
+    assert!(
+        app.all_alerts().await.is_empty(),
+        "chat in a thread pages no one"
+    );
+
+    let triggered = under_bot_post.replace("text=looking", "text=outage+checkout+down");
+    let body: Value = app.post_outgoing(&triggered).await.json().await.unwrap();
+    assert!(
+        body["text"].as_str().unwrap().contains("opened alert"),
+        "{body}"
+    );
+    assert_eq!(app.all_alerts().await.len(), 1);
+}
