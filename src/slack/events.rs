@@ -308,14 +308,16 @@ impl Callback {
     }
 }
 
-/// `<@U123> ack` → (`U123`, `ack`); text that does not start with a
-/// mention → (`None`, the text).
+/// `<@U123> ack` (or `<@U123>: ack`, `<@U123>, ack`) → (`U123`, `ack`);
+/// text that does not start with a mention → (`None`, the text).
 pub fn leading_mention(text: &str) -> (Option<&str>, &str) {
     let trimmed = text.trim_start();
     if let Some(rest) = trimmed.strip_prefix("<@") {
         if let Some(end) = rest.find('>') {
             let user = rest[..end].split('|').next().unwrap_or_default();
-            return (Some(user), rest[end + 1..].trim_start());
+            let words = rest[end + 1..].trim_start();
+            let words = words.strip_prefix([':', ',']).unwrap_or(words);
+            return (Some(user), words.trim_start());
         }
     }
     (None, trimmed)
@@ -468,6 +470,9 @@ mod tests {
     fn a_leading_mention_comes_apart_from_the_words() {
         assert_eq!(leading_mention(" <@U1> db down"), (Some("U1"), "db down"));
         assert_eq!(leading_mention("<@U1|ana>ack"), (Some("U1"), "ack"));
+        assert_eq!(leading_mention("<@U1>: ack"), (Some("U1"), "ack"));
+        assert_eq!(leading_mention("<@U1> , ack"), (Some("U1"), "ack"));
+        assert_eq!(leading_mention("<@U1>:: ack"), (Some("U1"), ": ack"));
         assert_eq!(leading_mention("db <@U1> down"), (None, "db <@U1> down"));
         assert_eq!(leading_mention("<@U1 db down"), (None, "<@U1 db down"));
     }
