@@ -253,12 +253,22 @@ mod tests {
             ),
             Ok(())
         );
-        // Any of several configured secrets verifies (rotation).
-        let rotated = secrets(&format!("old-secret,{SLACK_SECRET}"));
-        assert_eq!(
-            check(&rotated, SLACK_TIMESTAMP, SLACK_SIGNATURE, body, now),
-            Ok(())
-        );
+        // Any of several configured secrets verifies (rotation), wherever it
+        // stands in the list.
+        for list in [
+            format!("old-secret,{SLACK_SECRET}"),
+            format!("{SLACK_SECRET},new-secret"),
+            format!("a,{SLACK_SECRET},b"),
+        ] {
+            assert_eq!(
+                check(&secrets(&list), SLACK_TIMESTAMP, SLACK_SIGNATURE, body, now),
+                Ok(()),
+                "the secret among {} others",
+                list.split(',').count() - 1
+            );
+        }
+        let others = secrets("old-secret,new-secret");
+        assert!(check(&others, SLACK_TIMESTAMP, SLACK_SIGNATURE, body, now).is_err());
     }
 
     #[test]

@@ -187,6 +187,9 @@ async fn app_rate_limited_is_acknowledged() {
     let app = spawn_app().await;
     let res = app.post_event(&event_fixture("app_rate_limited")).await;
     assert_eq!(res.status(), 200);
+    // Known and taken (Slack stops retrying it), not an envelope ignored.
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body, serde_json::json!({ "ok": true }));
     assert!(app.all_alerts().await.is_empty());
 }
 

@@ -8,6 +8,11 @@ async fn acknowledge_then_resolve_records_who_and_when() {
     let id = app
         .create_alert("high: api latency", "1732400000.000001")
         .await;
+    // The server writes milliseconds: each change a few of them apart.
+    let a_few_ms = || tokio::time::sleep(std::time::Duration::from_millis(5));
+    let floor_ms = |t: time::OffsetDateTime| t.replace_millisecond(t.millisecond()).unwrap();
+    a_few_ms().await;
+    let before_ack = floor_ms(time::OffsetDateTime::now_utc());
 
     let res = app
         .act(
@@ -24,6 +29,8 @@ async fn acknowledge_then_resolve_records_who_and_when() {
     assert_eq!(acked["notes"][0]["text"], "on it");
     assert_eq!(acked["notes"][0]["user"], "ana");
 
+    a_few_ms().await;
+    let before_resolve = floor_ms(time::OffsetDateTime::now_utc());
     let resolved: Value = app
         .act(&id, "resolve", Some(json!({"by": "bo"})))
         .await
@@ -33,6 +40,23 @@ async fn acknowledge_then_resolve_records_who_and_when() {
     assert_eq!(resolved["status"], "resolved");
     assert_eq!(resolved["resolved_by"], "bo");
     assert_eq!(resolved["acknowledged_by"], "ana");
+    // When: each at its own change, in order, and now.
+    let at = |field: &str| {
+        let text = resolved[field]
+            .as_str()
+            .unwrap_or_else(|| panic!("{field}"));
+        time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+            .unwrap_or_else(|e| panic!("{field}: {text}: {e}"))
+    };
+    let (created, acked_at, resolved_at) =
+        (at("created_at"), at("acknowledged_at"), at("resolved_at"));
+    assert!(created < before_ack && before_ack <= acked_at, "{resolved}");
+    assert!(
+        acked_at < before_resolve && before_resolve <= resolved_at,
+        "{resolved}"
+    );
+    assert!(resolved_at <= time::OffsetDateTime::now_utc(), "{resolved}");
+    assert_eq!(resolved["acknowledged_at"], acked["acknowledged_at"]);
 
     // What was answered is what is stored.
     let stored: Value = app.get_alert(&id).await.json().await.unwrap();

@@ -189,13 +189,17 @@ async fn events_surface_fails_closed_without_a_signing_secret() {
 
 #[tokio::test]
 async fn any_of_several_rotated_secrets_verifies() {
-    let app = spawn_app_with(|s| {
-        s.signing_secrets = Some(
-            klaxon::secret::SecretList::parse(&format!("new-secret,{SIGNING_SECRET}")).unwrap(),
-        )
-    })
-    .await;
-    let res = app.post_event(&event_fixture("message")).await;
-    assert_eq!(res.status(), 200);
-    assert_eq!(app.all_alerts().await.len(), 1);
+    // The secret the requests are signed with: first, then last in the list.
+    for (place, list) in [
+        ("first", format!("{SIGNING_SECRET},new-secret")),
+        ("last", format!("old-secret,{SIGNING_SECRET}")),
+    ] {
+        let app = spawn_app_with(|s| {
+            s.signing_secrets = Some(klaxon::secret::SecretList::parse(&list).unwrap())
+        })
+        .await;
+        let res = app.post_event(&event_fixture("message")).await;
+        assert_eq!(res.status(), 200, "signed with the {place} secret");
+        assert_eq!(app.all_alerts().await.len(), 1);
+    }
 }
