@@ -936,3 +936,98 @@ fn a_page_past_its_byte_budget_ends_early_and_its_cursor_goes_on() {
     }
     assert_eq!(seen, expected.into_iter().rev().collect::<Vec<_>>());
 }
+
+/// A filtered listing reads the index bitmaps, not every record: with the
+/// bitmaps of (open, high) gone from the tree, records that match are not
+/// found, while the unfiltered listing (by id) still has them all.
+#[test]
+fn filtered_listings_read_the_indexes_not_every_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
+    import_open(&store, 0..4);
+    store.settle_blocking().unwrap();
+    let tree = &store.inner.tree;
+    let listed = |query: ListQuery| {
+        query::list(tree, &ListQuery { limit: 50, ..query })
+            .unwrap()
+            .alerts
+            .len()
+    };
+    let by_status = || ListQuery {
+        statuses: vec![Status::Open],
+        ..ListQuery::default()
+    };
+    let by_channel = |c: &str| ListQuery {
+        channel: Some(c.into()),
+        ..ListQuery::default()
+    };
+    assert_eq!(listed(by_status()), 4);
+    assert_eq!((listed(by_channel("C0")), listed(by_channel("C1"))), (2, 2));
+
+    let drop_prefix = |prefix: Vec<u8>| {
+        let keys: Vec<_> = tree
+            .scan_prefix(prefix)
+            .keys()
+            .map(Result::unwrap)
+            .collect();
+        assert!(!keys.is_empty());
+        for key in keys {
+            tree.remove(key).unwrap();
+        }
+    };
+    drop_prefix(keys::channel_prefix("C1", Status::Open, Urgency::High));
+    assert_eq!((listed(by_channel("C0")), listed(by_channel("C1"))), (2, 0));
+    assert_eq!(listed(by_status()), 4, "the state bitmaps are still there");
+    drop_prefix(keys::state_prefix(Status::Open, Urgency::High));
+    assert_eq!(listed(by_status()), 0);
+    assert_eq!(listed(ListQuery::default()), 4);
+}
+
+/// The listing and the change feed end a page once it holds 8 MiB of JSON
+/// (README, "The alert API"), with a cursor that goes on.
+#[test]
+fn a_page_ends_once_it_holds_8_mib_of_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
+    // Twelve alerts of 1 MiB, a group each.
+    for i in 0..12 {
+        let mut alerts = open_alerts(i..i + 1);
+        alerts[0].1.text = "x".repeat(1 << 20);
+        store.write_blocking(move |l| l.import(alerts)).unwrap();
+    }
+    store.settle_blocking().unwrap();
+    let tree = &store.inner.tree;
+    let size = |alerts: &[sled::IVec]| alerts.iter().map(|a| a.len()).sum::<usize>();
+    for statuses in [vec![], vec![Status::Open]] {
+        let query = ListQuery {
+            statuses,
+            limit: 50,
+            ..ListQuery::default()
+        };
+        let page = query::list(tree, &query).unwrap();
+        assert!(
+            (7..12).contains(&page.alerts.len()),
+            "{}",
+            page.alerts.len()
+        );
+        assert!(size(&page.alerts) <= (8 << 20) + (1 << 20) + 4096);
+        let rest = query::list(
+            tree,
+            &ListQuery {
+                before: page.next,
+                ..query.clone()
+            },
+        )
+        .unwrap();
+        assert_eq!(page.alerts.len() + rest.alerts.len(), 12, "{query:?}");
+    }
+    let page = query::changes(tree, 0, 12, 50).unwrap();
+    assert!(
+        (7..12).contains(&page.alerts.len()),
+        "{}",
+        page.alerts.len()
+    );
+    assert!(size(&page.alerts) <= (8 << 20) + (1 << 20) + 4096);
+    let rest = query::changes(tree, page.next_after, 12, 50).unwrap();
+    assert_eq!(page.alerts.len() + rest.alerts.len(), 12);
+}
