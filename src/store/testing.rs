@@ -71,3 +71,18 @@ pub fn journal_synced(path: &Path) {
         std::fs::copy(path, copies.join(name)).unwrap();
     }
 }
+
+/// Files fsynced by the checkpoint's blob pass, in every test so far.
+static SYNCED_FILES: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+/// Called by the checkpoint after each successful fdatasync of a blob file.
+pub fn file_synced(path: &Path) {
+    let mut synced = SYNCED_FILES.lock().unwrap_or_else(|e| e.into_inner());
+    synced.push(path.to_owned());
+}
+
+/// Whether [`file_synced`] was called with `path`.
+pub fn was_synced(path: &Path) -> bool {
+    let synced = SYNCED_FILES.lock().unwrap_or_else(|e| e.into_inner());
+    synced.iter().any(|p| p == path)
+}

@@ -99,7 +99,12 @@ impl Syncer {
 /// holds nothing the store needs.
 fn sync_if_present(path: &Path) -> std::io::Result<bool> {
     match File::open(path) {
-        Ok(file) => file.sync_data().map(|()| true),
+        Ok(file) => {
+            file.sync_data()?;
+            #[cfg(test)]
+            super::testing::file_synced(path);
+            Ok(true)
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
         Err(e) => Err(e),
     }
@@ -345,6 +350,10 @@ mod tests {
             .collect();
         assert!(!on_disk.is_empty(), "sled wrote no blob file");
         assert_eq!(*syncer.synced_blobs.lock().unwrap(), on_disk);
+        for name in &on_disk {
+            let path = dir.path().join("blobs").join(name);
+            assert!(crate::store::testing::was_synced(&path), "{path:?}");
+        }
     }
 
     /// A read started now, given time to reach its wait.
