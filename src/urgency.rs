@@ -116,6 +116,7 @@ const MARKUP: char = '\u{FFFC}';
 /// label does), and `_critical_` (Slack's italics) is the word critical.
 pub fn named_in(text: &str) -> Option<Urgency> {
     let words = written_words(text);
+    let words = code_tildes_inert(&words);
     let words = without_struck_words(&words);
     let text = without_italics(&words);
     let mut highest = None;
@@ -172,6 +173,48 @@ fn is_address_of(label: &str, target: &str) -> bool {
         .find_map(|scheme| target.strip_prefix(scheme))
         .unwrap_or(target);
     label.eq_ignore_ascii_case(target) || label.eq_ignore_ascii_case(bare)
+}
+
+/// `text` with each `~` inside Slack code (`` `x` `` within a line, or a
+/// ```` ```x``` ```` block) as markup: Slack shows code as typed, so a `~`
+/// there strikes nothing (`` `~critical~` `` shows the word critical) and
+/// pairs with none outside the code.
+fn code_tildes_inert(text: &str) -> Cow<'_, str> {
+    if !text.contains('`') || !text.contains('~') {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    // Each search ends at the next backtick (or fence) after the opening
+    // one, and the scan goes on from there: linear.
+    while let Some(open) = rest.find('`') {
+        let fence = if rest[open..].starts_with("```") {
+            "```"
+        } else {
+            "`"
+        };
+        let inside = open + fence.len();
+        let close = rest[inside..].find(fence).map(|c| inside + c);
+        match close {
+            Some(end) if fence == "```" || !rest[inside..end].contains('\n') => {
+                out.push_str(&rest[..inside]);
+                out.extend(
+                    rest[inside..end]
+                        .chars()
+                        .map(|c| if c == '~' { MARKUP } else { c }),
+                );
+                out.push_str(fence);
+                rest = &rest[end + fence.len()..];
+            }
+            // An unclosed fence, or a backtick alone on its line: text.
+            _ => {
+                out.push_str(&rest[..inside]);
+                rest = &rest[inside..];
+            }
+        }
+    }
+    out.push_str(rest);
+    Cow::Owned(out)
 }
 
 /// `text` without what its author struck through: Slack sends `~critical~`
@@ -334,6 +377,13 @@ mod tests {
                 "~a critical <https://x.example|b~> low",
                 Some(Urgency::Critical),
             ),
+            // Code shows a `~` as typed: it strikes nothing, inside or out.
+            ("`~critical~` low", Some(Urgency::Critical)),
+            ("```\nrm ~critical~\n``` low", Some(Urgency::Critical)),
+            ("~a `b~` critical~ low", Some(Urgency::Low)),
+            ("~critical `code` db~ low", Some(Urgency::Low)),
+            ("`unclosed ~critical~ low", Some(Urgency::Low)),
+            ("`a\n~critical~` low", Some(Urgency::Low)),
             // A `~` inside a link's address strikes nothing.
             (
                 "<https://x.example/~a|a> critical <https://x.example/b~|b>",
@@ -347,6 +397,8 @@ mod tests {
     /// A quadratic scan would take hours on these in a debug build.
     #[test]
     fn long_lines_of_tildes_are_read_in_one_pass() {
+        let backticks = format!("~{} critical", "`a\n".repeat(100_000));
+        assert_eq!(named_in(&backticks), Some(Urgency::Critical));
         let unclosed = format!("{} critical", "~a ".repeat(100_000));
         assert_eq!(named_in(&unclosed), Some(Urgency::Critical));
         let struck = format!("{} high", "~critical~ ".repeat(50_000));
