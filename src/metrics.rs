@@ -318,6 +318,43 @@ fn dir_size(dir: &Path) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::{testing, StoreOptions};
+
+    /// The alert counts of a store that cannot be read would be the last
+    /// ones read, passing for current: they are left out, the rest is not.
+    #[actix_web::test]
+    async fn a_scrape_leaves_out_the_alert_counts_while_the_store_cannot_be_read() {
+        // The recorder, installed at start-up as the server does.
+        handle();
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
+        let source = web::Data::new(MetricsSource {
+            data_dir: dir.path().to_owned(),
+            min_free_bytes: 1,
+        });
+        let scrape = || async {
+            let res = endpoint(web::Data::new(store.clone()), source.clone())
+                .await
+                .unwrap();
+            let body = actix_web::body::to_bytes(res.into_body()).await.unwrap();
+            String::from_utf8(body.to_vec()).unwrap()
+        };
+        let counts = |text: &str| {
+            text.lines()
+                .any(|l| l.starts_with("klaxon_alerts{") || l.starts_with("klaxon_alerts "))
+        };
+        assert!(
+            counts(&scrape().await),
+            "no alert counts while the store reads"
+        );
+
+        testing::stop(&store).await;
+
+        let text = scrape().await;
+        assert!(!counts(&text), "{text}");
+        assert!(text.contains("klaxon_store_min_free_bytes 1"), "{text}");
+        store.close();
+    }
 
     #[test]
     fn without_metric_leaves_out_that_metric_only() {

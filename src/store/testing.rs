@@ -1,7 +1,9 @@
-//! Alerts for the store's unit tests.
+//! Alerts for the store's unit tests, and a store stopped as a storage
+//! failure stops it.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::time::Duration;
 
 use super::{query, ListQuery, Store};
 use crate::alert::{Alert, AlertId, NewAlert, SlackRef, Source, Status};
@@ -48,6 +50,21 @@ pub fn listed(store: &Store, status: Status, urgency: Urgency) -> Vec<AlertId> {
         .iter()
         .map(|json| serde_json::from_slice::<Alert>(json).unwrap().id)
         .collect()
+}
+
+/// Stops `store` as a storage failure would: its next group is committed,
+/// then cannot be applied to the tree (only a restart recovers).
+pub async fn stop(store: &Store) {
+    store
+        .write(|ledger| {
+            ledger.stop_finish_after(0);
+            ledger.probe()
+        })
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(5), store.until_stopped())
+        .await
+        .expect("the writer did not stop");
 }
 
 /// Store dirs whose journal files are copied, as synced, into a dir beside.

@@ -1,3 +1,5 @@
+use std::collections::BTreeMap;
+
 use crate::helpers::{event_fixture, fixture, reply, TestApp, READ_TOKEN};
 use crate::process::{server_env, start_server};
 
@@ -242,6 +244,33 @@ async fn metrics_tell_restarts_and_free_space_and_count_only_real_flushes() {
         .unwrap();
     assert_eq!(retry["duplicate"], true, "{retry}");
     assert_eq!(flushes(&scrape().await), before, "a retry wrote nothing");
+
+    // Set once, at start: a value set again at each scrape would read as a restart.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let later = value(&scrape().await, "klaxon_start_time_seconds");
+    assert_eq!(later, started, "a scrape changed the start time");
+}
+
+/// A Slack surface without its secret is shown as not set up: its
+/// verification failures are then anyone's requests, not Slack's.
+#[tokio::test]
+async fn a_slack_surface_without_its_secret_is_not_configured() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let mut env = server_env(data_dir.path());
+    env.retain(|(name, _)| *name != "SLACK_VERIFICATION_TOKEN");
+    let server = start_server(&env);
+    let app = TestApp::at(&server.address);
+
+    let res = app.get_with("/metrics", Some(READ_TOKEN)).await;
+
+    assert_eq!(res.status(), 200);
+    let text = res.text().await.unwrap();
+    let configured = |surface: &str| {
+        let label = format!("surface=\"{surface}\"");
+        sample(&text, "klaxon_slack_surface_configured", &[&label])
+    };
+    assert_eq!(configured("outgoing"), Some(0.0), "{text}");
+    assert_eq!(configured("events"), Some(1.0), "{text}");
 }
 
 /// Refusals of a client's request are counted by reason.
@@ -273,4 +302,113 @@ async fn refused_requests_are_counted_by_reason() {
     assert_eq!(app.act(&id, "notes", Some(big)).await.status(), 413);
 
     assert_eq!(rejected().await, (before.0 + 1.0, before.1 + 1.0));
+}
+
+/// `GET /metrics` on the main port, with the read token.
+async fn scrape(app: &TestApp) -> String {
+    let res = app.get_with("/metrics", Some(READ_TOKEN)).await;
+    assert_eq!(res.status(), 200);
+    res.text().await.unwrap()
+}
+
+/// Every sample of `name`: its labels and its value.
+fn series(text: &str, name: &str) -> BTreeMap<String, f64> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix(name))
+        .filter(|rest| rest.starts_with(['{', ' ']))
+        .filter_map(|rest| {
+            let (labels, value) = rest.rsplit_once(' ')?;
+            Some((labels.to_owned(), value.parse().ok()?))
+        })
+        .collect()
+}
+
+/// A 503 for too little free space is the server's state, not a refusal of
+/// the client's request: it is counted by status only.
+#[tokio::test]
+async fn a_503_for_too_little_free_space_is_counted_by_status_not_as_a_rejection() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let mut env = server_env(data_dir.path());
+    // More free space than any disk has.
+    env.push(("KLAXON_MIN_FREE_MB", (1u64 << 40).to_string()));
+    let server = start_server(&env);
+    let app = TestApp::at(&server.address);
+    let unavailable = |text: &str| {
+        let labels = ["route=\"/slack/events\"", "status=\"503\""];
+        sample(text, "klaxon_http_requests_total", &labels).unwrap_or(0.0)
+    };
+    let before = scrape(&app).await;
+
+    let res = app.post_event(&event_fixture("message")).await;
+
+    assert_eq!(res.status(), 503);
+    let after = scrape(&app).await;
+    assert_eq!(unavailable(&after), unavailable(&before) + 1.0, "{after}");
+    assert_eq!(
+        series(&after, "klaxon_requests_rejected_total"),
+        series(&before, "klaxon_requests_rejected_total"),
+        "a 503 was counted as a rejection"
+    );
+}
+
+/// Paths no route matches are counted as `route="unmatched"`: a client
+/// walking random paths makes no series of each.
+#[tokio::test]
+async fn requests_no_route_matches_are_counted_as_unmatched_not_by_path() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let server = start_server(&server_env(data_dir.path()));
+    let app = TestApp::at(&server.address);
+    let unmatched = |text: &str| {
+        let labels = ["route=\"unmatched\"", "method=\"GET\"", "status=\"404\""];
+        sample(text, "klaxon_http_requests_total", &labels).unwrap_or(0.0)
+    };
+    let random = format!("/wp-{}/{}", std::process::id(), "q7z".repeat(100));
+    let before = scrape(&app).await;
+
+    for path in ["/nope", random.as_str()] {
+        assert_eq!(app.get_with(path, None).await.status(), 404, "{path}");
+    }
+
+    let after = scrape(&app).await;
+    assert_eq!(unmatched(&after), unmatched(&before) + 2.0, "{after}");
+    assert!(
+        !after.contains("nope") && !after.contains(&random[1..]),
+        "{after}"
+    );
+}
+
+/// Held replies apply once their thread's first message is an alert; one
+/// whose command that alert refuses (an ack of a resolved alert) is counted
+/// as refused, as it would be arriving after the message.
+#[tokio::test]
+async fn a_held_reply_the_alert_refuses_is_counted_as_refused() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let server = start_server(&server_env(data_dir.path()));
+    let app = TestApp::at(&server.address);
+    let refused = |text: &str| {
+        let labels = ["reason=\"thread_reply_refused\""];
+        sample(text, "klaxon_events_ignored_total", &labels).unwrap_or(0.0)
+    };
+    let before = refused(&scrape(&app).await);
+    for (text, ts) in [
+        ("resolve", "1732358800.000900"),
+        ("ack", "1732358800.001900"),
+    ] {
+        let held = reply(text, ts, &format!("EvHELD{text}"));
+        let res: serde_json::Value = app.post_event(&held).await.json().await.unwrap();
+        assert_eq!(res["held"], true, "{res}");
+    }
+    assert_eq!(refused(&scrape(&app).await), before, "nothing applied yet");
+
+    let created: serde_json::Value = app
+        .post_event(&event_fixture("message"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = created["alert_id"].as_str().expect("an alert was created");
+
+    let alert: serde_json::Value = app.get_alert(id).await.json().await.unwrap();
+    assert_eq!(alert["status"], "resolved", "{alert}");
+    assert_eq!(refused(&scrape(&app).await), before + 1.0);
 }
