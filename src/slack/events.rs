@@ -316,8 +316,14 @@ pub fn leading_mention(text: &str) -> (Option<&str>, &str) {
         if let Some(end) = rest.find('>') {
             let user = rest[..end].split('|').next().unwrap_or_default();
             let words = rest[end + 1..].trim_start();
-            let words = words.strip_prefix([':', ',']).unwrap_or(words);
-            return (Some(user), words.trim_start());
+            // `<@U1>: ack`, but not the colon of `<@U1> :fire: db down`.
+            let words = match words.strip_prefix([':', ',']) {
+                Some(after) if after.is_empty() || after.starts_with(char::is_whitespace) => {
+                    after.trim_start()
+                }
+                _ => words,
+            };
+            return (Some(user), words);
         }
     }
     (None, trimmed)
@@ -472,7 +478,12 @@ mod tests {
         assert_eq!(leading_mention("<@U1|ana>ack"), (Some("U1"), "ack"));
         assert_eq!(leading_mention("<@U1>: ack"), (Some("U1"), "ack"));
         assert_eq!(leading_mention("<@U1> , ack"), (Some("U1"), "ack"));
-        assert_eq!(leading_mention("<@U1>:: ack"), (Some("U1"), ": ack"));
+        assert_eq!(leading_mention("<@U1>:: ack"), (Some("U1"), ":: ack"));
+        assert_eq!(
+            leading_mention("<@U1> :fire: db down"),
+            (Some("U1"), ":fire: db down")
+        );
+        assert_eq!(leading_mention("<@U1>:fire: db"), (Some("U1"), ":fire: db"));
         assert_eq!(leading_mention("db <@U1> down"), (None, "db <@U1> down"));
         assert_eq!(leading_mention("<@U1 db down"), (None, "<@U1 db down"));
     }
