@@ -157,8 +157,9 @@ fn required(value: Option<String>, name: &'static str) -> Result<String, ApiErro
     summary = "A legacy outgoing webhook: a message starting with a trigger word",
     description = "Creates an alert (or finds the one for the same message) and answers the \
         text Slack posts back in the channel. A post in the thread of an alert is a reply to it \
-        (a note, or ack / resolve). Posts by bots, and replies without a trigger word under a \
-        message that is not an alert, answer 200 with an empty body.",
+        (a note, or ack / resolve). Posts by bots answer 200 with an empty body, and so do \
+        replies without a trigger word under a message that is not an alert (held until it \
+        is one, as on the Events API).",
     request_body(content = OutgoingForm, content_type = "application/x-www-form-urlencoded"),
     responses(
         (status = 200, description = "The channel reply (empty when nothing was done).",
@@ -203,19 +204,24 @@ pub async fn receive(
         ));
     }
     if let Some(reply) = post.as_thread_reply() {
-        if let Some((text, outcome)) = replied(apply_reply(&store, reply, false).await?) {
-            let reply = json!({ "text": reply_text(&text, &trigger) });
-            return Ok(with_outcome(HttpResponse::Ok().json(reply), outcome));
-        }
-        // A channel-wide webhook (no trigger word) posts every reply under a
-        // bot's post or an older message: chat, not an alert, as on the
-        // Events API.
-        if trigger.trim().is_empty() {
-            metrics::event_ignored("thread reply under a message that is not an alert");
-            return Ok(with_outcome(
-                HttpResponse::Ok().finish(),
-                "ignored: thread reply under a message that is not an alert",
-            ));
+        // A channel-wide webhook (no trigger word) posts every reply, also
+        // under a bot's post or an older message: there a reply is chat, not
+        // an alert. It is held as on the Events API, in case its thread's
+        // first message becomes an alert yet (Slack delivering it again).
+        let channel_wide = trigger.trim().is_empty();
+        match apply_reply(&store, reply, channel_wide).await? {
+            ReplyOutcome::Held => {
+                return Ok(with_outcome(
+                    HttpResponse::Ok().finish(),
+                    "held: thread reply under a message that is not an alert (yet)",
+                ));
+            }
+            outcome => {
+                if let Some((text, outcome)) = replied(outcome) {
+                    let reply = json!({ "text": reply_text(&text, &trigger) });
+                    return Ok(with_outcome(HttpResponse::Ok().json(reply), outcome));
+                }
+            }
         }
     }
     let inserted = store
@@ -272,7 +278,7 @@ fn sent_token(body: &[u8]) -> Option<String> {
 /// `None` when the thread does not start with an alert.
 fn replied(outcome: ReplyOutcome) -> Option<(String, String)> {
     Some(match outcome {
-        // This surface does not hold replies: a post there opens an alert.
+        // Under a message that is not an alert, the trigger word opens one.
         ReplyOutcome::NotAnAlert | ReplyOutcome::Held => return None,
         ReplyOutcome::Applied(a) => (
             format!(

@@ -536,17 +536,22 @@ async fn an_app_addressed_ack_acknowledges_whichever_surface_comes_first() {
 }
 
 /// A channel-wide webhook (no trigger word) posts replies under a bot's post
-/// too: chat, not an alert. With a trigger word, a reply there opens one.
+/// too: chat, not an alert, held in case its thread's first message becomes
+/// one yet. With a trigger word, a reply there opens one.
 #[tokio::test]
 async fn a_reply_under_a_message_that_is_no_alert_opens_one_only_with_a_trigger_word() {
     let app = spawn_app().await;
-    let under_bot_post = fixture("outgoing/thread_reply.form")
-        .replace("thread_ts=1732358500.000100", "thread_ts=1732358000.000900")
+    let parent_ts = "1732358000.000900";
+    let under_no_alert = fixture("outgoing/thread_reply.form")
+        .replace(
+            "thread_ts=1732358500.000100",
+            &format!("thread_ts={parent_ts}"),
+        )
         .replace(
             "text=outage+still+failing+after+the+rollback%2C+now+critical",
-            "text=looking",
+            "text=ack",
         );
-    let channel_wide = under_bot_post.replace("&trigger_word=outage", "");
+    let channel_wide = under_no_alert.replace("&trigger_word=outage", "");
     let res = app.post_outgoing(&channel_wide).await;
     assert_eq!(res.status(), 200);
     assert_eq!(res.text().await.unwrap(), "");
@@ -555,11 +560,35 @@ async fn a_reply_under_a_message_that_is_no_alert_opens_one_only_with_a_trigger_
         "chat in a thread pages no one"
     );
 
-    let triggered = under_bot_post.replace("text=looking", "text=outage+checkout+down");
+    // Its thread's first message comes (again) and is an alert: the held
+    // reply acts on it.
+    let parent = fixture("outgoing/thread_reply.form")
+        .replace("thread_ts=1732358500.000100&", "")
+        .replace(
+            "timestamp=1732358800.000700",
+            &format!("timestamp={parent_ts}"),
+        )
+        .replace("&trigger_word=outage", "");
+    let body: Value = app.post_outgoing(&parent).await.json().await.unwrap();
+    assert!(
+        body["text"].as_str().unwrap().contains("opened alert"),
+        "{body}"
+    );
+    let alerts = app.all_alerts().await;
+    assert_eq!(alerts.len(), 1);
+    assert_eq!(alerts[0]["status"], "acknowledged", "{}", alerts[0]);
+
+    let triggered = under_no_alert
+        .replace(
+            &format!("thread_ts={parent_ts}"),
+            "thread_ts=1732358000.000950",
+        )
+        .replace("timestamp=1732358800.000700", "timestamp=1732358800.000800")
+        .replace("text=ack", "text=outage+checkout+down");
     let body: Value = app.post_outgoing(&triggered).await.json().await.unwrap();
     assert!(
         body["text"].as_str().unwrap().contains("opened alert"),
         "{body}"
     );
-    assert_eq!(app.all_alerts().await.len(), 1);
+    assert_eq!(app.all_alerts().await.len(), 2);
 }
