@@ -156,7 +156,7 @@ fn written_words(text: &str) -> Cow<'_, str> {
                 // outside the link.
                 let label = without_struck_words(label);
                 words.push(MARKUP);
-                words.extend(label.chars().map(|c| if c == '~' { MARKUP } else { c }));
+                words.extend(tildes_inert(&label));
                 words.push(MARKUP);
             }
             Piece::Markup { .. } => words.push(MARKUP),
@@ -198,11 +198,7 @@ fn code_tildes_inert(text: &str) -> Cow<'_, str> {
         match close {
             Some(end) if fence == "```" || !rest[inside..end].contains('\n') => {
                 out.push_str(&rest[..inside]);
-                out.extend(
-                    rest[inside..end]
-                        .chars()
-                        .map(|c| if c == '~' { MARKUP } else { c }),
-                );
+                out.extend(tildes_inert(&rest[inside..end]));
                 out.push_str(fence);
                 rest = &rest[end + fence.len()..];
             }
@@ -215,6 +211,11 @@ fn code_tildes_inert(text: &str) -> Cow<'_, str> {
     }
     out.push_str(rest);
     Cow::Owned(out)
+}
+
+/// `text` with each `~` as markup: it strikes nothing and pairs with none.
+fn tildes_inert(text: &str) -> impl Iterator<Item = char> + '_ {
+    text.chars().map(|c| if c == '~' { MARKUP } else { c })
 }
 
 /// `text` without what its author struck through: Slack sends `~critical~`

@@ -209,19 +209,16 @@ pub async fn receive(
         // an alert. It is held as on the Events API, in case its thread's
         // first message becomes an alert yet (Slack delivering it again).
         let channel_wide = trigger.trim().is_empty();
-        match apply_reply(&store, reply, channel_wide).await? {
-            ReplyOutcome::Held => {
-                return Ok(with_outcome(
-                    HttpResponse::Ok().finish(),
-                    "held: thread reply under a message that is not an alert (yet)",
-                ));
-            }
-            outcome => {
-                if let Some((text, outcome)) = replied(outcome) {
-                    let reply = json!({ "text": reply_text(&text, &trigger) });
-                    return Ok(with_outcome(HttpResponse::Ok().json(reply), outcome));
-                }
-            }
+        let outcome = apply_reply(&store, reply, channel_wide).await?;
+        if matches!(outcome, ReplyOutcome::Held) {
+            return Ok(with_outcome(
+                HttpResponse::Ok().finish(),
+                "held: thread reply under a message that is not an alert (yet)",
+            ));
+        }
+        if let Some((text, outcome)) = replied(outcome) {
+            let reply = json!({ "text": reply_text(&text, &trigger) });
+            return Ok(with_outcome(HttpResponse::Ok().json(reply), outcome));
         }
     }
     let inserted = store

@@ -332,6 +332,14 @@ fn same_reply_through_events() -> Value {
     event
 }
 
+/// `thread_reply.form` saying `text` (form-encoded) instead.
+fn outgoing_reply_saying(text: &str) -> String {
+    fixture("outgoing/thread_reply.form").replace(
+        "text=outage+still+failing+after+the+rollback%2C+now+critical",
+        &format!("text={text}"),
+    )
+}
+
 #[tokio::test]
 async fn an_outgoing_webhook_post_in_an_alerts_thread_is_a_reply_whichever_surface_comes_first() {
     // Outgoing webhook first, then the Events API copy.
@@ -441,10 +449,7 @@ async fn an_ack_after_the_trigger_word_acknowledges_even_when_the_event_came_fir
     let noted: Value = app.get_alert(&id).await.json().await.unwrap();
     assert_eq!(noted["status"], "open");
 
-    let form = fixture("outgoing/thread_reply.form").replace(
-        "text=outage+still+failing+after+the+rollback%2C+now+critical",
-        "text=outage+ack",
-    );
+    let form = outgoing_reply_saying("outage+ack");
     let body: Value = app.post_outgoing(&form).await.json().await.unwrap();
     assert!(
         body["text"].as_str().unwrap().contains("acknowledged"),
@@ -490,12 +495,7 @@ async fn a_reply_with_a_blank_ts_is_refused_or_ignored_not_kept_under_a_blank_ke
 #[tokio::test]
 async fn an_app_addressed_ack_acknowledges_whichever_surface_comes_first() {
     let said = "<@U0KLAXON1> ack";
-    let form = fixture("outgoing/thread_reply.form")
-        .replace(
-            "text=outage+still+failing+after+the+rollback%2C+now+critical",
-            "text=%3C%40U0KLAXON1%3E+ack",
-        )
-        .replace("&trigger_word=outage", "");
+    let form = outgoing_reply_saying("%3C%40U0KLAXON1%3E+ack").replace("&trigger_word=outage", "");
     let mut event = same_reply_through_events();
     event["event"]["text"] = said.into();
 
@@ -542,15 +542,10 @@ async fn an_app_addressed_ack_acknowledges_whichever_surface_comes_first() {
 async fn a_reply_under_a_message_that_is_no_alert_opens_one_only_with_a_trigger_word() {
     let app = spawn_app().await;
     let parent_ts = "1732358000.000900";
-    let under_no_alert = fixture("outgoing/thread_reply.form")
-        .replace(
-            "thread_ts=1732358500.000100",
-            &format!("thread_ts={parent_ts}"),
-        )
-        .replace(
-            "text=outage+still+failing+after+the+rollback%2C+now+critical",
-            "text=ack",
-        );
+    let under_no_alert = outgoing_reply_saying("ack").replace(
+        "thread_ts=1732358500.000100",
+        &format!("thread_ts={parent_ts}"),
+    );
     let channel_wide = under_no_alert.replace("&trigger_word=outage", "");
     let res = app.post_outgoing(&channel_wide).await;
     assert_eq!(res.status(), 200);
